@@ -1,0 +1,45 @@
+SHELL := /bin/bash
+# The two README commands are `make demo` and `make test`; both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test dev lint bench validate clean
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+# torch first from the CPU wheel, then the rest under the full lock so pip never swaps it for a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.local.yaml $@
+
+demo: setup
+	$(BIN)/emonet demo
+
+test: setup
+	$(BIN)/pytest
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+
+validate: setup
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+lint: setup
+	$(BIN)/ruff check emonet_assets emonet_assets_tests bench
+	$(BIN)/ruff format --check emonet_assets emonet_assets_tests bench
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf data .dagster_home

@@ -1,0 +1,3 @@
+import dagster as dg
+
+prompt_shard_partitions = dg.DynamicPartitionsDefinition(name="prompt_shards")

@@ -1,0 +1,85 @@
+"""Great Expectations 1.x suites run on pandas batches, with failures flattened for check metadata."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    success: bool
+    evaluated: int
+    failures: list[dict]
+
+
+def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteResult:
+    """Validate one in-memory batch; each failure names the expectation, column and examples."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    batch = (
+        context.data_sources.add_pandas(f"{suite_name}_source")
+        .add_dataframe_asset(name=suite_name)
+        .add_batch_definition_whole_dataframe(f"{suite_name}_batch")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    result = batch.validate(suite)
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        config = r.expectation_config
+        details = r.result or {}
+        failures.append(
+            {
+                "expectation": config.type,
+                "column": config.kwargs.get("column"),
+                "unexpected_count": details.get("unexpected_count"),
+                "examples": [str(v) for v in (details.get("partial_unexpected_list") or [])[:5]],
+                "observed": str(details.get("observed_value")) if "observed_value" in details else None,
+            }
+        )
+    return SuiteResult(success=result.success, evaluated=len(result.results), failures=failures)
+
+
+def taxonomy_expectations(group_ids: list[str], n_emotions: int = 40) -> list:
+    import great_expectations as gx
+
+    e = gx.expectations
+    return [
+        e.ExpectTableRowCountToEqual(value=n_emotions),
+        e.ExpectColumnValuesToNotBeNull(column="emotion_id"),
+        e.ExpectColumnValuesToBeUnique(column="emotion_id"),
+        e.ExpectColumnValuesToBeUnique(column="emotion"),
+        e.ExpectColumnValuesToBeUnique(column="emotion_index"),
+        e.ExpectColumnValuesToBeBetween(column="emotion_index", min_value=0, max_value=n_emotions - 1),
+        e.ExpectColumnValuesToNotBeNull(column="group_id"),
+        e.ExpectColumnValuesToBeInSet(column="group_id", value_set=group_ids),
+        e.ExpectColumnValuesToBeInSet(column="valence", value_set=["positive", "negative", "neither"]),
+    ]
+
+
+def prompt_expectations(emotion_ids: list[str]) -> list:
+    import great_expectations as gx
+
+    e = gx.expectations
+    return [
+        e.ExpectColumnValuesToNotBeNull(column="prompt_id"),
+        e.ExpectColumnValuesToBeUnique(column="prompt_id"),
+        e.ExpectColumnValuesToNotBeNull(column="prompt"),
+        e.ExpectColumnValuesToMatchRegex(column="prompt", regex=r"\S"),
+        e.ExpectColumnValuesToNotMatchRegex(column="prompt", regex=r"\{[a-z_]*\}"),
+        e.ExpectColumnValuesToNotBeNull(column="seed"),
+        e.ExpectColumnValuesToBeInSet(column="emotion_id", value_set=emotion_ids),
+        e.ExpectColumnValuesToNotBeNull(column="shard"),
+        e.ExpectColumnValuesToBeUnique(column="position"),
+    ]

@@ -1,0 +1,178 @@
+"""The storage contract over any fsspec URL: atomic writes, content-addressed images, Parquet tables.
+
+Layout under the root:
+    images/<sha[:2]>/<sha[2:4]>/<sha>.<ext>    written once, never overwritten
+    tables/<asset>/<partition>.parquet          one file per partition ("all" when unpartitioned)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import fsspec
+import polars as pl
+import pyarrow.parquet as pq
+
+UNPARTITIONED = "all"
+
+
+class StorageError(RuntimeError):
+    """The storage root cannot be used; the message names the root or file."""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    partitions: int
+    rows: int
+    bytes: int
+    modified: datetime | None
+
+
+class Store:
+    """One storage root; local folders and object stores behave the same through fsspec."""
+
+    def __init__(self, root: str, storage_options: dict | None = None):
+        self.root = root.rstrip("/") if "://" in root else os.path.abspath(os.path.expanduser(root))
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
+        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.is_local = self.protocol in ("file", "local")
+
+    def _abs(self, rel: str) -> str:
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise StorageError(f"{rel!r}: path leaves the storage root {self.root}")
+        return posixpath.join(self._base, rel)
+
+    def url(self, rel: str) -> str:
+        """A URL other tools (DuckDB, pyarrow, people) can open."""
+        path = self._abs(rel)
+        return path if self.is_local else f"{self.protocol}://{path}"
+
+    def ensure_writable(self) -> None:
+        probe = f".write-probe-{uuid.uuid4().hex}"
+        try:
+            self.write_bytes(probe, b"ok")
+            self.fs.rm(self._abs(probe))
+        except Exception as exc:
+            if isinstance(exc, StorageError) and isinstance(exc.__cause__, Exception):
+                exc = exc.__cause__
+            raise StorageError(f"storage root {self.root} cannot be written: {exc}") from exc
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self._abs(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self._abs(rel))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Readers see the old file or the new one, never a part: a temporary name then a rename
+        on local disks, a single PUT on object stores."""
+        target = self._abs(rel)
+        try:
+            if self.is_local:
+                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+                tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, target)
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+            else:
+                self.fs.pipe_file(target, data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url(rel)}: {exc}") from exc
+
+    # images
+
+    @staticmethod
+    def image_path(sha256: str, ext: str = "png") -> str:
+        return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
+
+    def write_image(self, data: bytes, ext: str = "png") -> tuple[str, str, bool]:
+        """Store encoded image bytes under their sha256; returns (sha256, path, newly written)."""
+        sha = hashlib.sha256(data).hexdigest()
+        rel = self.image_path(sha, ext)
+        if self.exists(rel):
+            return sha, rel, False
+        self.write_bytes(rel, data)
+        return sha, rel, True
+
+    # tables
+
+    @staticmethod
+    def table_path(name: str, partition: str = UNPARTITIONED) -> str:
+        return f"tables/{name}/{partition}.parquet"
+
+    def write_table(self, name: str, frame: pl.DataFrame, partition: str = UNPARTITIONED) -> str:
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        rel = self.table_path(name, partition)
+        self.write_bytes(rel, buffer.getvalue())
+        return rel
+
+    def table_partitions(self, name: str) -> list[str]:
+        folder = self._abs(f"tables/{name}")
+        if not self.fs.exists(folder):
+            return []
+        names = [posixpath.basename(p) for p in self.fs.ls(folder, detail=False)]
+        return sorted(n[: -len(".parquet")] for n in names if n.endswith(".parquet"))
+
+    def read_table(self, name: str, partitions: list[str] | None = None) -> pl.DataFrame:
+        parts = self.table_partitions(name) if partitions is None else partitions
+        if not parts:
+            raise StorageError(f"table {name!r} has not been written under {self.root}")
+        frames = []
+        for part in parts:
+            rel = self.table_path(name, part)
+            try:
+                frames.append(pl.read_parquet(io.BytesIO(self.read_bytes(rel))))
+            except FileNotFoundError as exc:
+                raise StorageError(f"table {name!r} has no partition {part!r} under {self.root}") from exc
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def table_names(self) -> list[str]:
+        folder = self._abs("tables")
+        if not self.fs.exists(folder):
+            return []
+        return sorted(posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
+
+    def table_info(self, name: str) -> TableInfo:
+        rows = size = 0
+        modified = None
+        parts = self.table_partitions(name)
+        for part in parts:
+            path = self._abs(self.table_path(name, part))
+            with self.fs.open(path, "rb") as fh:
+                rows += pq.ParquetFile(fh).metadata.num_rows
+            info = self.fs.info(path)
+            size += int(info.get("size") or 0)
+            stamp = _modified(info)
+            if stamp and (modified is None or stamp > modified):
+                modified = stamp
+        return TableInfo(name=name, partitions=len(parts), rows=rows, bytes=size, modified=modified)
+
+    def count_images(self) -> int:
+        folder = self._abs("images")
+        if not self.fs.exists(folder):
+            return 0
+        return sum(1 for p in self.fs.find(folder) if ".tmp-" not in p)
+
+
+def _modified(info: dict) -> datetime | None:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, tz=UTC)
+    return None

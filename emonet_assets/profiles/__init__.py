@@ -1,0 +1,110 @@
+"""Named configurations. `EMONET_PROFILE` picks one (default `tiny`); `EMONET_ROOT` moves the storage root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from emonet_assets.lib.prompt_design import DesignSpec
+
+PROFILE_DIR = Path(__file__).resolve().parent
+DEFAULT_PROFILE = "tiny"
+
+
+class ProfileError(ValueError):
+    """An unknown or invalid profile; the message names the profile file or lists the valid ones."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StorageSettings(_Section):
+    root: str = Field(description="Local folder or fsspec URL; EMONET_ROOT overrides it.")
+    catalog: str | None = Field(
+        default=None,
+        description="DuckDB catalog file; defaults to <root>/catalog.duckdb for a local root, "
+        "else .emonet/<profile>/catalog.duckdb. EMONET_CATALOG overrides it.",
+    )
+
+
+class TaxonomySettings(_Section):
+    rollups: list[str] = Field(
+        default_factory=list,
+        description="User rollup mapping files (YAML), relative to the repository or absolute.",
+    )
+
+
+class GenerationSettings(_Section):
+    model: str = Field(description="Local model folder or Hugging Face id (read from the local cache).")
+    build_tiny: bool = Field(default=False, description="Build a tiny random pipeline at `model` if absent.")
+    license: str = Field(description="License of the generation model's weights.")
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    batch_size: int = Field(default=4, ge=1)
+    steps: int = Field(default=30, ge=1)
+    guidance: float = 7.0
+    width: int = Field(default=1024, ge=8)
+    height: int = Field(default=1024, ge=8)
+    scheduler: str | None = None
+    compile: bool = False
+    negative_prompt: str | None = None
+    face_detection: bool = True
+
+
+class Profile(_Section):
+    name: str
+    description: str
+    storage: StorageSettings
+    taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
+    design: DesignSpec
+    generation: GenerationSettings
+    source: str = ""
+
+    @property
+    def root(self) -> str:
+        return self.storage.root
+
+    @property
+    def catalog_path(self) -> str:
+        if self.storage.catalog:
+            return self.storage.catalog
+        if "://" not in self.root:
+            return str((Path(self.root) / "catalog.duckdb").absolute())
+        return str((Path(".emonet") / self.name / "catalog.duckdb").absolute())
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str | None = None, env: dict | None = None) -> Profile:
+    env = os.environ if env is None else env
+    name = name or env.get("EMONET_PROFILE") or DEFAULT_PROFILE
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ProfileError(
+            f"unknown profile {name!r} (EMONET_PROFILE); valid profiles: {', '.join(available_profiles())}"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile must be a YAML mapping")
+    data.setdefault("storage", {})
+    if env.get("EMONET_ROOT"):
+        data["storage"]["root"] = env["EMONET_ROOT"]
+    if env.get("EMONET_CATALOG"):
+        data["storage"]["catalog"] = env["EMONET_CATALOG"]
+    data["storage"].setdefault("root", str(Path("data") / name))
+    data["design"] = {**data.get("design", {}), "source": f"profile {name} ({path})"}
+    try:
+        return Profile(name=name, source=str(path), **data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ProfileError(f"{path}: {problems}") from exc

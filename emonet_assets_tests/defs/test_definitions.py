@@ -1,0 +1,87 @@
+"""The asset graph as a reviewable snapshot: a change to keys, groups, deps, partitions or checks shows as a diff.
+
+Regenerate with EMONET_UPDATE_SNAPSHOTS=1 after an intended change.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from emonet_assets.definitions import build_definitions
+from emonet_assets_tests.defs.conftest import tiny_profile
+
+SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "asset_graph.json"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def graph_snapshot(defs) -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "kinds": sorted(node.kinds),
+            "pool": node.pools and sorted(node.pools),
+            "checks": sorted(
+                f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys
+            ),
+            "has_description": bool(node.description),
+        }
+    return assets
+
+
+def test_asset_graph_matches_snapshot(tmp_path):
+    current = graph_snapshot(build_definitions(tiny_profile(tmp_path)))
+    if os.environ.get("EMONET_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text())
+
+
+def test_every_asset_is_described_and_grouped(tmp_path):
+    for key, node in graph_snapshot(build_definitions(tiny_profile(tmp_path))).items():
+        assert node["has_description"], key
+        assert node["group"] in {
+            "taxonomy",
+            "design",
+            "generation",
+            "annotation",
+            "consensus",
+            "dataset",
+            "model",
+            "fairness",
+            "release",
+        }, key
+
+
+def test_dagster_validates_the_workspace(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EMONET_ROOT": str(tmp_path / "root")}
+    result = subprocess.run(
+        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_unknown_profile_fails_the_code_location_with_the_valid_names(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EMONET_PROFILE": "nope"}
+    result = subprocess.run(
+        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "unknown profile 'nope'" in result.stdout + result.stderr
+    assert "sdxl-turbo" in result.stdout + result.stderr
