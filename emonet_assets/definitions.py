@@ -15,9 +15,7 @@ def build_definitions(profile: Profile) -> dg.Definitions:
         "catalog": CatalogResource(database=profile.catalog_path),
         "profile": ProfileResource.from_profile(profile),
     }
-    return dg.Definitions.merge(
-        dg.load_defs(defs_root=emonet_assets.defs), dg.Definitions(resources=resources)
-    )
+    return dg.Definitions.merge(dg.load_defs(defs_root=emonet_assets.defs), dg.Definitions(resources=resources))
 
 
 @dg.definitions

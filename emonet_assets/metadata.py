@@ -21,9 +21,7 @@ def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:
 
 
 def table_metadata(frame: pl.DataFrame, url: str, preview_rows: int = 10) -> dict:
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
     return {
         "dagster/row_count": frame.height,
         "dagster/column_schema": schema,

@@ -28,9 +28,7 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
-            while (
-                error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster")
-            ):
+            while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
                 error = error.cause
             return error.message.strip() if error else "step failed"
     return None
@@ -44,9 +42,7 @@ def plan(defs: dg.Definitions) -> list[list[dg.AssetKey]]:
     """Asset keys grouped by the node that materializes them, nodes in dependency order."""
     graph = defs.resolve_asset_graph()
     materializable = set(graph.materializable_asset_keys)
-    node_of = {
-        key: tuple(sorted(set(graph.get(key).assets_def.keys) & materializable)) for key in materializable
-    }
+    node_of = {key: tuple(sorted(set(graph.get(key).assets_def.keys) & materializable)) for key in materializable}
     sorter = graphlib.TopologicalSorter()
     for key, node in sorted(node_of.items()):
         parents = {node_of[p] for p in graph.get(key).parent_keys if p in node_of} - {node}
@@ -67,9 +63,7 @@ def materialize_all(
     for keys in plan(defs):
         partitions_def = graph.get(keys[0]).partitions_def
         partition_keys = (
-            [None]
-            if partitions_def is None
-            else partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+            [None] if partitions_def is None else partitions_def.get_partition_keys(dynamic_partitions_store=instance)
         )
         for partition in partition_keys:
             started = time.perf_counter()

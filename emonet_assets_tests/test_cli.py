@@ -14,9 +14,7 @@ EMONET = Path(sys.executable).parent / "emonet"
 def run(args, tmp_path, **env):
     environment = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "COLUMNS": "140", **env}
     environment.pop("EMONET_PROFILE", None) if "EMONET_PROFILE" not in env else None
-    return subprocess.run(
-        [EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

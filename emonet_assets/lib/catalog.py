@@ -63,6 +63,7 @@ def refresh_view(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> No
     """Point the view at the table's current partition files (sql/catalog/<table>.sql if present)."""
     files = [store.url(store.table_path(table, p)) for p in store.table_partitions(table)]
     if not files:
+        con.execute(f"DROP VIEW IF EXISTS {quote_identifier(table)}")
         return
     name = f"catalog/{table}" if (SQL_DIR / "catalog" / f"{table}.sql").exists() else "catalog/table_view"
     con.execute(

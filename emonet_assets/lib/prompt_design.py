@@ -174,9 +174,7 @@ def render_prompt(template: str, fields: dict[str, str]) -> str:
     phrases = {axis: AXIS_PHRASES[axis][fields[axis]] for axis in AXIS_PHRASES}
     text = template.format(**{**fields, **phrases})
     named = template_placeholders(template)
-    extra = [
-        phrases[axis] for axis in AXIS_PHRASES if axis not in named and fields[axis] != AXIS_DEFAULTS[axis]
-    ]
+    extra = [phrases[axis] for axis in AXIS_PHRASES if axis not in named and fields[axis] != AXIS_DEFAULTS[axis]]
     if extra:
         text = text.rstrip(". ") + ". " + ". ".join(p[0].upper() + p[1:] for p in extra)
     return text
@@ -220,9 +218,7 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
         cell_key = cell["cell_id"]
         rng = random.Random(_stable_int(spec.seed, cell_key, replicate, bits=64))
         words = rng.sample(list(emotion.cluster), min(spec.cluster_words, len(emotion.cluster)))
-        template_id = template_ids[
-            _stable_int(spec.seed, "template", cell_key, replicate) % len(template_ids)
-        ]
+        template_id = template_ids[_stable_int(spec.seed, "template", cell_key, replicate) % len(template_ids)]
         fields = {
             "ethnicity": cell["ethnicity"],
             "gender": cell["gender"],

@@ -84,6 +84,7 @@ class Store:
                         fh.flush()
                         os.fsync(fh.fileno())
                     os.replace(tmp, target)
+                    _fsync_dir(posixpath.dirname(target))
                 finally:
                     if os.path.exists(tmp):
                         os.remove(tmp)
@@ -120,8 +121,14 @@ class Store:
         self.write_bytes(rel, buffer.getvalue())
         return rel
 
+    def _listable(self, folder: str) -> str:
+        """Object-store listings are cached per filesystem; another process may have written since."""
+        if not self.is_local:
+            self.fs.invalidate_cache(folder)
+        return folder
+
     def table_partitions(self, name: str) -> list[str]:
-        folder = self._abs(f"tables/{name}")
+        folder = self._listable(self._abs(f"tables/{name}"))
         if not self.fs.exists(folder):
             return []
         names = [posixpath.basename(p) for p in self.fs.ls(folder, detail=False)]
@@ -141,7 +148,7 @@ class Store:
         return pl.concat(frames, how="vertical_relaxed")
 
     def table_names(self) -> list[str]:
-        folder = self._abs("tables")
+        folder = self._listable(self._abs("tables"))
         if not self.fs.exists(folder):
             return []
         return sorted(posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
@@ -166,6 +173,15 @@ class Store:
         if not self.fs.exists(folder):
             return 0
         return sum(1 for p in self.fs.find(folder) if ".tmp-" not in p)
+
+
+def _fsync_dir(path: str) -> None:
+    """Make the rename itself durable, not only the file's bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _modified(info: dict) -> datetime | None:

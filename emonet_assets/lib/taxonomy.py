@@ -149,9 +149,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -161,17 +159,14 @@ def load_taxonomy(path: str | Path = DEFAULT_TAXONOMY_PATH) -> Taxonomy:
     try:
         groups = tuple(Group(g["id"], g["name"], g["valence"]) for g in data["groups"])
         emotions = tuple(
-            Emotion(e["id"], int(e["index"]), e["name"], e["group"], tuple(e["cluster"]))
-            for e in data["emotions"]
+            Emotion(e["id"], int(e["index"]), e["name"], e["group"], tuple(e["cluster"])) for e in data["emotions"]
         )
     except (KeyError, TypeError) as exc:
         raise TaxonomyError(f"{path}: taxonomy entry lacks field {exc}") from exc
     return Taxonomy(emotions=emotions, groups=groups, source=str(data.get("source", path)))
 
 
-def taxonomy_problems(
-    table: pl.DataFrame, expected_emotions: int = 40, expected_groups: int = 7
-) -> list[str]:
+def taxonomy_problems(table: pl.DataFrame, expected_emotions: int = 40, expected_groups: int = 7) -> list[str]:
     """What makes a taxonomy table unusable downstream, one message per problem."""
     problems = []
     if table.height != expected_emotions:
@@ -249,8 +244,7 @@ def rollup_problems(rollups: pl.DataFrame, taxonomy: Taxonomy) -> list[str]:
             if len(levels) > 1:
                 name = taxonomy.by_id[emotion_id].name
                 problems.append(
-                    f"rollup {rollup!r} ({source}): emotion {name!r} named {len(levels)} times "
-                    f"(levels {levels})"
+                    f"rollup {rollup!r} ({source}): emotion {name!r} named {len(levels)} times (levels {levels})"
                 )
         present = set(counts["emotion_id"].to_list())
         for e in taxonomy.emotions:

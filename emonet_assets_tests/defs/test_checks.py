@@ -71,9 +71,7 @@ def test_prompt_check_fails_on_duplicate_ids_and_empty_text(root_copy):
         root_copy,
         "prompt_design",
         lambda t: t.with_columns(
-            prompt_id=pl.when(pl.col("position") == 1)
-            .then(pl.lit(t["prompt_id"][0]))
-            .otherwise(pl.col("prompt_id")),
+            prompt_id=pl.when(pl.col("position") == 1).then(pl.lit(t["prompt_id"][0])).otherwise(pl.col("prompt_id")),
             prompt=pl.when(pl.col("position") == 2).then(pl.lit("   ")).otherwise(pl.col("prompt")),
         ),
     )
@@ -162,9 +160,7 @@ def test_malformed_rollup_file_fails_naming_it_and_keeps_stored_rollups(root_cop
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: ops\nlevels: {alert: [Fear\n")
     profile = tiny_profile(root_copy)
-    profile = profile.model_copy(
-        update={"taxonomy": profile.taxonomy.model_copy(update={"rollups": [str(broken)]})}
-    )
+    profile = profile.model_copy(update={"taxonomy": profile.taxonomy.model_copy(update={"rollups": [str(broken)]})})
     reports = materialize_all(build_definitions(profile), dg.DagsterInstance.ephemeral())
     assert reports[-1].assets == ["emotion_rollups"] and not reports[-1].success
     assert f"{broken}: rollup mapping file is not valid YAML" in reports[-1].error

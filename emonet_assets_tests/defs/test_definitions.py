@@ -27,9 +27,7 @@ def graph_snapshot(defs) -> dict:
             "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
             "kinds": sorted(node.kinds),
             "pool": node.pools and sorted(node.pools),
-            "checks": sorted(
-                f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys
-            ),
+            "checks": sorted(f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys),
             "has_description": bool(node.description),
         }
     return assets

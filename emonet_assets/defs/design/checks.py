@@ -17,9 +17,7 @@ from emonet_assets.resources import ProfileResource, StorageResource
 def prompts_are_valid(storage: StorageResource) -> dg.AssetCheckResult:
     prompts = storage.store().read_table("prompt_design")
     emotion_ids = [e.id for e in read_taxonomy(storage).emotions]
-    suite = validate(
-        prompts.drop("cluster_words").to_pandas(), "prompt_design", prompt_expectations(emotion_ids)
-    )
+    suite = validate(prompts.drop("cluster_words").to_pandas(), "prompt_design", prompt_expectations(emotion_ids))
     return dg.AssetCheckResult(passed=suite.success, metadata=suite_metadata(suite))
 
 

@@ -52,9 +52,7 @@ def emotion_rollups(
 ) -> dg.MaterializeResult:
     tax = read_taxonomy(storage)
     frames = [builtin_rollups(tax)]
-    frames += [
-        load_rollup_file(REPO_ROOT / f if not Path(f).is_absolute() else f, tax) for f in profile.rollups
-    ]
+    frames += [load_rollup_file(REPO_ROOT / f if not Path(f).is_absolute() else f, tax) for f in profile.rollups]
     table = pl.concat(frames)
     store = storage.store()
     path = store.write_table("emotion_rollups", table)
@@ -63,9 +61,7 @@ def emotion_rollups(
     return dg.MaterializeResult(
         metadata={
             **table_metadata(table, store.url(path)),
-            "rollups": dg.MetadataValue.md(
-                "\n".join(f"- **{r}**: {n} levels" for r, n in levels.iter_rows())
-            ),
+            "rollups": dg.MetadataValue.md("\n".join(f"- **{r}**: {n} levels" for r, n in levels.iter_rows())),
             "taxonomy_version": tax.version,
         }
     )

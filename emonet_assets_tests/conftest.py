@@ -1,0 +1,81 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+S3_TEST_KEY = "testing"
+S3_TEST_SECRET = "testing"
+S3_TEST_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class MotoS3:
+    """A running moto S3 server on localhost with one empty bucket; no environment variables needed."""
+
+    endpoint_url: str
+    bucket: str
+
+    @property
+    def storage_options(self) -> dict:
+        """fsspec/s3fs options for `Store(f"s3://{bucket}/prefix", storage_options)`; a fresh dict each time."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "key": S3_TEST_KEY,
+            "secret": S3_TEST_SECRET,
+            "client_kwargs": {"region_name": S3_TEST_REGION},
+        }
+
+    def client(self):
+        """A boto3 S3 client talking to the same server, for checking what landed where."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=S3_TEST_KEY,
+            aws_secret_access_key=S3_TEST_SECRET,
+            region_name=S3_TEST_REGION,
+        )
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object key under `prefix` in the bucket, sorted."""
+        paginator = self.client().get_paginator("list_objects_v2")
+        return sorted(
+            obj["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        )
+
+
+def _clear_s3fs_instances() -> None:
+    """fsspec caches filesystem instances (and their listing caches) by options; start each use clean."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """An in-process moto S3 server (threaded, 127.0.0.1, free port) with the bucket `emonet-test`."""
+    from moto.server import ThreadedMotoServer
+
+    werkzeug_log = logging.getLogger("werkzeug")
+    previous_level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)  # one INFO line per request otherwise
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        s3 = MotoS3(endpoint_url=f"http://127.0.0.1:{port}", bucket="emonet-test")
+        s3.client().create_bucket(Bucket=s3.bucket)
+        _clear_s3fs_instances()
+        yield s3
+    finally:
+        _clear_s3fs_instances()
+        server.stop()
+        werkzeug_log.setLevel(previous_level)
