@@ -99,14 +99,26 @@ class Store:
     def image_path(sha256: str, ext: str = "png") -> str:
         return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
-    def write_image(self, data: bytes, ext: str = "png") -> tuple[str, str, bool]:
-        """Store encoded image bytes under their sha256; returns (sha256, path, newly written)."""
+    def write_image(self, data: bytes, ext: str = "png", repair: bool = False) -> tuple[str, str, bool]:
+        """Store encoded image bytes under their sha256; returns (sha256, path, newly written).
+
+        An existing file is never overwritten, unless `repair` is set and its bytes no longer hash
+        to its name (a corrupt copy), in which case the good bytes replace it.
+        """
         sha = hashlib.sha256(data).hexdigest()
         rel = self.image_path(sha, ext)
-        if self.exists(rel):
+        if self.exists(rel) and not (repair and not self.is_intact(rel)):
             return sha, rel, False
         self.write_bytes(rel, data)
         return sha, rel, True
+
+    def is_intact(self, rel: str) -> bool:
+        """A content-addressed file is intact when it exists and its bytes hash to its name."""
+        try:
+            data = self.read_bytes(rel)
+        except FileNotFoundError:
+            return False
+        return hashlib.sha256(data).hexdigest() == posixpath.basename(rel).split(".")[0]
 
     # tables
 

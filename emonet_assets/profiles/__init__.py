@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,10 +40,14 @@ class TaxonomySettings(_Section):
     )
 
 
-class GenerationSettings(_Section):
+class GenerationSettings(dg.Config):
+    """How images are generated; the image generator resource carries exactly these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model: str = Field(description="Local model folder or Hugging Face id (read from the local cache).")
     build_tiny: bool = Field(default=False, description="Build a tiny random pipeline at `model` if absent.")
-    license: str = Field(description="License of the generation model's weights.")
+    license: str = Field(description="License of the generation model's weights, recorded per image.")
     device: Literal["auto", "cuda", "cpu"] = "auto"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     batch_size: int = Field(default=4, ge=1)
@@ -53,7 +58,17 @@ class GenerationSettings(_Section):
     scheduler: str | None = None
     compile: bool = False
     negative_prompt: str | None = None
+
+
+class QCSettings(dg.Config):
+    """Image quality control; face detection is off where the model cannot draw faces (tiny)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     face_detection: bool = True
+    blank_std: float = Field(default=2.0, ge=0, description="Grey-level std below which an image is blank.")
+    near_duplicate_distance: int = Field(default=4, ge=0, description="Max perceptual-hash Hamming distance.")
+    max_quarantine_share: float = Field(default=0.1, ge=0, le=1, description="QC gate: most images quarantined.")
 
 
 class Profile(_Section):
@@ -63,6 +78,7 @@ class Profile(_Section):
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     design: DesignSpec
     generation: GenerationSettings
+    qc: QCSettings = Field(default_factory=QCSettings)
     source: str = ""
 
     @property

@@ -1,9 +1,10 @@
 from typing import Any
 
 import dagster as dg
+from pydantic import TypeAdapter
 
 from emonet_assets.lib.prompt_design import DesignSpec
-from emonet_assets.profiles import Profile
+from emonet_assets.profiles import Profile, QCSettings
 
 
 class ProfileResource(dg.ConfigurableResource):
@@ -12,7 +13,7 @@ class ProfileResource(dg.ConfigurableResource):
     name: str
     design: dict[str, Any]
     rollups: list[str]
-    generation: dict[str, Any]
+    qc: QCSettings
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ProfileResource":
@@ -20,16 +21,8 @@ class ProfileResource(dg.ConfigurableResource):
             name=profile.name,
             design=profile.model_dump(mode="json", exclude_none=True)["design"],
             rollups=profile.taxonomy.rollups,
-            generation=profile.generation.model_dump(mode="json", exclude_none=True),
+            qc=profile.qc,
         )
 
     def design_spec(self) -> DesignSpec:
-        return Profile.model_validate(
-            {
-                "name": self.name,
-                "description": "",
-                "storage": {"root": "."},
-                "design": self.design,
-                "generation": self.generation,
-            }
-        ).design
+        return TypeAdapter(DesignSpec).validate_python(self.design)
