@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from emonet_assets.profiles import ProfileError, available_profiles, load_profile
@@ -82,7 +83,7 @@ def demo(ctx: click.Context) -> None:
 
     def show(report) -> None:
         mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
-        name = ", ".join(report.assets) + (f" [{report.partition}]" if report.partition else "")
+        name = escape(", ".join(report.assets) + (f" [{report.partition}]" if report.partition else ""))
         rows = ", ".join(f"{n:,} rows" for n in report.rows.values()) or "-"
         checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
         console.print(f"  {mark} {name:<30} {rows:<16} {checks:<11} {report.seconds:5.1f}s")
@@ -96,6 +97,71 @@ def demo(ctx: click.Context) -> None:
         raise click.ClickException("the demo stopped at a failed step (see above)")
     _print_status(profile, instance)
     console.print("\nOpen the UI: [bold]make dev[/bold], then http://127.0.0.1:3000 (bound to 127.0.0.1)")
+
+
+@main.command()
+@click.argument("shards", nargs=-1)
+@click.option("--missing", is_flag=True, help="Every shard that has no images yet.")
+@click.option("--per-run", type=int, default=None, help="Shards per run (default: the asset's backfill policy).")
+@click.option("--repair", is_flag=True, help="Re-hash stored images and regenerate missing or corrupt ones.")
+@click.pass_context
+def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run: int | None, repair: bool) -> None:
+    """Generate images for prompt shards: SHARD names, START...END ranges, or --missing.
+
+    Shards are the partitions of `generated_images`; materialize `prompt_shards` first (`emonet demo`).
+    """
+    import dagster as dg
+
+    from emonet_assets.definitions import build_definitions
+    from emonet_assets.lib.storage import Store
+    from emonet_assets.runner import materialize_step, partition_runs
+
+    profile = _profile(ctx.obj["profile"])
+    defs = build_definitions(profile)
+    instance = _instance()
+    node = defs.resolve_asset_graph().get(dg.AssetKey("generated_images"))
+    known = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    if not known:
+        raise click.ClickException(
+            "no prompt shards registered in this Dagster instance: materialize prompt_shards first"
+        )
+    chosen = _select_shards(shards, known)
+    if missing:
+        done = set(Store(profile.root, _storage_options()).table_partitions("generated_images"))
+        chosen += [k for k in known if k not in done and k not in chosen]
+    if not chosen:
+        raise click.ClickException("name shards (shard-00000, shard-00000...shard-00004) or pass --missing")
+    chosen = [k for k in known if k in set(chosen)]
+    per_run = per_run or node.backfill_policy.max_partitions_per_run or len(chosen)
+    run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
+    failed = 0
+    for start, end in partition_runs(chosen, per_run):
+        report = materialize_step(
+            defs, instance, [dg.AssetKey("generated_images")], partition_range=(start, end), run_config=run_config
+        )
+        mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+        console.print(
+            f"  {mark} generated_images {escape(f'[{start}...{end}]')}  {report.seconds:5.1f}s  run {report.run_id}"
+        )
+        if report.error:
+            console.print(f"       [red]{report.error}[/red]")
+            failed += 1
+    if failed:
+        raise click.ClickException(f"{failed} run(s) failed; re-run the failed range alone")
+
+
+def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
+    chosen = []
+    for item in requested:
+        start, _, end = item.partition("...")
+        end = end or start
+        for key in (start, end):
+            if key not in known:
+                raise click.ClickException(
+                    f"unknown shard {key!r}; known: {known[0]} ... {known[-1]} ({len(known)} shards)"
+                )
+        chosen += known[known.index(start) : known.index(end) + 1]
+    return chosen
 
 
 @main.command()

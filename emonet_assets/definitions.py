@@ -6,7 +6,7 @@ import dagster as dg
 
 import emonet_assets.defs
 from emonet_assets.profiles import Profile, load_profile
-from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
+from emonet_assets.resources import CatalogResource, ImageGeneratorResource, ProfileResource, StorageResource
 
 
 def build_definitions(profile: Profile) -> dg.Definitions:
@@ -14,6 +14,7 @@ def build_definitions(profile: Profile) -> dg.Definitions:
         "storage": StorageResource(root=profile.root, endpoint_url=os.environ.get("EMONET_S3_ENDPOINT_URL")),
         "catalog": CatalogResource(database=profile.catalog_path),
         "profile": ProfileResource.from_profile(profile),
+        "generator": ImageGeneratorResource(settings=profile.generation),
     }
     return dg.Definitions.merge(dg.load_defs(defs_root=emonet_assets.defs), dg.Definitions(resources=resources))
 

@@ -50,50 +50,85 @@ def plan(defs: dg.Definitions) -> list[list[dg.AssetKey]]:
     return [list(node) for node in sorter.static_order()]
 
 
+def materialize_step(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey],
+    partition: str | None = None,
+    partition_range: tuple[str, str] | None = None,
+    run_config: dict | None = None,
+    log_level: str = "WARNING",
+) -> StepReport:
+    """One run: the given asset node for one partition, a range of partitions, or unpartitioned."""
+    tags = {}
+    if partition_range:
+        tags = {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    started = time.perf_counter()
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        run_config={**_quiet(log_level), **(run_config or {})},
+        instance=instance,
+        asset_selection=keys,
+        partition_key=partition,
+        tags=tags,
+        raise_on_error=False,
+    )
+    label = f"{partition_range[0]}..{partition_range[1]}" if partition_range else partition
+    report = StepReport(
+        assets=[k.to_user_string() for k in keys],
+        partition=label,
+        success=result.success,
+        seconds=time.perf_counter() - started,
+        error=None if result.success else _failure_message(result),
+        run_id=result.run_id,
+    )
+    for mat in result.get_asset_materialization_events():
+        materialization = mat.step_materialization_data.materialization
+        rows = materialization.metadata.get("dagster/row_count")
+        if rows is not None:
+            report.rows[materialization.asset_key.to_user_string()] = rows.value
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            report.checks_passed += 1
+        else:
+            report.checks_failed.append(f"{evaluation.asset_check_key.name}: {evaluation.description or 'failed'}")
+    return report
+
+
+def partition_runs(partition_keys: list[str], per_run: int) -> list[tuple[str, str]]:
+    """Contiguous ranges of at most `per_run` partitions, the way a multi-run backfill packs them."""
+    return [
+        (chunk[0], chunk[-1])
+        for chunk in (partition_keys[i : i + per_run] for i in range(0, len(partition_keys), per_run))
+    ]
+
+
 def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     on_step: Callable[[StepReport], None] = lambda _: None,
     log_level: str = "WARNING",
 ) -> list[StepReport]:
-    """Stops at the first failed step (a blocking check counts): later assets must not see bad data."""
+    """Stops at the first failed step (a blocking check counts): later assets must not see bad data.
+
+    Partitioned assets run in ranges packed as their backfill policy says.
+    """
     graph = defs.resolve_asset_graph()
-    job = defs.resolve_implicit_global_asset_job_def()
     reports = []
     for keys in plan(defs):
-        partitions_def = graph.get(keys[0]).partitions_def
-        partition_keys = (
-            [None] if partitions_def is None else partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-        )
-        for partition in partition_keys:
-            started = time.perf_counter()
-            result = job.execute_in_process(
-                run_config=_quiet(log_level),
-                instance=instance,
-                asset_selection=keys,
-                partition_key=partition,
-                raise_on_error=False,
+        node = graph.get(keys[0])
+        if node.partitions_def is None:
+            steps = [{}]
+        else:
+            partition_keys = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+            per_run = (node.backfill_policy.max_partitions_per_run if node.backfill_policy else 1) or len(
+                partition_keys
             )
-            report = StepReport(
-                assets=[k.to_user_string() for k in keys],
-                partition=partition,
-                success=result.success,
-                seconds=time.perf_counter() - started,
-                error=None if result.success else _failure_message(result),
-                run_id=result.run_id,
-            )
-            for mat in result.get_asset_materialization_events():
-                materialization = mat.step_materialization_data.materialization
-                rows = materialization.metadata.get("dagster/row_count")
-                if rows is not None:
-                    report.rows[materialization.asset_key.to_user_string()] = rows.value
-            for evaluation in result.get_asset_check_evaluations():
-                if evaluation.passed:
-                    report.checks_passed += 1
-                else:
-                    report.checks_failed.append(
-                        f"{evaluation.asset_check_key.name}: {evaluation.description or 'failed'}"
-                    )
+            steps = [{"partition_range": r} for r in partition_runs(partition_keys, per_run)]
+        for step in steps:
+            report = materialize_step(defs, instance, keys, log_level=log_level, **step)
             reports.append(report)
             on_step(report)
             if not report.success:

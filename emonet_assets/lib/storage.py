@@ -180,11 +180,16 @@ class Store:
                 modified = stamp
         return TableInfo(name=name, partitions=len(parts), rows=rows, bytes=size, modified=modified)
 
-    def count_images(self) -> int:
-        folder = self._abs("images")
+    def image_paths(self) -> set[str]:
+        """Every stored image, as paths relative to the root; one listing, not a request per image."""
+        folder = self._listable(self._abs("images"))
         if not self.fs.exists(folder):
-            return 0
-        return sum(1 for p in self.fs.find(folder) if ".tmp-" not in p)
+            return set()
+        prefix = self._base.rstrip("/") + "/"
+        return {p.removeprefix(prefix) for p in self.fs.find(folder) if ".tmp-" not in p}
+
+    def count_images(self) -> int:
+        return len(self.image_paths())
 
 
 def _fsync_dir(path: str) -> None:

@@ -99,10 +99,15 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name: str | None = None, env: dict | None = None) -> Profile:
+    """A shipped profile by name, or any profile file by path (a name ending in .yaml)."""
     env = os.environ if env is None else env
     name = name or env.get("EMONET_PROFILE") or DEFAULT_PROFILE
-    path = PROFILE_DIR / f"{name}.yaml"
-    if not path.exists():
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
+    if path.suffix and name.endswith((".yaml", ".yml")):
+        if not path.exists():
+            raise ProfileError(f"profile file {path} not found")
+        name = path.stem
+    elif not path.exists():
         raise ProfileError(
             f"unknown profile {name!r} (EMONET_PROFILE); valid profiles: {', '.join(available_profiles())}"
         )

@@ -8,13 +8,17 @@ from emonet_assets.profiles import load_profile
 from emonet_assets.runner import materialize_all
 
 
-def tiny_profile(root, **design):
+def tiny_profile(root, generation=None, qc=None, **design):
+    """The tiny profile on `root`, with design, generation or QC settings overridden."""
     profile = load_profile("tiny", env={"EMONET_ROOT": str(root)})
+    update = {}
     if design:
-        profile = profile.model_copy(
-            update={"design": profile.design.__class__(**{**profile.design.__dict__, **design})}
-        )
-    return profile
+        update["design"] = profile.design.__class__(**{**profile.design.__dict__, **design})
+    if generation:
+        update["generation"] = profile.generation.model_copy(update=generation)
+    if qc:
+        update["qc"] = profile.qc.model_copy(update=qc)
+    return profile.model_copy(update=update)
 
 
 @pytest.fixture(scope="session")

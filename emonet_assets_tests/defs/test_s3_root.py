@@ -23,15 +23,23 @@ def test_graph_materializes_on_s3_and_the_catalog_reads_it(moto_s3, tmp_path, mo
     reports = materialize_all(build_definitions(profile), dg.DagsterInstance.ephemeral())
 
     assert all(r.success for r in reports), [r.error for r in reports]
-    keys = moto_s3.keys("graph/")
-    assert keys == sorted(
-        f"graph/tables/{t}/all.parquet"
-        for t in ("design_cells", "emotion_rollups", "prompt_design", "prompt_shards", "taxonomy")
+    tables = moto_s3.keys("graph/tables/")
+    assert tables == sorted(
+        [
+            f"graph/tables/{t}/all.parquet"
+            for t in ("design_cells", "emotion_rollups", "image_qc", "prompt_design", "prompt_shards", "taxonomy")
+        ]
+        + [f"graph/tables/generated_images/shard-0000{i}.parquet" for i in range(5)]
     )
+    images = moto_s3.keys("graph/images/")
+    assert len(images) == 80 and all(k.endswith(".png") for k in images)
+    assert moto_s3.keys("graph/reports/contact_sheets/")
     store = Store(root, {"endpoint_url": moto_s3.endpoint_url})
     con = catalog.connect(profile.catalog_path, store, read_only=True)
     try:
         assert con.execute("select count(*) from prompt_design").fetchone() == (80,)
         assert con.execute("select count(distinct emotion_id) from prompt_design").fetchone() == (40,)
+        joined = "select count(*) from generated_images g join image_qc q using (prompt_id) where q.passed"
+        assert con.execute(joined).fetchone() == (80,)
     finally:
         con.close()

@@ -1,0 +1,119 @@
+import base64
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from emonet_assets.defs.design.assets import prompt_shards
+from emonet_assets.defs.design.partitions import prompt_shard_partitions
+from emonet_assets.lib.dataset_qc import reason_counts, run_image_qc
+from emonet_assets.lib.shard_generation import MANIFEST_TABLE, contact_sheet, generate_shard
+from emonet_assets.metadata import markdown_table, table_metadata
+from emonet_assets.resources import CatalogResource, ImageGeneratorResource, ProfileResource, StorageResource
+
+
+class GenerationConfig(dg.Config):
+    repair_corrupt: bool = Field(
+        default=False,
+        description="Re-hash the shard's stored images and regenerate those that are missing or corrupt.",
+    )
+
+
+@dg.asset(
+    group_name="generation",
+    kinds={"pytorch", "parquet"},
+    deps=["prompt_design", prompt_shards],
+    partitions_def=prompt_shard_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=4),
+    pool="gpu",
+    description="Images for each prompt of a shard (content-addressed PNGs) and the shard's manifest: prompt, "
+    "image sha256, seed, model fingerprint, sampler settings, library versions, seconds. Resumes where a "
+    "killed run stopped.",
+)
+def generated_images(
+    context: dg.AssetExecutionContext,
+    config: GenerationConfig,
+    storage: StorageResource,
+    generator: ImageGeneratorResource,
+) -> dg.MaterializeResult:
+    store = storage.store()
+    prompts = store.read_table("prompt_design")
+    known = prompts["shard"].unique().sort().to_list()
+    pipe, run = generator.pipeline(), generator.run_settings()
+    totals = {"generated": 0, "skipped": 0, "repaired": 0, "truncated": 0, "seconds": 0.0}
+    samples, batch_size = [], run.batch_size
+    for shard in context.partition_keys:
+        shard_prompts = prompts.filter(pl.col("shard") == shard)
+        if shard_prompts.is_empty():
+            raise dg.Failure(
+                f"shard {shard!r} has no prompts in prompt_design "
+                f"({len(known)} shards exist: {known[0] if known else '-'} .. {known[-1] if known else '-'}); "
+                "re-materialize prompt_shards to sync the partitions"
+            )
+
+        def progress(done: int, total: int, rate: float, shard=shard) -> None:
+            context.log.info(f"{shard}: {done}/{total} images, {rate:.2f} images/s")
+
+        def halved(size: int, error: BaseException, shard=shard) -> None:
+            context.log.warning(f"{shard}: out of GPU memory, retrying at batch size {size}: {error}")
+
+        result = generate_shard(
+            store, shard, shard_prompts, pipe, run, repair=config.repair_corrupt, progress=progress, on_oom=halved
+        )
+        for key in ("generated", "skipped", "repaired", "truncated", "seconds"):
+            totals[key] += getattr(result, key)
+        samples += result.samples[: 16 - len(samples)]
+        batch_size = min(batch_size, result.batch_size)
+        if result.truncated:
+            context.log.warning(f"{shard}: {result.truncated} prompts longer than the text encoder's limit, truncated")
+    metadata = {
+        "shards": dg.MetadataValue.json(list(context.partition_keys)),
+        "images_generated": totals["generated"],
+        "images_already_present": totals["skipped"],
+        "images_repaired": totals["repaired"],
+        "prompts_truncated": totals["truncated"],
+        "seconds": round(totals["seconds"], 2),
+        "images_per_second": round(totals["generated"] / totals["seconds"], 2) if totals["seconds"] else None,
+        "final_batch_size": batch_size,
+        "model": run.model,
+        "model_fingerprint": run.fingerprint,
+        "device": run.device,
+        "dtype": run.dtype,
+        "manifest": dg.MetadataValue.path(store.url(f"tables/{MANIFEST_TABLE}")),
+    }
+    if samples:
+        sheet = contact_sheet(samples)
+        keys = context.partition_keys
+        path = f"reports/contact_sheets/{keys[0]}..{keys[-1]}.png"
+        store.write_bytes(path, sheet)
+        metadata["contact_sheet"] = dg.MetadataValue.md(
+            f"![sample faces](data:image/png;base64,{base64.b64encode(sheet).decode()})"
+        )
+        metadata["contact_sheet_path"] = dg.MetadataValue.path(store.url(path))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="generation",
+    kinds={"opencv", "parquet"},
+    deps=[generated_images],
+    pool="catalog",
+    description="Quality control of every generated image: decodes, requested size, not blank, one face "
+    "(when the profile detects faces), and near-duplicates across the whole dataset by perceptual hash. "
+    "Failing images are quarantined (passed = false) with their reasons: kept in storage, excluded downstream.",
+)
+def image_qc(storage: StorageResource, catalog: CatalogResource, profile: ProfileResource) -> dg.MaterializeResult:
+    store = storage.store()
+    qc = run_image_qc(store, store.read_table(MANIFEST_TABLE), profile.qc)
+    path = store.write_table("image_qc", qc)
+    catalog.refresh(store, [MANIFEST_TABLE, "image_qc"])
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(qc, store.url(path)),
+            "images": qc.height,
+            "passed": int(qc["passed"].sum()),
+            "quarantined": int((~qc["passed"]).sum()),
+            "quarantine_reasons": dg.MetadataValue.md(markdown_table(reason_counts(qc))),
+            "face_detection": profile.qc.face_detection,
+        }
+    )

@@ -1,0 +1,202 @@
+"""Generating one prompt shard: resume from the shard's manifest and checkpoint it after every batch.
+
+A run killed mid-shard leaves complete images (atomic, content-addressed) and a manifest listing
+exactly the finished ones; the next run generates only the rest, so it ends where a clean run would.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+from PIL import Image
+
+from emonet_assets.lib.generation import encode_png, generate, generate_with_backoff, token_overflow
+from emonet_assets.lib.storage import Store
+
+MANIFEST_TABLE = "generated_images"
+MANIFEST_SCHEMA = {
+    "prompt_id": pl.String,
+    "shard": pl.String,
+    "position": pl.Int64,
+    "image_sha256": pl.String,
+    "image_path": pl.String,
+    "seed": pl.Int64,
+    "model": pl.String,
+    "model_fingerprint": pl.String,
+    "license": pl.String,
+    "scheduler": pl.String,
+    "steps": pl.Int32,
+    "guidance": pl.Float64,
+    "width": pl.Int32,
+    "height": pl.Int32,
+    "dtype": pl.String,
+    "device": pl.String,
+    "tokens_dropped": pl.Int32,
+    "torch_version": pl.String,
+    "diffusers_version": pl.String,
+    "transformers_version": pl.String,
+    "seconds": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    model: str
+    fingerprint: str
+    license: str
+    scheduler: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    dtype: str
+    device: str
+    batch_size: int
+    negative_prompt: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ShardResult:
+    manifest: pl.DataFrame
+    generated: int
+    skipped: int
+    repaired: int
+    seconds: float
+    batch_size: int
+    truncated: int
+    samples: list[bytes]
+
+
+def empty_manifest() -> pl.DataFrame:
+    return pl.DataFrame(schema=MANIFEST_SCHEMA)
+
+
+def read_manifest(store: Store, shard: str) -> pl.DataFrame:
+    if shard not in store.table_partitions(MANIFEST_TABLE):
+        return empty_manifest()
+    return store.read_table(MANIFEST_TABLE, [shard])
+
+
+def drop_damaged(store: Store, manifest: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Rows whose image is missing or no longer matches its hash, removed so they are regenerated."""
+    intact = [store.is_intact(path) for path in manifest["image_path"].to_list()]
+    kept = manifest.filter(pl.Series(intact, dtype=pl.Boolean))
+    return kept, manifest.height - kept.height
+
+
+def generate_shard(
+    store: Store,
+    shard: str,
+    prompts: pl.DataFrame,
+    pipe,
+    run: RunSettings,
+    *,
+    repair: bool = False,
+    progress: Callable[[int, int, float], None] = lambda done, total, rate: None,
+    on_oom: Callable[[int, BaseException], None] | None = None,
+    sample_size: int = 16,
+) -> ShardResult:
+    manifest = read_manifest(store, shard)
+    repaired = 0
+    if repair:
+        manifest, repaired = drop_damaged(store, manifest)
+    done_ids = set(manifest.filter(pl.col("model_fingerprint") == run.fingerprint)["prompt_id"].to_list())
+    todo = prompts.filter(~pl.col("prompt_id").is_in(list(done_ids))).sort("position")
+    rows: list[dict] = manifest.to_dicts()
+    samples: list[bytes] = []
+    started = time.perf_counter()
+    generated = truncated = 0
+
+    def run_batch(batch: list[dict]) -> list[dict]:
+        nonlocal generated, truncated
+        batch_started = time.perf_counter()
+        images = generate(
+            pipe,
+            [p["prompt"] for p in batch],
+            [p["seed"] for p in batch],
+            steps=run.steps,
+            guidance=run.guidance,
+            width=run.width,
+            height=run.height,
+            negative_prompt=run.negative_prompt,
+        )
+        per_image = (time.perf_counter() - batch_started) / len(batch)
+        new_rows = []
+        for prompt, image in zip(batch, images, strict=True):
+            png = encode_png(image)
+            sha, path, _ = store.write_image(png, repair=repair)
+            dropped = token_overflow(pipe, prompt["prompt"])
+            truncated += dropped > 0
+            new_rows.append(_manifest_row(prompt, shard, sha, path, run, dropped, per_image))
+            if len(samples) < sample_size:
+                samples.append(png)
+        rows.extend(new_rows)
+        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
+        generated += len(batch)
+        elapsed = time.perf_counter() - started
+        progress(generated, todo.height, generated / elapsed if elapsed else math.inf)
+        return new_rows
+
+    _, final_batch = generate_with_backoff(run_batch, todo.to_dicts(), run.batch_size, on_oom=on_oom)
+    if todo.is_empty() and repaired:
+        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
+    return ShardResult(
+        manifest=_frame(rows),
+        generated=generated,
+        skipped=prompts.height - todo.height,
+        repaired=repaired,
+        seconds=time.perf_counter() - started,
+        batch_size=final_batch,
+        truncated=truncated,
+        samples=samples,
+    )
+
+
+def _manifest_row(prompt: dict, shard: str, sha: str, path: str, run: RunSettings, dropped: int, seconds: float):
+    return {
+        "prompt_id": prompt["prompt_id"],
+        "shard": shard,
+        "position": prompt["position"],
+        "image_sha256": sha,
+        "image_path": path,
+        "seed": prompt["seed"],
+        "model": run.model,
+        "model_fingerprint": run.fingerprint,
+        "license": run.license,
+        "scheduler": run.scheduler,
+        "steps": run.steps,
+        "guidance": run.guidance,
+        "width": run.width,
+        "height": run.height,
+        "dtype": run.dtype,
+        "device": run.device,
+        "tokens_dropped": dropped,
+        "torch_version": run.versions.get("torch"),
+        "diffusers_version": run.versions.get("diffusers"),
+        "transformers_version": run.versions.get("transformers"),
+        "seconds": seconds,
+    }
+
+
+def _frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=MANIFEST_SCHEMA).sort("position", "model_fingerprint")
+
+
+def contact_sheet(pngs: list[bytes], columns: int = 8, cell: int = 96) -> bytes:
+    """A grid of sample faces for the materialization page."""
+    if not pngs:
+        raise ValueError("no images for a contact sheet")
+    rows = math.ceil(len(pngs) / columns)
+    sheet = Image.new("RGB", (min(len(pngs), columns) * cell, rows * cell), "white")
+    for i, data in enumerate(pngs):
+        image = Image.open(io.BytesIO(data)).convert("RGB").resize((cell, cell))
+        sheet.paste(image, ((i % columns) * cell, (i // columns) * cell))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()

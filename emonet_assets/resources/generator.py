@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from emonet_assets.lib.generation import build_tiny_pipeline, library_versions, load_pipeline, model_fingerprint
+from emonet_assets.lib.shard_generation import RunSettings
+from emonet_assets.profiles import GenerationSettings
+
+
+class ImageGeneratorResource(dg.ConfigurableResource):
+    """A diffusers text-to-image pipeline loaded once per run from a local folder or the HF cache."""
+
+    settings: GenerationSettings
+
+    _pipe: object = PrivateAttr(default=None)
+    _fingerprint: str | None = PrivateAttr(default=None)
+
+    def pipeline(self):
+        if self._pipe is None:
+            _quiet_libraries()
+            s = self.settings
+            if s.build_tiny:
+                build_tiny_pipeline(Path(s.model))
+            self._pipe = load_pipeline(
+                s.model, device=s.device, dtype=s.dtype, scheduler=s.scheduler, compile=s.compile
+            )
+        return self._pipe
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.settings.model)
+        return self._fingerprint
+
+    def run_settings(self) -> RunSettings:
+        pipe, s = self.pipeline(), self.settings
+        return RunSettings(
+            model=s.model,
+            fingerprint=self.fingerprint(),
+            license=s.license,
+            scheduler=type(pipe.scheduler).__name__,
+            steps=s.steps,
+            guidance=s.guidance,
+            width=s.width,
+            height=s.height,
+            dtype=str(pipe.dtype).removeprefix("torch."),
+            device=str(pipe.device),
+            batch_size=s.batch_size,
+            negative_prompt=s.negative_prompt,
+            versions=library_versions(),
+        )
+
+
+def _quiet_libraries() -> None:
+    """Truncation is recorded per image and loading is logged by the asset; the libraries' own chatter is noise."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
