@@ -369,6 +369,17 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def quiet_libraries() -> None:
+    """Truncation is recorded per image and loading is logged by the caller; the libraries' own chatter is noise."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def library_versions() -> dict[str, str]:
     import diffusers
     import transformers

@@ -10,6 +10,7 @@ import io
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -113,8 +114,30 @@ def generate_shard(
     started = time.perf_counter()
     generated = truncated = 0
 
-    def run_batch(batch: list[dict]) -> list[dict]:
+    def persist(batch: list[dict], images: list, dropped_tokens: list[int], per_image: float) -> None:
+        """Encode, store and checkpoint one batch; runs beside the next batch's generation."""
         nonlocal generated, truncated
+        for prompt, image, dropped in zip(batch, images, dropped_tokens, strict=True):
+            png = encode_png(image)
+            sha, path, _ = store.write_image(png, repair=repair)
+            truncated += dropped > 0
+            rows.append(_manifest_row(prompt, shard, sha, path, run, dropped, per_image))
+            if len(samples) < sample_size:
+                samples.append(png)
+        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
+        generated += len(batch)
+
+    pending: list[Future] = []
+
+    def settle() -> None:
+        """Wait for the batch being persisted (errors surface here), then report progress."""
+        if not pending:
+            return
+        pending.pop().result()
+        elapsed = time.perf_counter() - started
+        progress(generated, todo.height, generated / elapsed if elapsed else math.inf)
+
+    def run_batch(batch: list[dict]) -> list[dict]:
         batch_started = time.perf_counter()
         images = generate(
             pipe,
@@ -127,23 +150,17 @@ def generate_shard(
             negative_prompt=run.negative_prompt,
         )
         per_image = (time.perf_counter() - batch_started) / len(batch)
-        new_rows = []
-        for prompt, image in zip(batch, images, strict=True):
-            png = encode_png(image)
-            sha, path, _ = store.write_image(png, repair=repair)
-            dropped = token_overflow(pipe, prompt["prompt"])
-            truncated += dropped > 0
-            new_rows.append(_manifest_row(prompt, shard, sha, path, run, dropped, per_image))
-            if len(samples) < sample_size:
-                samples.append(png)
-        rows.extend(new_rows)
-        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
-        generated += len(batch)
-        elapsed = time.perf_counter() - started
-        progress(generated, todo.height, generated / elapsed if elapsed else math.inf)
-        return new_rows
+        # The tokenizer is not thread-safe, so truncation is measured here rather than in the writer.
+        dropped_tokens = [token_overflow(pipe, p["prompt"]) for p in batch]
+        settle()
+        pending.append(writer.submit(persist, batch, images, dropped_tokens, per_image))
+        return batch
 
-    _, final_batch = generate_with_backoff(run_batch, todo.to_dicts(), run.batch_size, on_oom=on_oom)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as writer:
+        try:
+            _, final_batch = generate_with_backoff(run_batch, todo.to_dicts(), run.batch_size, on_oom=on_oom)
+        finally:
+            settle()
     if todo.is_empty() and repaired:
         store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
     return ShardResult(

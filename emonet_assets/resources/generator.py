@@ -3,7 +3,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from emonet_assets.lib.generation import build_tiny_pipeline, library_versions, load_pipeline, model_fingerprint
+from emonet_assets.lib.generation import (
+    build_tiny_pipeline,
+    library_versions,
+    load_pipeline,
+    model_fingerprint,
+    quiet_libraries,
+)
 from emonet_assets.lib.shard_generation import RunSettings
 from emonet_assets.profiles import GenerationSettings
 
@@ -18,7 +24,7 @@ class ImageGeneratorResource(dg.ConfigurableResource):
 
     def pipeline(self):
         if self._pipe is None:
-            _quiet_libraries()
+            quiet_libraries()
             s = self.settings
             if s.build_tiny:
                 build_tiny_pipeline(Path(s.model))
@@ -49,14 +55,3 @@ class ImageGeneratorResource(dg.ConfigurableResource):
             negative_prompt=s.negative_prompt,
             versions=library_versions(),
         )
-
-
-def _quiet_libraries() -> None:
-    """Truncation is recorded per image and loading is logged by the asset; the libraries' own chatter is noise."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()

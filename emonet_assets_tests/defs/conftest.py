@@ -5,7 +5,7 @@ import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.profiles import load_profile
-from emonet_assets.runner import materialize_all
+from emonet_assets.runner import materialize_all, materialize_step, plan
 
 
 def tiny_profile(root, generation=None, qc=None, **design):
@@ -19,6 +19,16 @@ def tiny_profile(root, generation=None, qc=None, **design):
     if qc:
         update["qc"] = profile.qc.model_copy(update=qc)
     return profile.model_copy(update=update)
+
+
+def upstream(defs, instance):
+    """Everything before generation, so shard partitions exist in `instance`."""
+    graph = defs.resolve_asset_graph()
+    for keys in plan(defs):
+        if graph.get(keys[0]).partitions_def is not None:
+            break
+        report = materialize_step(defs, instance, keys)
+        assert report.success, report.error
 
 
 @pytest.fixture(scope="session")

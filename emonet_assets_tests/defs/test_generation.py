@@ -13,8 +13,8 @@ import polars as pl
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.profiles import load_profile
-from emonet_assets.runner import materialize_all, materialize_step, plan
-from emonet_assets_tests.defs.conftest import tiny_profile
+from emonet_assets.runner import materialize_all, materialize_step
+from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 
 REPO = Path(__file__).resolve().parents[2]
 EMONET = Path(sys.executable).parent / "emonet"
@@ -24,16 +24,6 @@ VOLATILE = ["seconds"]
 
 def manifest(root) -> pl.DataFrame:
     return Store(str(root)).read_table("generated_images").drop(VOLATILE).sort("position")
-
-
-def upstream(defs, instance):
-    """Everything before generation, so shard partitions exist in `instance`."""
-    graph = defs.resolve_asset_graph()
-    for keys in plan(defs):
-        if graph.get(keys[0]).partitions_def is not None:
-            break
-        report = materialize_step(defs, instance, keys)
-        assert report.success, report.error
 
 
 def test_demo_generates_every_shard_with_a_manifest_row_per_prompt(materialized_root):

@@ -1,0 +1,175 @@
+"""A backfill of a range of shards launched from the UI: `dagster dev` serving the GraphQL API the UI uses."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from emonet_assets.definitions import build_definitions
+from emonet_assets_tests.defs.conftest import tiny_profile, upstream
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = Path(sys.executable).parent / "dagster"
+GENERATED = dg.AssetKey("generated_images")
+SHARDS = ["shard-00001", "shard-00002", "shard-00003"]
+SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
+ENDED_BADLY = {"FAILED", "FAILING", "CANCELED", "CANCELING", "COMPLETED_FAILED"}
+
+ASSET_NODE = """
+query AssetNode { assetNodes(assetKeys: [{path: ["generated_images"]}]) { id isPartitioned } }
+"""
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionKeysNotFoundError { message partitionKeys }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query BackfillStatus($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill { status error { message } }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL_RUNS = """
+query BackfillRuns($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs { results { runId status tags { key value } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(log: Path, lines: int = 80) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
+def answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.load(response)
+    assert not answer.get("errors"), answer["errors"]
+    return answer["data"]
+
+
+def wait_for(condition, seconds: float, what: str, log: Path, server: subprocess.Popen):
+    """Poll `condition` until it returns something truthy; fail with the server log on timeout or exit."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"dagster dev exited ({server.returncode}) waiting for {what}:\n{log_tail(log)}"
+        try:
+            if result := condition():
+                return result
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"timed out after {seconds:.0f}s waiting for {what}:\n{log_tail(log)}")
+
+
+def start_dagster_dev(port: int, env: dict, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=20)
+
+
+def backfill_status(url: str, backfill_id: str, log: Path) -> str | None:
+    """The backfill's status once it has ended; fails the test if it ended badly."""
+    result = graphql(url, BACKFILL_STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]
+    assert result["__typename"] == "PartitionBackfill", result
+    assert result["status"] not in ENDED_BADLY, f"backfill {result}:\n{log_tail(log)}"
+    return result["status"] if result["status"] in SUCCEEDED else None
+
+
+@pytest.mark.timeout(600)
+def test_backfill_of_a_shard_range_from_the_ui(tmp_path):
+    home, root, log = tmp_path / "home", tmp_path / "root", tmp_path / "dagster-dev.log"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        upstream(build_definitions(tiny_profile(root)), instance)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMONET_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), EMONET_ROOT=str(root), OMP_NUM_THREADS="1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    server = start_dagster_dev(port, env, log)
+    try:
+        wait_for(lambda: answers(f"{url}/server_info"), 180, "the webserver", log, server)
+        wait_for(lambda: graphql(url, ASSET_NODE)["assetNodes"], 180, "the code location", log, server)
+
+        params = {"assetSelection": [{"path": ["generated_images"]}], "partitionNames": SHARDS, "fromFailure": False}
+        launched = graphql(url, LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+        assert backfill_id
+
+        wait_for(lambda: backfill_status(url, backfill_id, log), 300, f"backfill {backfill_id}", log, server)
+
+        runs_filter = {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}
+        runs = graphql(url, BACKFILL_RUNS, {"filter": runs_filter})["runsOrError"]
+        assert runs["__typename"] == "Runs", runs
+        assert len(runs["results"]) == 1, f"3 shards at up to 4 per run must be one run: {runs['results']}"
+        run = runs["results"][0]
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert run["status"] == "SUCCESS", run
+        assert tags["dagster/asset_partition_range_start"] == "shard-00001"
+        assert tags["dagster/asset_partition_range_end"] == "shard-00003"
+    finally:
+        stop_process_group(server)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_materialized_partitions(GENERATED) == set(SHARDS)
+    manifests = root / "tables" / "generated_images"
+    assert sorted(p.name for p in manifests.glob("*.parquet")) == [f"{shard}.parquet" for shard in SHARDS]
