@@ -8,18 +8,13 @@ for the asset's shard loop and for a bare diffusers loop over the same pipeline,
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from bench.bench_generation import bare_loop_settings
+from bench.bench_generation import asset_loop, bare_loop, design_prompts
 from bench.common import peak_rss_mb
-from emonet_assets.lib.generation import _byte_level_tokenizer, generate, library_versions, quiet_libraries
-from emonet_assets.lib.prompt_design import DesignSpec, build_design
-from emonet_assets.lib.shard_generation import RunSettings, generate_shard
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.generation import byte_level_tokenizer, quiet_libraries
 
 FULL = {
     "blocks": (320, 640, 1280),
@@ -45,7 +40,7 @@ def sdxl_pipeline(arch: dict, dtype: torch.dtype, device: str):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    tokenizer = _byte_level_tokenizer()
+    tokenizer = byte_level_tokenizer()
     tokenizer.model_max_length = 77
     encoders = []
     for (hidden, ffn, layers, heads), cls in zip(
@@ -107,38 +102,14 @@ def sdxl_pipeline(arch: dict, dtype: torch.dtype, device: str):
     return pipe
 
 
-def measure(
-    pipe, prompts, size: int, steps: int, batch: int, root: Path, device: str, dtype: str
-) -> tuple[float, float]:
-    settings = bare_loop_settings(steps=steps, size=size)
-    rows = prompts.to_dicts()
-    generate(pipe, [rows[0]["prompt"]] * batch, [rows[0]["seed"]] * batch, **settings)  # warm-up (and compile)
+def measure(pipe, prompts, size: int, steps: int, batch: int, root: Path, device: str, dtype: str):
+    """(bare, asset) images per second, after a warm-up batch that also triggers compilation."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    sync()
-    started = time.perf_counter()
-    for i in range(0, len(rows), batch):
-        chunk = rows[i : i + batch]
-        generate(pipe, [r["prompt"] for r in chunk], [r["seed"] for r in chunk], **settings)
-    sync()
-    bare = len(rows) / (time.perf_counter() - started)
-    run = RunSettings(
-        model="sdxl-random",
-        fingerprint="bench",
-        license="none",
-        scheduler="EulerDiscreteScheduler",
-        steps=steps,
-        guidance=settings["guidance"],
-        width=size,
-        height=size,
-        dtype=dtype,
-        device=device,
-        batch_size=batch,
-        versions=library_versions(),
+    bare_loop(pipe, prompts.head(batch), batch, steps, size, sync)
+    return (
+        bare_loop(pipe, prompts, batch, steps, size, sync),
+        asset_loop(pipe, prompts, batch, steps, size, root, device, dtype, sync),
     )
-    started = time.perf_counter()
-    generate_shard(Store(str(root)), "shard-00000", prompts, pipe, run)
-    sync()
-    return bare, len(rows) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -155,7 +126,7 @@ def main() -> None:
     device, dtype = ("cpu", torch.float32) if args.smoke else ("cuda", torch.bfloat16)
     arch = SMOKE if args.smoke else FULL
     name = "CPU (smoke)" if args.smoke else torch.cuda.get_device_name()
-    prompts, _ = build_design(DesignSpec(seed=1, total=args.images, shard_size=args.images), load_taxonomy())
+    prompts = design_prompts(args.images)
     pipe = sdxl_pipeline(arch, dtype, device)
     with tempfile.TemporaryDirectory() as tmp:
         for compiled in (False, True):

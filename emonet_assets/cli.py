@@ -14,7 +14,7 @@ from rich.table import Table
 
 from emonet_assets.profiles import ProfileError, available_profiles, load_profile
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def _instance():
@@ -84,13 +84,13 @@ def demo(ctx: click.Context) -> None:
     def show(report) -> None:
         mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
         name = escape(", ".join(report.assets) + (f" [{report.partition}]" if report.partition else ""))
-        rows = ", ".join(f"{n:,} rows" for n in report.rows.values()) or "-"
+        rows = ", ".join(f"{n:,} rows" for n in report.rows.values())
         checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
-        console.print(f"  {mark} {name:<30} {rows:<16} {checks:<11} {report.seconds:5.1f}s")
+        console.print(f"  {mark} {name:<30} {rows:<22} {checks:<11} {report.seconds:5.1f}s")
         for failure in report.checks_failed:
-            console.print(f"       [red]check failed[/red] {failure}")
+            console.print(f"       [red]check failed[/red] {escape(failure)}")
         if report.error:
-            console.print(f"       [red]{report.error}[/red]")
+            console.print(f"       [red]{escape(report.error)}[/red]")
 
     reports = materialize_all(defs, instance, on_step=show)
     if not all(r.success for r in reports):

@@ -75,7 +75,9 @@ def materialize_step(
         tags=tags,
         raise_on_error=False,
     )
-    label = f"{partition_range[0]}..{partition_range[1]}" if partition_range else partition
+    label = partition
+    if partition_range:
+        label = partition_range[0] if partition_range[0] == partition_range[1] else "...".join(partition_range)
     report = StepReport(
         assets=[k.to_user_string() for k in keys],
         partition=label,

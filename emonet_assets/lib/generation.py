@@ -72,7 +72,7 @@ def _tiny_pipeline() -> StableDiffusionPipeline:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _byte_level_tokenizer()
+    tokenizer = byte_level_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         unet = UNet2DConditionModel(
@@ -131,7 +131,7 @@ def _tiny_pipeline() -> StableDiffusionPipeline:
     )
 
 
-def _byte_level_tokenizer() -> CLIPTokenizer:
+def byte_level_tokenizer() -> CLIPTokenizer:
     """CLIP's byte-level BPE with one token per byte and no merges: every text tokenizes, nothing is downloaded.
 
     transformers 5 builds CLIPTokenizer from an in-memory vocab and merges; it ignores vocab/merges file paths.

@@ -56,30 +56,25 @@ def test_every_asset_is_described_and_grouped(tmp_path):
         }, key
 
 
-def test_dagster_validates_the_workspace(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EMONET_ROOT": str(tmp_path / "root")}
-    result = subprocess.run(
+def validate_workspace(tmp_path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [Path(sys.executable).parent / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,
-        env=env,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_dagster_validates_the_workspace(tmp_path):
+    result = validate_workspace(tmp_path, EMONET_ROOT=str(tmp_path / "root"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
 def test_unknown_profile_fails_the_code_location_with_the_valid_names(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EMONET_PROFILE": "nope"}
-    result = subprocess.run(
-        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = validate_workspace(tmp_path, EMONET_PROFILE="nope")
     assert result.returncode != 0
     assert "unknown profile 'nope'" in result.stdout + result.stderr
     assert "sdxl-turbo" in result.stdout + result.stderr
