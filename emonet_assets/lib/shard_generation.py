@@ -64,7 +64,6 @@ class RunSettings:
 
 @dataclass
 class ShardResult:
-    manifest: pl.DataFrame
     generated: int
     skipped: int
     repaired: int
@@ -137,18 +136,29 @@ def generate_shard(
         elapsed = time.perf_counter() - started
         progress(generated, todo.height, generated / elapsed if elapsed else math.inf)
 
+    current_size = run.batch_size
+
+    def halved(size: int, error: BaseException) -> None:
+        nonlocal current_size
+        current_size = size
+        if on_oom is not None:
+            on_oom(size, error)
+
     def run_batch(batch: list[dict]) -> list[dict]:
         batch_started = time.perf_counter()
+        # Kernels round differently per batch size, so every image is made in a full batch (short ones padded
+        # with copies of their last prompt): pixels then never depend on where a resumed run starts.
+        padded = batch + [batch[-1]] * (current_size - len(batch))
         images = generate(
             pipe,
-            [p["prompt"] for p in batch],
-            [p["seed"] for p in batch],
+            [p["prompt"] for p in padded],
+            [p["seed"] for p in padded],
             steps=run.steps,
             guidance=run.guidance,
             width=run.width,
             height=run.height,
             negative_prompt=run.negative_prompt,
-        )
+        )[: len(batch)]
         per_image = (time.perf_counter() - batch_started) / len(batch)
         # The tokenizer is not thread-safe, so truncation is measured here rather than in the writer.
         dropped_tokens = [token_overflow(pipe, p["prompt"]) for p in batch]
@@ -158,13 +168,12 @@ def generate_shard(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as writer:
         try:
-            _, final_batch = generate_with_backoff(run_batch, todo.to_dicts(), run.batch_size, on_oom=on_oom)
+            _, final_batch = generate_with_backoff(run_batch, todo.to_dicts(), run.batch_size, on_oom=halved)
         finally:
             settle()
     if todo.is_empty() and repaired:
         store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
     return ShardResult(
-        manifest=_frame(rows),
         generated=generated,
         skipped=prompts.height - todo.height,
         repaired=repaired,
