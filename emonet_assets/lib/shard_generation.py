@@ -73,6 +73,10 @@ class ShardResult:
     samples: list[bytes]
 
 
+class ShardError(ValueError):
+    """A shard that cannot be generated; the message names it."""
+
+
 def empty_manifest() -> pl.DataFrame:
     return pl.DataFrame(schema=MANIFEST_SCHEMA)
 
@@ -182,6 +186,50 @@ def generate_shard(
         truncated=truncated,
         samples=samples,
     )
+
+
+def generate_shards(
+    store: Store,
+    shards: list[str],
+    prompts: pl.DataFrame,
+    pipe,
+    run: RunSettings,
+    *,
+    repair: bool = False,
+    progress: Callable[[str, int, int, float], None] = lambda shard, done, total, rate: None,
+    on_oom: Callable[[str, int, BaseException], None] = lambda shard, size, error: None,
+    sample_size: int = 16,
+) -> ShardResult:
+    """The shards of one run (a backfill packs several), in order, with their results summed."""
+    known = prompts["shard"].unique().sort().to_list()
+    total = ShardResult(0, 0, 0, 0.0, run.batch_size, 0, [])
+    for shard in shards:
+        shard_prompts = prompts.filter(pl.col("shard") == shard)
+        if shard_prompts.is_empty():
+            raise ShardError(
+                f"shard {shard!r} has no prompts in prompt_design ({len(known)} shards exist"
+                + (f": {known[0]} .. {known[-1]}" if known else "")
+                + "); re-materialize prompt_shards to sync the partitions"
+            )
+        result = generate_shard(
+            store,
+            shard,
+            shard_prompts,
+            pipe,
+            run,
+            repair=repair,
+            progress=lambda done, todo, rate, shard=shard: progress(shard, done, todo, rate),
+            on_oom=lambda size, error, shard=shard: on_oom(shard, size, error),
+            sample_size=sample_size - len(total.samples),
+        )
+        total.generated += result.generated
+        total.skipped += result.skipped
+        total.repaired += result.repaired
+        total.seconds += result.seconds
+        total.truncated += result.truncated
+        total.batch_size = min(total.batch_size, result.batch_size)
+        total.samples += result.samples
+    return total
 
 
 def _manifest_row(prompt: dict, shard: str, sha: str, path: str, run: RunSettings, dropped: int, seconds: float):

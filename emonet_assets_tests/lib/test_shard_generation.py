@@ -11,8 +11,10 @@ from emonet_assets.lib.prompt_design import DesignSpec, build_design
 from emonet_assets.lib.shard_generation import (
     MANIFEST_TABLE,
     RunSettings,
+    ShardError,
     contact_sheet,
     generate_shard,
+    generate_shards,
     read_manifest,
 )
 from emonet_assets.lib.storage import StorageError, Store
@@ -87,6 +89,25 @@ def test_a_failed_write_stops_the_shard_and_keeps_what_was_checkpointed(pipe, pr
     with pytest.raises(StorageError, match="disk full"):
         generate_shard(store, "shard-00000", prompts, pipe, settings())
     assert read_manifest(store, "shard-00000").height == 2
+
+
+def test_several_shards_in_one_run_are_summed_and_an_unknown_one_is_named(pipe, tmp_path):
+    prompts = build_design(DesignSpec(seed=3, total=6, shard_size=4), load_taxonomy())[0]
+    store = Store(str(tmp_path))
+    seen = set()
+    result = generate_shards(
+        store,
+        ["shard-00000", "shard-00001"],
+        prompts,
+        pipe,
+        settings(),
+        progress=lambda s, d, t, r: seen.add(s),
+        sample_size=5,
+    )
+    assert (result.generated, len(result.samples), seen) == (6, 5, {"shard-00000", "shard-00001"})
+    assert store.table_partitions(MANIFEST_TABLE) == ["shard-00000", "shard-00001"]
+    with pytest.raises(ShardError, match=r"shard 'shard-00007' has no prompts .* shard-00000 \.\. shard-00001"):
+        generate_shards(store, ["shard-00007"], prompts, pipe, settings())
 
 
 def test_contact_sheet_is_a_grid_of_the_samples():

@@ -1,13 +1,12 @@
 import base64
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
 from emonet_assets.defs.design.assets import prompt_shards
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
 from emonet_assets.lib.dataset_qc import reason_counts, run_image_qc
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE, contact_sheet, generate_shard
+from emonet_assets.lib.shard_generation import MANIFEST_TABLE, contact_sheet, generate_shards
 from emonet_assets.metadata import markdown_table, table_metadata
 from emonet_assets.resources import CatalogResource, ImageGeneratorResource, ProfileResource, StorageResource
 
@@ -37,52 +36,40 @@ def generated_images(
     generator: ImageGeneratorResource,
 ) -> dg.MaterializeResult:
     store = storage.store()
-    prompts = store.read_table("prompt_design")
-    known = prompts["shard"].unique().sort().to_list()
     pipe, run = generator.pipeline(), generator.run_settings()
-    totals = {"generated": 0, "skipped": 0, "repaired": 0, "truncated": 0, "seconds": 0.0}
-    samples, batch_size = [], run.batch_size
-    for shard in context.partition_keys:
-        shard_prompts = prompts.filter(pl.col("shard") == shard)
-        if shard_prompts.is_empty():
-            raise dg.Failure(
-                f"shard {shard!r} has no prompts in prompt_design "
-                f"({len(known)} shards exist: {known[0] if known else '-'} .. {known[-1] if known else '-'}); "
-                "re-materialize prompt_shards to sync the partitions"
-            )
-
-        def progress(done: int, total: int, rate: float, shard=shard) -> None:
-            context.log.info(f"{shard}: {done}/{total} images, {rate:.2f} images/s")
-
-        def halved(size: int, error: BaseException, shard=shard) -> None:
-            context.log.warning(f"{shard}: out of GPU memory, retrying at batch size {size}: {error}")
-
-        result = generate_shard(
-            store, shard, shard_prompts, pipe, run, repair=config.repair_corrupt, progress=progress, on_oom=halved
-        )
-        for key in ("generated", "skipped", "repaired", "truncated", "seconds"):
-            totals[key] += getattr(result, key)
-        samples += result.samples[: 16 - len(samples)]
-        batch_size = min(batch_size, result.batch_size)
-        if result.truncated:
-            context.log.warning(f"{shard}: {result.truncated} prompts longer than the text encoder's limit, truncated")
+    result = generate_shards(
+        store,
+        context.partition_keys,
+        store.read_table("prompt_design"),
+        pipe,
+        run,
+        repair=config.repair_corrupt,
+        progress=lambda shard, done, total, rate: context.log.info(
+            f"{shard}: {done}/{total} images, {rate:.2f} images/s"
+        ),
+        on_oom=lambda shard, size, error: context.log.warning(
+            f"{shard}: out of GPU memory, retrying at batch size {size}: {error}"
+        ),
+    )
+    if result.truncated:
+        context.log.warning(f"{result.truncated} prompts longer than the text encoder's limit were truncated")
     metadata = {
         "shards": dg.MetadataValue.json(list(context.partition_keys)),
-        "images_generated": totals["generated"],
-        "images_already_present": totals["skipped"],
-        "images_repaired": totals["repaired"],
-        "prompts_truncated": totals["truncated"],
-        "seconds": round(totals["seconds"], 2),
-        "images_per_second": round(totals["generated"] / totals["seconds"], 2) if totals["seconds"] else None,
-        "final_batch_size": batch_size,
+        "images_generated": result.generated,
+        "images_already_present": result.skipped,
+        "images_repaired": result.repaired,
+        "prompts_truncated": result.truncated,
+        "seconds": round(result.seconds, 2),
+        "images_per_second": round(result.generated / result.seconds, 2) if result.seconds else None,
+        "final_batch_size": result.batch_size,
         "model": run.model,
         "model_fingerprint": run.fingerprint,
         "device": run.device,
         "dtype": run.dtype,
         "manifest": dg.MetadataValue.path(store.url(f"tables/{MANIFEST_TABLE}")),
     }
-    if samples:
-        sheet = contact_sheet(samples)
+    if result.samples:
+        sheet = contact_sheet(result.samples)
         keys = context.partition_keys
         path = f"reports/contact_sheets/{keys[0]}..{keys[-1]}.png"
         store.write_bytes(path, sheet)
