@@ -1,0 +1,297 @@
+"""Krippendorff's alpha (interval and ordinal) from per-item sufficient statistics, its item bootstrap, and
+Dawid-Skene consensus for binary judgments.
+
+Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: one sparse
+product per chunk of resamples instead of re-running alpha on a resampled matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import krippendorff
+import numpy as np
+import polars as pl
+from crowdkit.aggregation import DawidSkene
+from scipy import sparse
+
+VALUES = 8
+COUNT_COLUMNS = [f"c{v}" for v in range(VALUES)]
+GROUP = ["collection", "scale"]
+KEY = [*GROUP, "emotion_id"]
+_PATTERN = ["emotion_id", "m", "s1", "s2", *COUNT_COLUMNS]
+_PAIR_LOW, _PAIR_HIGH = np.triu_indices(VALUES, k=1)
+_RESAMPLE_CELLS = 10_000_000
+
+
+def item_stats(ratings: pl.DataFrame) -> pl.DataFrame:
+    """The per-item statistics the SQL model computes, for tests and benchmarks that start from raw ratings."""
+    value = pl.col("value")
+    return (
+        ratings.group_by([*KEY, "image_id"])
+        .agg(
+            m=pl.len().cast(pl.Int64),
+            s1=value.sum().cast(pl.Float64),
+            s2=(value * value).sum().cast(pl.Float64),
+            **{f"c{v}": (value == v).sum().cast(pl.Int64) for v in range(VALUES)},
+        )
+        .filter(pl.col("m") >= 2)
+        .sort([*KEY, "image_id"])
+    )
+
+
+def _features(stats: pl.DataFrame) -> np.ndarray:
+    """Per-row terms whose (weighted) column sums determine both alphas: n, T1, T2, the within-item
+    disagreement, the value counts, and the off-diagonal coincidences."""
+    m = stats["m"].to_numpy().astype(np.float64)
+    s1 = stats["s1"].to_numpy().astype(np.float64)
+    s2 = stats["s2"].to_numpy().astype(np.float64)
+    counts = stats.select(COUNT_COLUMNS).to_numpy().astype(np.float64)
+    within = (m * s2 - s1 * s1) / (m - 1)
+    coincidences = counts[:, _PAIR_LOW] * counts[:, _PAIR_HIGH] / (m - 1)[:, None]
+    return np.column_stack([m, s1, s2, within, counts, coincidences])
+
+
+def _one_minus(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, 1 - observed / expected, np.nan)
+
+
+def _alphas(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval and ordinal alpha from feature sums (..., features); NaN where there is no expected disagreement."""
+    n, t1, t2, within = (sums[..., k] for k in range(4))
+    counts = sums[..., 4 : 4 + VALUES]
+    coincidences = sums[..., 4 + VALUES :]
+    interval = _one_minus((n - 1) * within, n * t2 - t1 * t1)
+    low, high = counts[..., _PAIR_LOW], counts[..., _PAIR_HIGH]
+    cumulative = np.cumsum(counts, axis=-1)
+    between = cumulative[..., _PAIR_HIGH] - cumulative[..., _PAIR_LOW] + low
+    delta = (between - (low + high) / 2) ** 2
+    total = counts.sum(axis=-1)
+    ordinal = _one_minus((total - 1) * (coincidences * delta).sum(axis=-1), (low * high * delta).sum(axis=-1))
+    return interval, ordinal
+
+
+def _point(stats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return _alphas(_features(stats.filter(pl.col("m") >= 2)).sum(axis=0))
+
+
+def alpha_interval(stats: pl.DataFrame) -> float:
+    """Interval alpha of one emotion's item statistics."""
+    return float(_point(stats)[0])
+
+
+def alpha_ordinal(stats: pl.DataFrame) -> float:
+    """Ordinal alpha of one emotion's item statistics (Krippendorff's rank-mass metric over the 0..7 scale)."""
+    return float(_point(stats)[1])
+
+
+def resample_indices(n_images: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Image indices of the resamples, in chunks (resamples × n_images) that bound memory; resample r is the r-th
+    draw of one generator whatever the chunk size, so any other implementation can replay it."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(100, _RESAMPLE_CELLS // max(n_images, 1)))
+    for start in range(0, resamples, chunk):
+        yield np.stack([rng.integers(0, n_images, n_images) for _ in range(min(chunk, resamples - start))])
+
+
+def _image_weights(indices: np.ndarray, n_images: int) -> np.ndarray:
+    """How often each image was drawn, images × resamples (C order, the right operand of the sparse product)."""
+    weights = np.empty((n_images, indices.shape[0]))
+    for r, drawn in enumerate(indices):
+        weights[:, r] = np.bincount(drawn, minlength=n_images)
+    return weights
+
+
+def _groups(stats: pl.DataFrame) -> Iterator[tuple[object, object, pl.DataFrame]]:
+    """Each (collection, scale)'s pairable items as an image index, a pattern index (items with identical
+    statistics, ordered by emotion first) and the statistics; built lazily so that only these columns are copied."""
+    pairable = stats.lazy().filter(pl.col("m") >= 2)
+    for collection, scale in pairable.select(GROUP).unique().sort(GROUP).collect().iter_rows():
+        yield (
+            collection,
+            scale,
+            pairable.filter(pl.col("collection") == collection, pl.col("scale") == scale)
+            .select(
+                *_PATTERN,
+                image=pl.col("image_id").rank("dense").cast(pl.Int64) - 1,
+                pattern=pl.struct(_PATTERN).rank("dense").cast(pl.Int64) - 1,
+            )
+            .collect(),
+        )
+
+
+def _bootstrap_group(group: pl.DataFrame, resamples: int, seed: int):
+    """Point alphas, item counts and per-resample alphas of every emotion of one (collection, scale).
+
+    Items with identical statistics contribute identical features, so items are collapsed to distinct patterns
+    (a few hundred per emotion) and a resample only needs how often each pattern was drawn: one sparse product,
+    column-major so that it streams through the image weights and scatters into the small pattern totals.
+    """
+    patterns = group.drop("image").unique("pattern").sort("pattern")
+    n_images = int(group["image"].max()) + 1
+    one_hot = sparse.csc_array(
+        (np.ones(group.height), (group["pattern"].to_numpy(), group["image"].to_numpy())),
+        shape=(patterns.height, n_images),
+    )
+    features = _features(patterns)
+    bounds = patterns.group_by("emotion_id", maintain_order=True).agg(
+        start=pl.col("pattern").min(), stop=pl.col("pattern").max() + 1
+    )
+    slices = [slice(start, stop) for start, stop in zip(bounds["start"], bounds["stop"], strict=True)]
+    multiplicity = np.bincount(group["pattern"].to_numpy(), minlength=patterns.height).astype(np.float64)
+    point = [_alphas(multiplicity[s] @ features[s]) for s in slices]
+    draws = np.empty((len(slices), 2, resamples))
+    done = 0
+    for indices in resample_indices(n_images, resamples, seed):
+        totals = one_hot @ _image_weights(indices, n_images)
+        for e, s in enumerate(slices):
+            draws[e, :, done : done + indices.shape[0]] = _alphas(totals[s].T @ features[s])
+        done += indices.shape[0]
+    items_per_emotion = [int(multiplicity[s].sum()) for s in slices]
+    return bounds["emotion_id"].to_list(), point, items_per_emotion, draws
+
+
+def alpha_draws(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42) -> pl.DataFrame:
+    """Every resample's alphas, long: collection, scale, emotion_id, resample, alpha_interval, alpha_ordinal."""
+    frames = []
+    for collection, scale, group in _groups(stats):
+        emotions, _, _, draws = _bootstrap_group(group, resamples, seed)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "emotion_id": np.repeat(emotions, resamples),
+                    "resample": np.tile(np.arange(resamples), len(emotions)),
+                    "alpha_interval": draws[:, 0, :].ravel(),
+                    "alpha_ordinal": draws[:, 1, :].ravel(),
+                }
+            ).select(pl.lit(collection).alias("collection"), pl.lit(scale).alias("scale"), pl.all())
+        )
+    return pl.concat(frames).sort(*KEY, "resample")
+
+
+def _percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    finite = draws[~np.isnan(draws)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def bootstrap_alpha(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42, level: float = 0.95) -> pl.DataFrame:
+    """Point alphas with percentile intervals from resampling images, one row per (collection, scale, emotion).
+
+    All emotions of a collection share each resample's images, as re-rating a resampled image set would.
+    """
+    rows = []
+    for collection, scale, group in _groups(stats):
+        emotions, point, items, draws = _bootstrap_group(group, resamples, seed)
+        for e, emotion in enumerate(emotions):
+            interval_ci = _percentile_interval(draws[e, 0], level)
+            ordinal_ci = _percentile_interval(draws[e, 1], level)
+            rows.append(
+                {
+                    "collection": collection,
+                    "scale": scale,
+                    "emotion_id": emotion,
+                    "alpha_interval": float(point[e][0]),
+                    "alpha_ordinal": float(point[e][1]),
+                    "alpha_interval_ci_low": interval_ci[0],
+                    "alpha_interval_ci_high": interval_ci[1],
+                    "alpha_ordinal_ci_low": ordinal_ci[0],
+                    "alpha_ordinal_ci_high": ordinal_ci[1],
+                    "bootstrap_items": items[e],
+                    "resamples": resamples,
+                }
+            )
+    schema = {
+        **{column: stats.schema[column] for column in KEY},
+        **{
+            name: pl.Float64
+            for name in (
+                "alpha_interval",
+                "alpha_ordinal",
+                "alpha_interval_ci_low",
+                "alpha_interval_ci_high",
+                "alpha_ordinal_ci_low",
+                "alpha_ordinal_ci_high",
+            )
+        },
+        "bootstrap_items": pl.Int64,
+        "resamples": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row").sort(KEY)
+
+
+def reliability_matrix(ratings: pl.DataFrame, emotion_id: str, image_ids: Sequence[str] | None = None) -> np.ndarray:
+    """Raters × images with NaN where missing, the `krippendorff` package's input; columns follow `image_ids`
+    when given (images nobody rated become all-NaN columns), else the sorted rated images."""
+    rated = ratings.filter(pl.col("emotion_id") == emotion_id)
+    annotators = rated.select(pl.col("annotator").unique().sort()).with_row_index("row")
+    images = pl.Series("image_id", image_ids) if image_ids is not None else rated["image_id"].unique().sort()
+    columns = images.to_frame().with_row_index("column")
+    cells = rated.join(annotators, on="annotator").join(columns, on="image_id")
+    matrix = np.full((annotators.height, columns.height), np.nan)
+    matrix[cells["row"].to_numpy(), cells["column"].to_numpy()] = cells["value"].to_numpy()
+    return matrix
+
+
+def _krippendorff(matrix: np.ndarray, level_of_measurement: str) -> float:
+    try:
+        return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level_of_measurement))
+    except ValueError:
+        return float("nan")
+
+
+def naive_bootstrap_alpha(
+    ratings: pl.DataFrame, resamples: int, seed: int = 42, level_of_measurement: str = "interval"
+) -> dict[str, list[float]]:
+    """The baseline the closed form replaces: `krippendorff.alpha` on each resampled reliability matrix, per
+    emotion, for ratings (image_id, annotator, emotion_id, value) of one collection and scale; it replays
+    `bootstrap_alpha`'s resamples over the images with a pairable item."""
+    pairs = ratings.group_by("emotion_id", "image_id").len()
+    images = pairs.filter(pl.col("len") >= 2)["image_id"].unique().sort()
+    emotions = ratings["emotion_id"].unique().sort().to_list()
+    matrices = {emotion: reliability_matrix(ratings, emotion, images) for emotion in emotions}
+    draws: dict[str, list[float]] = {emotion: [] for emotion in emotions}
+    for chunk in resample_indices(len(images), resamples, seed):
+        for indices in chunk:
+            for emotion, matrix in matrices.items():
+                draws[emotion].append(_krippendorff(matrix[:, indices], level_of_measurement))
+    return draws
+
+
+def dawid_skene(ratings: pl.DataFrame) -> pl.DataFrame:
+    """Posterior presence of each (collection, image, emotion) from binary ratings, weighing annotators by their
+    estimated confusion matrices instead of counting votes; fitted per collection, as annotator skill may differ.
+
+    crowd-kit starts EM from majority-vote probabilities, so the result needs no seed.
+    """
+    schema = {
+        "collection": ratings.schema["collection"],
+        "image_id": ratings.schema["image_id"],
+        "emotion_id": ratings.schema["emotion_id"],
+        "ds_probability": pl.Float64,
+        "ds_present": pl.Boolean,
+    }
+    frames = [pl.DataFrame(schema=schema)]
+    for (collection,), part in ratings.group_by("collection", maintain_order=True):
+        tasks = part.select("image_id", "emotion_id").unique(maintain_order=True).with_row_index("task")
+        labelled = part.join(tasks, on=["image_id", "emotion_id"]).select(
+            "task", worker=pl.col("annotator"), label=pl.col("value").cast(pl.Int64)
+        )
+        proba = DawidSkene(n_iter=100).fit_predict_proba(labelled.to_pandas())
+        present = proba[1].to_numpy() if 1 in proba.columns else np.zeros(len(proba))
+        posterior = pl.DataFrame(
+            {"task": proba.index.to_numpy().astype(np.uint32), "ds_probability": present.astype(np.float64)}
+        )
+        frames.append(
+            tasks.join(posterior, on="task").select(
+                pl.lit(collection, dtype=schema["collection"]).alias("collection"),
+                "image_id",
+                "emotion_id",
+                "ds_probability",
+                ds_present=pl.col("ds_probability") > 0.5,
+            )
+        )
+    return pl.concat(frames).sort("collection", "image_id", "emotion_id")
