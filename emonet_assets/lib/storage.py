@@ -188,6 +188,21 @@ class Store:
         prefix = self._base.rstrip("/") + "/"
         return {p.removeprefix(prefix) for p in self.fs.find(folder) if ".tmp-" not in p}
 
+    def list_files(self, prefix: str) -> list[tuple[str, int, datetime | None]]:
+        """Every file under a folder as (path relative to the root, size, modified); one listing."""
+        folder = self._listable(self._abs(prefix))
+        if not self.fs.exists(folder):
+            return []
+        base = self._base.rstrip("/") + "/"
+        return [
+            (path.removeprefix(base), int(info.get("size") or 0), _modified(info))
+            for path, info in self.fs.find(folder, detail=True).items()
+            if info.get("type") == "file"
+        ]
+
+    def open(self, rel: str, mode: str = "rb"):
+        return self.fs.open(self._abs(rel), mode)
+
     def count_images(self) -> int:
         return len(self.image_paths())
 

@@ -1,0 +1,54 @@
+import hashlib
+
+import pytest
+
+from emonet_assets.lib.landing import (
+    BatchDeclaration,
+    LandingError,
+    file_sha256,
+    find_batch_file,
+    land_file,
+    list_landing,
+    read_declaration,
+)
+from emonet_assets.lib.storage import Store
+
+PREFIX = "landing/annotations"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(str(tmp_path / "root"))
+
+
+def test_landing_the_same_content_twice_is_one_file_and_its_declaration_travels_with_it(store):
+    data = b"path,annotator,value,emotion\n00001,a,True,Elation\n"
+    first = land_file(store, PREFIX, "ratings.csv", data, BatchDeclaration("long", "release"))
+    again = land_file(store, PREFIX, "ratings.csv", data, BatchDeclaration("long", "release"))
+
+    assert first == again and first[1] == hashlib.sha256(data).hexdigest()
+    files = list_landing(store, PREFIX)
+    assert [f.path for f in files] == [first[0]]
+    assert read_declaration(store, first[0]) == BatchDeclaration("long", "release")
+    assert file_sha256(store, first[0]) == first[1]
+
+
+def test_files_dropped_by_hand_are_found_by_content(store):
+    store.write_bytes(f"{PREFIX}/team-a/export.json", b"[]")
+    store.write_bytes(f"{PREFIX}/.hidden", b"x")
+    sha = hashlib.sha256(b"[]").hexdigest()
+
+    found = find_batch_file(store, PREFIX, sha)
+
+    assert found.path == f"{PREFIX}/team-a/export.json"
+    assert read_declaration(store, found.path) == BatchDeclaration()
+    with pytest.raises(LandingError, match="no file with sha256"):
+        find_batch_file(store, PREFIX, "0" * 64)
+
+
+def test_a_broken_declaration_names_its_file(store):
+    store.write_bytes(f"{PREFIX}/a.csv", b"x")
+    store.write_bytes(f"{PREFIX}/a.csv.batch.json", b'{"colection": "typo"}')
+
+    with pytest.raises(LandingError, match=r"a\.csv\.batch\.json"):
+        read_declaration(store, f"{PREFIX}/a.csv")
