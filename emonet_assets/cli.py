@@ -68,9 +68,13 @@ def profiles() -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Materialize the whole asset graph in-process, then say where the outputs are."""
+    import dagster as dg
+
     from emonet_assets.definitions import build_definitions
+    from emonet_assets.lib.demo_panel import land_demo_panel
     from emonet_assets.lib.storage import StorageError, Store
-    from emonet_assets.runner import materialize_all
+    from emonet_assets.lib.taxonomy import Taxonomy
+    from emonet_assets.runner import materialize_all, run_sensor
 
     profile = _profile(ctx.obj["profile"])
     console.print(f"[bold]emonet demo[/bold]: profile {profile.name}, storage root {profile.root}")
@@ -92,10 +96,20 @@ def demo(ctx: click.Context) -> None:
         if report.error:
             console.print(f"       [red]{escape(report.error)}[/red]")
 
-    reports = materialize_all(defs, instance, on_step=show)
+    def import_panel():
+        store = Store(profile.root, _storage_options())
+        landing = profile.annotation.landing
+        landed = land_demo_panel(store, landing, Taxonomy.from_table(store.read_table("taxonomy")))
+        console.print(
+            f"  landed {len(landed)} simulated expert files in {store.url(landing)}; the sensor imports them:"
+        )
+        return run_sensor(defs, instance, "annotation_landing_sensor", on_step=show)
+
+    reports = materialize_all(defs, instance, on_step=show, handlers={dg.AssetKey("annotation_batches"): import_panel})
     if not all(r.success for r in reports):
         raise click.ClickException("the demo stopped at a failed step (see above)")
     _print_status(profile, instance)
+    console.print("agreement     emonet agreement (per-emotion alpha, kappa, human ceiling)")
     console.print("\nOpen the UI: [bold]make dev[/bold], then http://127.0.0.1:3000 (bound to 127.0.0.1)")
 
 
@@ -162,6 +176,154 @@ def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
                 )
         chosen += known[known.index(start) : known.index(end) + 1]
     return chosen
+
+
+@main.command("import-annotations")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "long", "hq", "label-studio"]), default="auto", show_default=True
+)
+@click.option("--collection", help="Name of the external collection the files' images belong to.")
+@click.pass_context
+def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, collection: str | None) -> None:
+    """Land annotation files, import each as a batch, then refresh consensus and agreement.
+
+    A file whose content was imported before is a no-op. Images the platform did not generate need
+    --collection (for example the released EmoNet-Face files).
+    """
+    import dagster as dg
+
+    from emonet_assets.definitions import build_definitions
+    from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
+    from emonet_assets.lib.annotation_batches import REJECTS_TABLE, batch_log
+    from emonet_assets.lib.annotation_import import validate_collection_name
+    from emonet_assets.lib.landing import BatchDeclaration, land_file
+    from emonet_assets.lib.storage import Store
+    from emonet_assets.runner import materialize_step, plan
+
+    if collection:
+        try:
+            validate_collection_name(collection)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--collection") from exc
+    profile = _profile(ctx.obj["profile"])
+    store = Store(profile.root, _storage_options())
+    defs = build_definitions(profile)
+    instance = _instance()
+    batch_key = dg.AssetKey("annotation_batches")
+    log = batch_log(store)
+    imported_before = set(log.filter(log["status"] == "imported")["batch_id"].to_list())
+    outcomes, changed = [], False
+    for path in paths:
+        rel, sha = land_file(
+            store, profile.annotation.landing, path.name, path.read_bytes(), BatchDeclaration(fmt, collection)
+        )
+        if sha in imported_before:
+            outcomes.append((path, sha, "already imported: no change", None))
+            continue
+        if not instance.has_dynamic_partition(annotation_batch_partitions.name, sha):
+            instance.add_dynamic_partitions(annotation_batch_partitions.name, [sha])
+        report = materialize_step(defs, instance, [batch_key], partition=sha, log_level="CRITICAL")
+        changed |= report.success
+        outcomes.append((path, sha, "imported" if report.success else report.error, report.run_id))
+    log = batch_log(store)
+    table = Table(title="Annotation batches", title_justify="left")
+    for column in ("file", "batch", "outcome", "read", "accepted", "rejected", "skipped", "reasons"):
+        table.add_column(column, justify="right" if column in ("read", "accepted", "rejected", "skipped") else "left")
+    failures = []
+    for path, sha, outcome, _ in outcomes:
+        row = log.filter(log["batch_id"] == sha).row(0, named=True) if sha in log["batch_id"] else None
+        counts = [
+            f"{row[c]:,}" if row and row["status"] == "imported" and row[c] is not None else "-"
+            for c in ("rows_read", "accepted", "rejected", "skipped")
+        ]
+        reasons = ""
+        if row and row["status"] == "imported" and row["rejected"] + row["skipped"]:
+            rejects = store.read_table(REJECTS_TABLE, [sha]).group_by("reason").len().sort("len", descending=True)
+            reasons = ", ".join(f"{n:,} {reason}" for reason, n in rejects.iter_rows())
+        ok = outcome in ("imported", "already imported: no change")
+        if not ok:
+            failures.append(f"{path.name}: {outcome}")
+        shown = f"[green]{escape(outcome)}[/green]" if ok else "[red]rejected[/red]"
+        table.add_row(escape(path.name), sha[:12], shown, *counts, escape(reasons))
+    console.print(table)
+    for failure in failures:
+        console.print(f"[red]rejected[/red] {escape(failure)}", soft_wrap=True)
+    if changed:
+        graph = defs.resolve_asset_graph()
+        downstream = dg.AssetSelection.assets("annotations").downstream().resolve(graph)
+        for keys in plan(defs):
+            if set(keys) & downstream:
+                report = materialize_step(defs, instance, keys)
+                mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+                checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
+                console.print(f"  {mark} {escape(_node_label(keys)):<40} {checks:<12} {report.seconds:5.1f}s")
+                for failure in report.checks_failed:
+                    console.print(f"       [red]check failed[/red] {escape(failure)}")
+                if not report.success:
+                    raise click.ClickException(report.error or "refreshing consensus failed")
+    if failures:
+        raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")
+
+
+def _node_label(keys) -> str:
+    names = [k.to_user_string() for k in keys]
+    return names[0] if len(names) == 1 else f"dbt: {len(names)} models"
+
+
+@main.command()
+@click.option("--collection", help="Only this collection (generated = the platform's own images).")
+@click.pass_context
+def agreement(ctx: click.Context, collection: str | None) -> None:
+    """Per-emotion agreement: Krippendorff's alpha with 95% CI, mean quadratic kappa, human ceiling."""
+    import polars as pl
+
+    from emonet_assets.lib.storage import Store
+
+    store = Store(_profile(ctx.obj["profile"]).root, _storage_options())
+    if "emotion_agreement" not in store.table_names():
+        raise click.ClickException("no agreement yet: import annotations first (emonet import-annotations)")
+    rows = store.read_table("emotion_agreement")
+    if collection:
+        if collection not in rows["collection"].unique().to_list():
+            known = ", ".join(sorted(rows["collection"].unique().to_list()))
+            raise click.ClickException(f"no collection {collection!r}; known: {known}")
+        rows = rows.filter(pl.col("collection") == collection)
+
+    def fmt(value, low=None, high=None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+
+    for (name, scale), part in rows.sort("alpha_interval", descending=True, nulls_last=True).group_by(
+        "collection", "scale", maintain_order=True
+    ):
+        table = Table(title=f"{name} ({scale})", title_justify="left")
+        for column in (
+            "emotion",
+            "images",
+            "ratings",
+            "alpha interval [95% CI]",
+            "alpha ordinal [95% CI]",
+            "kappa (quadratic)",
+            "human ceiling (rho)",
+        ):
+            table.add_column(column, justify="left" if column == "emotion" else "right")
+        for r in part.iter_rows(named=True):
+            table.add_row(
+                escape(r["emotion"] or r["emotion_id"]),
+                f"{r['n_images']:,}",
+                f"{r['n_ratings']:,}",
+                fmt(r["alpha_interval"], r["alpha_interval_ci_low"], r["alpha_interval_ci_high"]),
+                fmt(r["alpha_ordinal"], r["alpha_ordinal_ci_low"], r["alpha_ordinal_ci_high"]),
+                fmt(r["kappa_quadratic_mean"]),
+                fmt(r["human_ceiling_spearman"]),
+            )
+        console.print(table)
+        mean = part.select(pl.col("alpha_interval", "kappa_quadratic_mean", "human_ceiling_spearman").mean()).row(0)
+        console.print(
+            f"  mean over {part.height} emotions: alpha {fmt(mean[0])}, kappa {fmt(mean[1])}, ceiling {fmt(mean[2])}"
+        )
 
 
 @main.command()

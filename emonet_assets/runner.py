@@ -30,7 +30,11 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
             error = event.step_failure_data.error
             while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
                 error = error.cause
-            return error.message.strip() if error else "step failed"
+            if error is None:
+                return "step failed"
+            message = error.message.strip()
+            qualified, _, rest = message.partition(": ")
+            return rest if rest and qualified.split(".")[-1] == error.cls_name else message
     return None
 
 
@@ -107,20 +111,55 @@ def partition_runs(partition_keys: list[str], per_run: int) -> list[tuple[str, s
     ]
 
 
+def run_sensor(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str,
+    on_step: Callable[[StepReport], None] = lambda _: None,
+    log_level: str = "WARNING",
+) -> list[StepReport]:
+    """Evaluate a sensor once as the daemon would: apply its partition requests, then run what it requests."""
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, sensor_name=name, resources=dict(defs.resources or {})
+    )
+    with context:
+        result = sensor(context)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    keys = list(sensor.asset_selection.resolve(defs.resolve_asset_graph()))
+    reports = []
+    for request in result.run_requests or []:
+        selection = list(request.asset_selection) if request.asset_selection else keys
+        report = materialize_step(defs, instance, selection, partition=request.partition_key, log_level=log_level)
+        reports.append(report)
+        on_step(report)
+    return reports
+
+
 def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     on_step: Callable[[StepReport], None] = lambda _: None,
     log_level: str = "WARNING",
+    handlers: dict[dg.AssetKey, Callable[[], list[StepReport]]] | None = None,
 ) -> list[StepReport]:
     """Stops at the first failed step (a blocking check counts): later assets must not see bad data.
 
-    Partitioned assets run in ranges packed as their backfill policy says.
+    Partitioned assets run in ranges packed as their backfill policy says; `handlers` run a node another
+    way (the demo imports annotation batches through the landing-zone sensor).
     """
     graph = defs.resolve_asset_graph()
     reports = []
     for keys in plan(defs):
         node = graph.get(keys[0])
+        handler = next((handlers[k] for k in keys if k in (handlers or {})), None)
+        if handler is not None:
+            handled = handler()
+            reports += handled
+            if not all(r.success for r in handled):
+                return reports
+            continue
         if node.partitions_def is None:
             steps = [{}]
         else:

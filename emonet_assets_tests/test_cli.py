@@ -1,6 +1,7 @@
 """The console script as a user runs it: a fresh root, the demo, then status."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_demo_materializes_every_asset_and_says_where_outputs_are(demo):
     assert str(root) in out
     assert "make dev" in out and "127.0.0.1:3000" in out
     assert (root / "catalog.duckdb").exists()
+    assert "the sensor imports them" in out
+    for table in ("annotations", "consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue"):
+        assert list((root / "tables" / table).glob("*.parquet")), table
 
 
 def test_status_reports_assets_with_rows(demo):
@@ -98,3 +102,83 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert f"storage root {blocker / 'root'} cannot be written" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture()
+def annotated_copy(demo, tmp_path):
+    """A private copy of the demo root, so imports here leave the shared demo as it was."""
+    _, root, result = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "home").mkdir()
+    shutil.copytree(root, tmp_path / "root")
+    return tmp_path, tmp_path / "root"
+
+
+def _annotation_rows(root: Path) -> int:
+    import polars as pl
+
+    return pl.read_parquet(root / "tables" / "annotations" / "all.parquet").height
+
+
+def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annotated_copy):
+    tmp, root = annotated_copy
+    ratings = tmp / "new-expert.csv"
+    rows = [f"{i:05d},expert-9,{i % 8},Elation" for i in range(6)] + ["00006,expert-9,9,Elation"]
+    ratings.write_text("path,annotator,value,emotion\n" + "\n".join(rows) + "\n")
+    before = _annotation_rows(root)
+    first = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
+    assert first.returncode == 0, first.stdout + first.stderr
+    line = next(line for line in first.stdout.splitlines() if "new-expert.csv" in line)
+    cells = [c.strip() for c in line.split("│")]
+    assert cells[3:8] == ["imported", "7", "6", "1", "0"]
+    assert "1 out_of_scale" in cells[8]
+    assert "consensus_models" in first.stdout or "dbt" in first.stdout
+    assert _annotation_rows(root) == before + 6
+    again = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already imported: no change" in again.stdout
+    assert "dbt" not in again.stdout
+    assert _annotation_rows(root) == before + 6
+
+
+def test_import_annotations_refuses_a_broken_file_by_name_and_keeps_what_was_accepted(annotated_copy):
+    tmp, root = annotated_copy
+    broken = tmp / "broken.csv"
+    broken.write_text("path|annotator|value|emotion\n00000|expert-9|3|Elation\n")
+    before = _annotation_rows(root)
+    result = run(["import-annotations", str(broken)], tmp, EMONET_ROOT=str(root))
+    assert result.returncode != 0
+    assert "broken.csv" in result.stdout and "delimited by something other than" in result.stdout
+    assert "1 file(s) not imported" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert _annotation_rows(root) == before
+
+
+def test_import_annotations_into_an_external_collection(annotated_copy):
+    tmp, root = annotated_copy
+    release = tmp / "release-hq.csv"
+    release.write_text(
+        "image,annotator,annotations\n"
+        + "".join(
+            f"img_{i},rater-{a},\"{{'Elation': {(i + a) % 4}, 'Anger': 0}}\"\n" for i in range(8) for a in range(3)
+        )
+    )
+    result = run(["import-annotations", "--collection", "release-check", str(release)], tmp, EMONET_ROOT=str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = run(["agreement", "--collection", "release-check"], tmp, EMONET_ROOT=str(root))
+    assert table.returncode == 0, table.stderr
+    assert "release-check (intensity)" in table.stdout
+    assert "Elation" in table.stdout and "mean over 2 emotions" in table.stdout
+    refused = run(["import-annotations", "--collection", "Bad Name", str(release)], tmp, EMONET_ROOT=str(root))
+    assert refused.returncode != 0 and "collection name 'Bad Name'" in refused.stderr
+
+
+def test_agreement_prints_the_per_emotion_table(demo, tmp_path):
+    _, root, _ = demo
+    result = run(["agreement", "--collection", "generated"], tmp_path, EMONET_ROOT=str(root))
+    assert result.returncode == 0, result.stderr
+    assert "generated (intensity)" in result.stdout and "generated (binary)" in result.stdout
+    assert "alpha interval [95% CI]" in result.stdout
+    assert "mean over 40 emotions" in result.stdout
+    unknown = run(["agreement", "--collection", "nope"], tmp_path, EMONET_ROOT=str(root))
+    assert unknown.returncode != 0 and "no collection 'nope'; known:" in unknown.stderr

@@ -35,50 +35,15 @@ REJECT_REASONS = {
     "duplicate_in_batch": "the same image, annotator and emotion came earlier in this file; the first one counts",
     "duplicate_of_earlier_batch": "an earlier batch already brought this image, annotator and emotion",
 }
+SKIP_REASONS = {
+    "cancelled": "a Label Studio annotation the annotator cancelled",
+    "empty_annotation": "an annotation with no ratings (empty Label Studio result or empty HQ dict)",
+}
 
 _COLLECTION = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _TRUE = ("true", "yes", "present")
 _FALSE = ("false", "no", "absent")
 _MISSING = ("", "nan", "null", "none", "na", "n/a")
-
-ACCEPTED_COLUMNS = [
-    "batch_id",
-    "source_file",
-    "source_row",
-    "source_ref",
-    "collection",
-    "image_id",
-    "image_ref",
-    "annotator",
-    "emotion_id",
-    "scale",
-    "value",
-]
-REJECT_COLUMNS = [
-    "batch_id",
-    "source_file",
-    "source_row",
-    "source_ref",
-    "reason",
-    "detail",
-    "image_ref",
-    "annotator",
-    "emotion_label",
-    "value_raw",
-]
-EXTRA_COLUMNS = [
-    "batch_id",
-    "source_file",
-    "source_row",
-    "source_ref",
-    "collection",
-    "image_id",
-    "image_ref",
-    "annotator",
-    "dimension",
-    "value",
-    "value_raw",
-]
 
 
 def validate_collection_name(name: str) -> str:
@@ -134,8 +99,15 @@ class BatchResult:
         }
 
     def reason_counts(self) -> pl.DataFrame:
+        """Rows per reject or skip reason, with what the reason means."""
         reasons = pl.concat([self.rejects.select("reason"), self.skipped.select("reason")])
-        return reasons.group_by("reason").agg(rows=pl.len()).sort(["rows", "reason"], descending=[True, False])
+        meanings = REJECT_REASONS | SKIP_REASONS
+        return (
+            reasons.group_by("reason")
+            .agg(rows=pl.len())
+            .sort(["rows", "reason"], descending=[True, False])
+            .with_columns(meaning=pl.col("reason").replace_strict(meanings, default=None, return_dtype=pl.String))
+        )
 
 
 def _decoded(ref: str) -> str:

@@ -83,3 +83,21 @@ def prompt_expectations(emotion_ids: list[str]) -> list:
         e.ExpectColumnValuesToNotBeNull(column="shard"),
         e.ExpectColumnValuesToBeUnique(column="position"),
     ]
+
+
+def rating_expectations(emotion_ids: list[str]) -> list:
+    import great_expectations as gx
+
+    e = gx.expectations
+    required = ["batch_id", "source_file", "source_row", "collection", "image_id", "annotator", "emotion_id", "scale"]
+    return [
+        *(e.ExpectColumnValuesToNotBeNull(column=column) for column in [*required, "value"]),
+        e.ExpectColumnValuesToBeInSet(column="scale", value_set=["binary", "intensity"]),
+        e.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=7),
+        e.ExpectColumnValuesToBeInSet(
+            column="value", value_set=[0, 1], row_condition='scale=="binary"', condition_parser="pandas"
+        ),
+        e.ExpectColumnValuesToBeInSet(column="emotion_id", value_set=emotion_ids),
+        e.ExpectColumnValuesToBeBetween(column="source_row", min_value=1),
+        e.ExpectCompoundColumnsToBeUnique(column_list=["collection", "image_id", "annotator", "emotion_id"]),
+    ]

@@ -71,6 +71,33 @@ class QCSettings(dg.Config):
     max_quarantine_share: float = Field(default=0.1, ge=0, le=1, description="QC gate: most images quarantined.")
 
 
+class AnnotationSettings(dg.Config):
+    """Expert annotation imports, consensus and agreement (the dbt project's vars come from here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    landing: str = Field(default="landing/annotations", description="Landing zone, relative to the storage root.")
+    max_file_mb: float = Field(default=2048, gt=0, description="Larger files are rejected whole.")
+    min_ratings: int = Field(default=3, ge=1, description="Fewer ratings make an item low-confidence.")
+    max_item_std: float = Field(default=1.5, ge=0, description="A higher rating std makes an item disputed.")
+    min_emotion_alpha: float = Field(default=0.2, description="Below it, an emotion's split items are re-rated.")
+    min_pair_items: int = Field(default=5, ge=2, description="Common items an annotator pair needs for a kappa.")
+    bootstrap_resamples: int = Field(default=1000, ge=10)
+    bootstrap_seed: int = 42
+
+    def dbt_vars(self) -> dict:
+        return self.model_dump(
+            include={
+                "min_ratings",
+                "max_item_std",
+                "min_emotion_alpha",
+                "min_pair_items",
+                "bootstrap_resamples",
+                "bootstrap_seed",
+            }
+        )
+
+
 class Profile(_Section):
     name: str
     description: str
@@ -79,6 +106,7 @@ class Profile(_Section):
     design: DesignSpec
     generation: GenerationSettings
     qc: QCSettings = Field(default_factory=QCSettings)
+    annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
     source: str = ""
 
     @property

@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import TypeAdapter
 
 from emonet_assets.lib.prompt_design import DesignSpec
-from emonet_assets.profiles import Profile, QCSettings
+from emonet_assets.profiles import AnnotationSettings, Profile, QCSettings
 
 
 class ProfileResource(dg.ConfigurableResource):
@@ -14,6 +14,7 @@ class ProfileResource(dg.ConfigurableResource):
     design: dict[str, Any]
     rollups: list[str]
     qc: QCSettings
+    annotation: AnnotationSettings
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ProfileResource":
@@ -22,6 +23,7 @@ class ProfileResource(dg.ConfigurableResource):
             design=profile.model_dump(mode="json", exclude_none=True)["design"],
             rollups=profile.taxonomy.rollups,
             qc=profile.qc,
+            annotation=profile.annotation,
         )
 
     def design_spec(self) -> DesignSpec:

@@ -26,7 +26,7 @@ def graph_snapshot(defs) -> dict:
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
             "kinds": sorted(node.kinds),
-            "pool": node.pools and sorted(node.pools),
+            "pool": sorted(node.pools or ()) or None,
             "checks": sorted(f"{c.name}{' (blocking)' if graph.get(c).blocking else ''}" for c in node.check_keys),
             "has_description": bool(node.description),
         }

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from emonet_assets.lib.annotation_formats import AnnotationFileError, parse_annotation_file
-from emonet_assets.lib.annotation_import import ImageIndex, import_batch
+from emonet_assets.lib.annotation_import import REJECT_REASONS, SKIP_REASONS, ImageIndex, import_batch
 from emonet_assets.lib.taxonomy import load_taxonomy
 
 CORPUS = Path(__file__).parents[1] / "data" / "malformed_annotations"
@@ -75,7 +75,9 @@ def _import(name: str, taxonomy, images, **kwargs):
 
 
 def _reasons(result) -> dict[str, int]:
-    return dict(result.reason_counts().iter_rows())
+    counts = result.reason_counts()
+    assert counts["meaning"].null_count() == 0, "every reason is documented"
+    return dict(counts.select("reason", "rows").iter_rows())
 
 
 def test_corpus_covers_every_file_and_at_least_twenty():
@@ -101,6 +103,8 @@ def test_row_problems_become_precise_rejects_and_good_rows_land(name, taxonomy, 
     assert counts["accepted"] == accepted
     assert _reasons(result) == reasons
     assert counts["rows_read"] == counts["accepted"] + counts["rejected"] + counts["skipped"]
+    assert set(result.rejects["reason"]) <= set(REJECT_REASONS)
+    assert set(result.skipped["reason"]) <= set(SKIP_REASONS)
     assert result.rejects["source_row"].null_count() == 0
     assert result.rejects["detail"].null_count() == 0
 

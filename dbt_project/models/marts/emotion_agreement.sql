@@ -1,0 +1,69 @@
+-- Per emotion: Krippendorff's alpha with its bootstrap CI, mean pairwise quadratic kappa, and the human
+-- ceiling (mean Spearman rho of each annotator against the median of the others).
+with counts as (
+    select
+        collection,
+        scale,
+        emotion_id,
+        count(*) as n_ratings,
+        count(distinct image_id) as n_images,
+        count(distinct annotator) as n_annotators,
+        avg(value)::double as mean_rating,
+        avg((value >= 1)::int)::double as share_nonzero
+    from {{ ref('stg_ratings') }}
+    group by all
+),
+
+kappa as (
+    select
+        collection,
+        scale,
+        emotion_id,
+        avg(kappa_quadratic) as kappa_quadratic_mean,
+        count(kappa_quadratic) as n_annotator_pairs
+    from {{ ref('int_pairwise_kappa') }}
+    where n_common >= {{ var('min_pair_items') }}
+    group by all
+),
+
+ceiling as (
+    select
+        collection,
+        scale,
+        emotion_id,
+        avg(spearman_vs_others) as human_ceiling_spearman,
+        count(spearman_vs_others) as n_ceiling_annotators
+    from {{ ref('int_annotator_emotion_spearman') }}
+    where n_items >= {{ var('min_pair_items') }}
+    group by all
+)
+
+select
+    c.collection,
+    c.scale,
+    c.emotion_id,
+    t.emotion,
+    t.emotion_group,
+    c.n_ratings,
+    c.n_images,
+    c.n_annotators,
+    coalesce(a.n_pairable_items, 0) as n_pairable_items,
+    c.mean_rating,
+    c.share_nonzero,
+    a.alpha_interval,
+    b.alpha_interval_ci_low,
+    b.alpha_interval_ci_high,
+    a.alpha_ordinal,
+    b.alpha_ordinal_ci_low,
+    b.alpha_ordinal_ci_high,
+    b.resamples as bootstrap_resamples,
+    k.kappa_quadratic_mean,
+    coalesce(k.n_annotator_pairs, 0) as n_annotator_pairs,
+    h.human_ceiling_spearman,
+    coalesce(h.n_ceiling_annotators, 0) as n_ceiling_annotators
+from counts as c
+left join {{ ref('int_emotion_alpha') }} as a using (collection, scale, emotion_id)
+left join {{ ref('agreement_bootstrap') }} as b using (collection, scale, emotion_id)
+left join kappa as k using (collection, scale, emotion_id)
+left join ceiling as h using (collection, scale, emotion_id)
+left join {{ ref('stg_taxonomy') }} as t using (emotion_id)

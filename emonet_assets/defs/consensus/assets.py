@@ -1,0 +1,86 @@
+import json
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from emonet_assets.defs.consensus.project import dbt_project, ensure_manifest, translator
+from emonet_assets.lib.reannotation import label_studio_config, label_studio_tasks
+from emonet_assets.metadata import table_metadata
+from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
+
+# dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
+EXPORTED_MARTS = (
+    "consensus_labels",
+    "emotion_agreement",
+    "annotator_quality",
+    "reannotation_queue",
+    "dawid_skene_consensus",
+)
+
+
+@dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=translator, pool="catalog")
+def consensus_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    storage: StorageResource,
+    catalog: CatalogResource,
+    profile: ProfileResource,
+):
+    """`dbt build` over the annotations: consensus, agreement, annotator quality, re-annotation queue."""
+    store = storage.store()
+    dbt_vars = {
+        **profile.annotation.dbt_vars(),
+        "storage_root": store.url("").rstrip("/"),
+        "catalog_path": catalog.database,
+        "s3_endpoint_url": storage.endpoint_url or "https://s3.amazonaws.com",
+    }
+    args = ["build", "--vars", json.dumps(dbt_vars), "--target", "local" if store.is_local else "s3"]
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    events = list(invocation.stream())
+    exported = {}
+    if invocation.is_successful():
+        with duckdb.connect(catalog.database, read_only=True) as con:
+            for name in EXPORTED_MARTS:
+                frame = con.sql(f"select * from main.{name}").pl()
+                exported[name] = table_metadata(frame, store.url(store.write_table(name, frame)))
+    for event in events:
+        name = _asset_name(context, event)
+        yield event.with_metadata({**event.metadata, **exported[name]}) if name in exported else event
+    if not invocation.is_successful():
+        raise dg.Failure(description=f"dbt build failed: {invocation.get_error()}")
+
+
+def _asset_name(context: dg.AssetExecutionContext, event) -> str | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name).path[-1]
+    if isinstance(event, dg.AssetMaterialization | dg.MaterializeResult) and event.asset_key:
+        return event.asset_key.path[-1]
+    return None
+
+
+@dg.asset(
+    group_name="consensus",
+    kinds={"json"},
+    deps=["reannotation_queue", "generated_images"],
+    description="The re-annotation queue as a Label Studio import file (one task per image, the emotions to "
+    "rate) plus the labeling config; experts' export of it flows back in through the landing zone.",
+)
+def reannotation_tasks(storage: StorageResource) -> dg.MaterializeResult:
+    store = storage.store()
+    queue = store.read_table("reannotation_queue")
+    images = store.read_table("generated_images") if "generated_images" in store.table_names() else None
+    tasks = label_studio_tasks(queue, images, store)
+    emotions = sorted(set(queue["emotion_id"].to_list()))
+    tasks_path, config_path = "exports/label_studio/reannotation_tasks.json", "exports/label_studio/label_config.xml"
+    store.write_bytes(tasks_path, json.dumps(tasks, indent=1).encode())
+    store.write_bytes(config_path, label_studio_config(emotions).encode())
+    return dg.MaterializeResult(
+        metadata={
+            "tasks": len(tasks),
+            "items": queue.height,
+            "by_reason": dg.MetadataValue.json(dict(queue.group_by("reason").len().rows())),
+            "tasks_file": dg.MetadataValue.path(store.url(tasks_path)),
+            "label_config": dg.MetadataValue.path(store.url(config_path)),
+        }
+    )

@@ -1,0 +1,211 @@
+"""Landed annotation files in, per-batch tables out; then the union every downstream model reads.
+
+Per batch (partition = the file's sha256): accepted ratings, rejects and skips with their reasons,
+`Extra Dimensions` side values, and a log row whose counts must add up. Nothing is written for a
+batch except through these tables, so a rejected file leaves only its log row behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from emonet_assets.lib.annotation_formats import AnnotationFileError, parse_annotation_file
+from emonet_assets.lib.annotation_import import BatchResult, ImageIndex, import_batch, validate_collection_name
+from emonet_assets.lib.landing import LandingError, find_batch_file, read_declaration
+from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.lib.storage import Store
+from emonet_assets.lib.taxonomy import Taxonomy
+
+ACCEPTED_TABLE = "annotation_batches"
+REJECTS_TABLE = "annotation_rejects"
+EXTRAS_TABLE = "annotation_extras"
+LOG_TABLE = "annotation_batch_log"
+ANNOTATIONS_TABLE = "annotations"
+EXTERNAL_IMAGES_TABLE = "external_images"
+
+ACCEPTED_SCHEMA = {
+    "batch_id": pl.String,
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "source_ref": pl.String,
+    "collection": pl.String,
+    "image_id": pl.String,
+    "image_ref": pl.String,
+    "annotator": pl.String,
+    "emotion_id": pl.String,
+    "scale": pl.String,
+    "value": pl.Int32,
+    "imported_at": pl.Datetime("us", "UTC"),
+}
+
+LOG_SCHEMA = {
+    "batch_id": pl.String,
+    "source_file": pl.String,
+    "format": pl.String,
+    "scale": pl.String,
+    "collection": pl.String,
+    "status": pl.String,
+    "message": pl.String,
+    "rows_read": pl.Int64,
+    "accepted": pl.Int64,
+    "rejected": pl.Int64,
+    "skipped": pl.Int64,
+    "extras": pl.Int64,
+    "notes": pl.List(pl.String),
+    "imported_at": pl.Datetime("us", "UTC"),
+}
+
+
+@dataclass(frozen=True)
+class LandedBatch:
+    log: dict
+    result: BatchResult | None = None
+
+    @property
+    def error(self) -> str | None:
+        return self.log["message"] if self.log["status"] == "rejected" else None
+
+
+def platform_images(store: Store) -> ImageIndex:
+    """Every generated image, referable by prompt id, sha256, path or release-style id."""
+    names = set(store.table_names())
+    if MANIFEST_TABLE not in names or "prompt_design" not in names:
+        return ImageIndex(refs={})
+    return ImageIndex.from_tables(store.read_table(MANIFEST_TABLE), store.read_table("prompt_design"))
+
+
+def earlier_keys(store: Store, batch_id: str) -> pl.DataFrame:
+    """Keys other batches already accepted: a rating lands once, whichever file brings it first."""
+    others = [p for p in store.table_partitions(ACCEPTED_TABLE) if p != batch_id]
+    if not others:
+        return pl.DataFrame(
+            schema={"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
+        )
+    return store.read_table(ACCEPTED_TABLE, others).select("image_id", "annotator", "emotion_id", "batch_id")
+
+
+def import_landed_batch(
+    store: Store, landing: str, batch_id: str, taxonomy: Taxonomy, max_bytes: int, now: datetime | None = None
+) -> LandedBatch:
+    now = now or datetime.now(UTC)
+    landed = find_batch_file(store, landing, batch_id)
+    log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch_id, "source_file": landed.path, "imported_at": now}
+    try:
+        declaration = read_declaration(store, landed.path)
+        collection = validate_collection_name(declaration.collection) if declaration.collection else None
+        if landed.size > max_bytes:
+            raise AnnotationFileError(
+                f"{landed.path}: {landed.size:,} bytes is over the {max_bytes:,}-byte limit (annotation.max_file_mb)"
+            )
+        parsed = parse_annotation_file(landed.path, store.read_bytes(landed.path), declaration.format, max_bytes)
+    except (AnnotationFileError, LandingError, ValueError) as exc:
+        log |= {
+            "status": "rejected",
+            "message": str(exc),
+            "rows_read": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "skipped": 0,
+            "extras": 0,
+            "notes": [],
+            "collection": declaration_collection(store, landed.path),
+        }
+        store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+        return LandedBatch(log)
+    result = import_batch(parsed, batch_id, taxonomy, platform_images(store), collection, earlier_keys(store, batch_id))
+    store.write_table(ACCEPTED_TABLE, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
+    store.write_table(REJECTS_TABLE, rejects_and_skips(result), batch_id)
+    store.write_table(EXTRAS_TABLE, result.extras, batch_id)
+    log |= {
+        "format": parsed.format,
+        "scale": parsed.scale,
+        "collection": collection or "generated",
+        "status": "imported",
+        "notes": list(parsed.notes),
+        **result.counts,
+    }
+    store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+    return LandedBatch(log, result)
+
+
+def declaration_collection(store: Store, path: str) -> str | None:
+    try:
+        return read_declaration(store, path).collection
+    except LandingError:
+        return None
+
+
+def rejects_and_skips(result: BatchResult) -> pl.DataFrame:
+    """One table of every unit that did not land, with `outcome` saying which."""
+    return pl.concat(
+        [
+            result.rejects.with_columns(outcome=pl.lit("rejected")),
+            result.skipped.with_columns(outcome=pl.lit("skipped")),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
+def batch_log(store: Store) -> pl.DataFrame:
+    if not store.table_partitions(LOG_TABLE):
+        return pl.DataFrame(schema=LOG_SCHEMA)
+    return store.read_table(LOG_TABLE).sort("imported_at")
+
+
+def collect_annotations(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The accepted ratings of every imported batch, and the external images they registered."""
+    log = batch_log(store)
+    imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
+    if not imported:
+        ratings = pl.DataFrame(schema=ACCEPTED_SCHEMA)
+    else:
+        ratings = store.read_table(ACCEPTED_TABLE, imported).sort("imported_at", "batch_id", "source_row")
+    external = (
+        ratings.filter(pl.col("collection") != "generated")
+        .group_by("collection", "image_id", maintain_order=True)
+        .agg(pl.col("image_ref").first(), pl.col("batch_id").first().alias("first_batch_id"), pl.len().alias("ratings"))
+    )
+    return ratings, external
+
+
+def reconcile_batches(store: Store) -> list[dict]:
+    """Every imported batch: read = accepted + rejected + skipped, and its stored tables hold exactly that."""
+    problems = []
+    for row in batch_log(store).filter(pl.col("status") == "imported").iter_rows(named=True):
+        batch = row["batch_id"]
+        if row["rows_read"] != row["accepted"] + row["rejected"] + row["skipped"]:
+            problems.append(
+                {
+                    "batch_id": batch,
+                    "problem": "counts do not add up",
+                    "rows_read": row["rows_read"],
+                    "accepted": row["accepted"],
+                    "rejected": row["rejected"],
+                    "skipped": row["skipped"],
+                }
+            )
+        stored = {
+            "accepted": _rows(store, ACCEPTED_TABLE, batch),
+            "rejected+skipped": _rows(store, REJECTS_TABLE, batch),
+        }
+        expected = {"accepted": row["accepted"], "rejected+skipped": row["rejected"] + row["skipped"]}
+        for what, n in stored.items():
+            if n != expected[what]:
+                problems.append(
+                    {
+                        "batch_id": batch,
+                        "problem": f"{what} rows stored differ from the log",
+                        "logged": expected[what],
+                        "stored": n,
+                    }
+                )
+    return problems
+
+
+def _rows(store: Store, table: str, partition: str) -> int | None:
+    if partition not in store.table_partitions(table):
+        return None
+    return store.read_table(table, [partition]).height
