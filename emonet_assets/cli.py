@@ -87,7 +87,7 @@ def demo(ctx: click.Context) -> None:
 
     def show(report) -> None:
         mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
-        name = escape(", ".join(report.assets) + (f" [{report.partition}]" if report.partition else ""))
+        name = escape(_step_label(report.assets) + (f" [{report.partition}]" if report.partition else ""))
         rows = ", ".join(f"{n:,} rows" for n in report.rows.values())
         checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
         console.print(f"  {mark} {name:<30} {rows:<22} {checks:<11} {report.seconds:5.1f}s")
@@ -95,6 +95,8 @@ def demo(ctx: click.Context) -> None:
             console.print(f"       [red]check failed[/red] {escape(failure)}")
         if report.error:
             console.print(f"       [red]{escape(report.error)}[/red]")
+            if report.output_tail:
+                console.print(escape(report.output_tail), soft_wrap=True)
 
     def import_panel():
         store = Store(profile.root, _storage_options())
@@ -257,18 +259,21 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
                 report = materialize_step(defs, instance, keys)
                 mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
                 checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
-                console.print(f"  {mark} {escape(_node_label(keys)):<40} {checks:<12} {report.seconds:5.1f}s")
+                label = _step_label(report.assets)
+                console.print(f"  {mark} {escape(label):<40} {checks:<12} {report.seconds:5.1f}s")
                 for failure in report.checks_failed:
                     console.print(f"       [red]check failed[/red] {escape(failure)}")
                 if not report.success:
+                    if report.output_tail:
+                        console.print(escape(report.output_tail), soft_wrap=True)
                     raise click.ClickException(report.error or "refreshing consensus failed")
     if failures:
         raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")
 
 
-def _node_label(keys) -> str:
-    names = [k.to_user_string() for k in keys]
-    return names[0] if len(names) == 1 else f"dbt: {len(names)} models"
+def _step_label(assets: list[str]) -> str:
+    """Only the dbt build makes more than a few assets in one step; 13 model names would fill the line."""
+    return ", ".join(assets) if len(assets) <= 3 else f"dbt build: {len(assets)} models"
 
 
 @main.command()

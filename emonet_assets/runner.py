@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ class StepReport:
     checks_failed: list[str] = field(default_factory=list)
     error: str | None = None
     run_id: str | None = None
+    output_tail: str = ""
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
@@ -71,14 +74,18 @@ def materialize_step(
             "dagster/asset_partition_range_end": partition_range[1],
         }
     started = time.perf_counter()
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        run_config={**_quiet(log_level), **(run_config or {})},
-        instance=instance,
-        asset_selection=keys,
-        partition_key=partition,
-        tags=tags,
-        raise_on_error=False,
-    )
+    # Tools a step runs (dbt) echo their logs to stdout for the UI's compute logs; here they would
+    # bury the one-line-per-step report, so they are kept for a failure's message instead.
+    echoed = io.StringIO()
+    with contextlib.redirect_stdout(echoed):
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            run_config={**_quiet(log_level), **(run_config or {})},
+            instance=instance,
+            asset_selection=keys,
+            partition_key=partition,
+            tags=tags,
+            raise_on_error=False,
+        )
     label = partition
     if partition_range:
         label = partition_range[0] if partition_range[0] == partition_range[1] else "...".join(partition_range)
@@ -88,6 +95,7 @@ def materialize_step(
         success=result.success,
         seconds=time.perf_counter() - started,
         error=None if result.success else _failure_message(result),
+        output_tail="\n".join(echoed.getvalue().splitlines()[-20:]),
         run_id=result.run_id,
     )
     for mat in result.get_asset_materialization_events():

@@ -132,7 +132,7 @@ def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annot
     cells = [c.strip() for c in line.split("│")]
     assert cells[3:8] == ["imported", "7", "6", "1", "0"]
     assert "1 out_of_scale" in cells[8]
-    assert "consensus_models" in first.stdout or "dbt" in first.stdout
+    assert "dbt build: 13 models" in first.stdout
     assert _annotation_rows(root) == before + 6
     again = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
     assert again.returncode == 0, again.stdout + again.stderr
