@@ -92,7 +92,10 @@ def demo(ctx: click.Context) -> None:
         checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
         console.print(f"  {mark} {name:<30} {rows:<22} {checks:<11} {report.seconds:5.1f}s")
         for failure in report.checks_failed:
-            console.print(f"       [red]check failed[/red] {escape(failure)}")
+            if failure.startswith("warning: "):
+                console.print(f"       [yellow]check warned[/yellow] {escape(failure.removeprefix('warning: '))}")
+            else:
+                console.print(f"       [red]check failed[/red] {escape(failure)}")
         if report.error:
             console.print(f"       [red]{escape(report.error)}[/red]")
             if report.output_tail:
@@ -201,7 +204,7 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
     from emonet_assets.lib.annotation_import import validate_collection_name
     from emonet_assets.lib.landing import BatchDeclaration, land_file
     from emonet_assets.lib.storage import Store
-    from emonet_assets.runner import materialize_step, plan
+    from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan
 
     if collection:
         try:
@@ -253,7 +256,7 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
         console.print(f"[red]rejected[/red] {escape(failure)}", soft_wrap=True)
     if changed:
         graph = defs.resolve_asset_graph()
-        downstream = dg.AssetSelection.assets("annotations").downstream().resolve(graph)
+        downstream = consensus_refresh_selection().resolve(graph)
         for keys in plan(defs):
             if set(keys) & downstream:
                 report = materialize_step(defs, instance, keys)
@@ -329,6 +332,67 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
         console.print(
             f"  mean over {part.height} emotions: alpha {fmt(mean[0])}, kappa {fmt(mean[1])}, ceiling {fmt(mean[2])}"
         )
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A saved model folder (default: the newest emotion_model of the storage root).",
+)
+@click.option("--top", default=5, show_default=True, help="Emotions to print per image.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv and json write all 40 intensities per image.",
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write csv/json here.")
+@click.pass_context
+def predict(
+    ctx: click.Context, images: tuple[Path, ...], model_dir: Path | None, top: int, fmt: str, output: Path | None
+) -> None:
+    """Score image files with a saved emotion model: the top emotions with intensities (0–7), or all 40."""
+    import polars as pl
+
+    from emonet_assets.lib.emotion_model import ModelCompatibilityError, ModelFileError
+    from emonet_assets.lib.modeling import latest_model_dir, predict_files
+    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.taxonomy import load_taxonomy
+
+    profile = _profile(ctx.obj["profile"])
+    taxonomy = load_taxonomy()
+    try:
+        folder = model_dir or latest_model_dir(Store(profile.root, _storage_options()))
+        scores, failed = predict_files(list(images), folder, taxonomy.version)
+    except (FileNotFoundError, ModelCompatibilityError, ModelFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    names = {e.id: e.name for e in taxonomy.emotions}
+    scores = scores.with_columns(emotion=pl.col("emotion_id").replace_strict(names, default=None))
+    if fmt == "table":
+        for path, part in scores.sort("predicted", descending=True).group_by("path", maintain_order=True):
+            table = Table(title=escape(str(path[0])), title_justify="left")
+            table.add_column("emotion")
+            table.add_column("intensity (0–7)", justify="right")
+            for row in part.head(top).iter_rows(named=True):
+                table.add_row(escape(row["emotion"]), f"{row['predicted']:.2f}")
+            console.print(table)
+    else:
+        wide = scores.pivot(on="emotion_id", index="path", values="predicted", maintain_order=True)
+        text = wide.write_csv() if fmt == "csv" else wide.write_json()
+        if output:
+            output.write_text(text, encoding="utf-8")
+            console.print(f"wrote {wide.height} images x {wide.width - 1} emotions to {escape(str(output))}")
+        else:
+            click.echo(text, nl=False)
+    for row in failed.iter_rows(named=True):
+        click.echo(f"skipped {row['path']}: {row['reason']}", err=True)
+    if failed.height:
+        raise click.ClickException(f"{failed.height} of {len(images)} image(s) could not be scored (see above)")
 
 
 @main.command()

@@ -7,7 +7,13 @@ import dagster as dg
 import emonet_assets.defs
 from emonet_assets.defs.consensus.project import dbt_resource
 from emonet_assets.profiles import Profile, load_profile
-from emonet_assets.resources import CatalogResource, ImageGeneratorResource, ProfileResource, StorageResource
+from emonet_assets.resources import (
+    CatalogResource,
+    EmbedderResource,
+    ImageGeneratorResource,
+    ProfileResource,
+    StorageResource,
+)
 
 
 def build_definitions(profile: Profile) -> dg.Definitions:
@@ -16,6 +22,7 @@ def build_definitions(profile: Profile) -> dg.Definitions:
         "catalog": CatalogResource(database=profile.catalog_path),
         "profile": ProfileResource.from_profile(profile),
         "generator": ImageGeneratorResource(settings=profile.generation),
+        "embedder": EmbedderResource(settings=profile.embedding),
         "dbt": dbt_resource(),
     }
     return dg.Definitions.merge(dg.load_defs(defs_root=emonet_assets.defs), dg.Definitions(resources=resources))

@@ -107,7 +107,10 @@ def materialize_step(
         if evaluation.passed:
             report.checks_passed += 1
         else:
-            report.checks_failed.append(f"{evaluation.asset_check_key.name}: {evaluation.description or 'failed'}")
+            warned = "warning: " if evaluation.severity == dg.AssetCheckSeverity.WARN else ""
+            report.checks_failed.append(
+                f"{warned}{evaluation.asset_check_key.name}: {evaluation.description or 'failed'}"
+            )
     return report
 
 
@@ -183,3 +186,11 @@ def materialize_all(
             if not report.success:
                 return reports
     return reports
+
+
+def consensus_refresh_selection() -> dg.AssetSelection:
+    """What a new annotation batch refreshes in-process: the ratings table and the consensus group after it.
+    Retraining the model on new labels is a decision of its own, not a side effect of an import."""
+    return dg.AssetSelection.assets("annotations") | (
+        dg.AssetSelection.assets("annotations").downstream() & dg.AssetSelection.groups("consensus")
+    )

@@ -306,7 +306,7 @@ def _as_features(x: np.ndarray, name: str, input_dim: int | None = None) -> torc
         raise ValueError(f"{name} has {array.shape[1]} embedding dims; the model expects {input_dim}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite embedding values")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.require(array, requirements=["C", "W"]))
 
 
 def _as_targets(y: np.ndarray, name: str, n_rows: int, n_outputs: int) -> torch.Tensor:

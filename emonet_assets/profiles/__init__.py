@@ -98,6 +98,80 @@ class AnnotationSettings(dg.Config):
         )
 
 
+class DatasetSettings(dg.Config):
+    """Train/validation/test assignment of the rated images (the `splits` asset and its checks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: float = Field(default=0.8, gt=0, lt=1)
+    validation: float = Field(default=0.1, gt=0, lt=1)
+    test: float = Field(default=0.1, gt=0, lt=1)
+    seed: int = 42
+    near_duplicate_distance: int = Field(default=4, ge=0, le=63, description="Max phash distance kept together.")
+    min_test_per_cell: int = Field(default=1, ge=0, description="Test images each emotion x group cell needs.")
+    thin_cell_severity: Literal["WARN", "ERROR"] = Field(
+        default="ERROR", description="WARN where the design is too small for every cell to get test images."
+    )
+    share_tolerance: float = Field(default=0.02, gt=0, lt=1, description="Max |share - target| per split.")
+
+    @property
+    def ratios(self) -> tuple[float, float, float]:
+        return (self.train, self.validation, self.test)
+
+
+class EmbeddingSettings(dg.Config):
+    """The vision backbone whose embeddings the emotion model reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["siglip", "clip", "tiny"] = "siglip"
+    source: str = Field(
+        default="google/siglip2-so400m-patch16-384",
+        description="Local folder or Hugging Face id (read from the local cache only).",
+    )
+    build_tiny: bool = Field(default=False, description="Build a tiny random backbone at `source` if absent.")
+    batch_size: int = Field(default=32, ge=1)
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+
+
+class RealPhotoSet(dg.Config):
+    """A labelled set of real photos to measure the synthetic-to-real gap on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Short name used in the result tables.")
+    path: str = Field(description="A folder with one subfolder per class, or a CSV of path,label.")
+    mapping: str = Field(
+        default="emonet_assets/data/mappings/basic8.yaml",
+        description="YAML mapping each class onto a taxonomy emotion or a '<rollup>:<level>'.",
+    )
+
+
+class ModelSettings(dg.Config):
+    """The emotion model and its evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: Literal["heads", "shared"] = Field(
+        default="heads", description="heads: 40 independent MLP heads (the reference design); shared: one MLP."
+    )
+    hidden: list[int] = Field(default_factory=lambda: [128, 32], description="Hidden layer sizes (Small: 128, 32).")
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=200, ge=1)
+    patience: int = Field(default=15, ge=1)
+    seed: int = 42
+    bootstrap_resamples: int = Field(default=1000, ge=10)
+    bootstrap_seed: int = 42
+    random_margin: float = Field(
+        default=0.05, ge=0, description="Mean Spearman the model must beat the random baseline by (warning check)."
+    )
+    real_photo_sets: list[RealPhotoSet] = Field(default_factory=list)
+
+
 class Profile(_Section):
     name: str
     description: str
@@ -107,6 +181,9 @@ class Profile(_Section):
     generation: GenerationSettings
     qc: QCSettings = Field(default_factory=QCSettings)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
     source: str = ""
 
     @property

@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import TypeAdapter
 
 from emonet_assets.lib.prompt_design import DesignSpec
-from emonet_assets.profiles import AnnotationSettings, Profile, QCSettings
+from emonet_assets.profiles import AnnotationSettings, DatasetSettings, ModelSettings, Profile, QCSettings
 
 
 class ProfileResource(dg.ConfigurableResource):
@@ -15,6 +15,8 @@ class ProfileResource(dg.ConfigurableResource):
     rollups: list[str]
     qc: QCSettings
     annotation: AnnotationSettings
+    dataset: DatasetSettings
+    model: ModelSettings
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ProfileResource":
@@ -24,6 +26,8 @@ class ProfileResource(dg.ConfigurableResource):
             rollups=profile.taxonomy.rollups,
             qc=profile.qc,
             annotation=profile.annotation,
+            dataset=profile.dataset,
+            model=profile.model,
         )
 
     def design_spec(self) -> DesignSpec:

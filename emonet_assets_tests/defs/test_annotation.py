@@ -20,16 +20,16 @@ from emonet_assets.lib.landing import BatchDeclaration, land_file
 from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
-from emonet_assets.runner import materialize_step, plan, run_sensor
+from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 
 SENSOR = "annotation_landing_sensor"
 
 
 def consensus_steps(defs, instance):
-    """Materialize `annotations` and everything downstream of it, one node per run, like the CLI."""
+    """Materialize `annotations` and the consensus group downstream of it, one node per run, like the CLI."""
     graph = defs.resolve_asset_graph()
-    downstream = dg.AssetSelection.assets("annotations").downstream().resolve(graph)
+    downstream = consensus_refresh_selection().resolve(graph)
     reports = [materialize_step(defs, instance, keys) for keys in plan(defs) if set(keys) & downstream]
     assert all(r.success for r in reports), [r.error for r in reports]
     return reports

@@ -1,0 +1,52 @@
+import dagster as dg
+import polars as pl
+
+from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.lib.splits import assign_splits, rated_images
+from emonet_assets.metadata import markdown_table, table_metadata
+from emonet_assets.resources import ProfileResource, StorageResource
+
+SPLITS_TABLE = "splits"
+
+
+def read_splits(storage: StorageResource) -> pl.DataFrame:
+    return storage.store().read_table(SPLITS_TABLE)
+
+
+@dg.asset(
+    group_name="dataset",
+    kinds={"polars", "parquet"},
+    deps=["consensus_labels", "image_qc", "prompt_design", MANIFEST_TABLE],
+    description="Train / validation / test per rated image: a prompt's images and near-duplicates (phash) stay "
+    "in one split, stratified over emotion x analysis group, deterministic under the profile's seed.",
+)
+def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource):
+    store = storage.store()
+    settings = profile.dataset
+    images = rated_images(
+        store.read_table(MANIFEST_TABLE),
+        store.read_table("image_qc"),
+        store.read_table("prompt_design"),
+        store.read_table("consensus_labels"),
+    )
+    if images.is_empty():
+        raise dg.Failure(description="no generated image has passed QC and has intensity consensus labels yet")
+    result = assign_splits(
+        images,
+        ratios=settings.ratios,
+        seed=settings.seed,
+        near_duplicate_distance=settings.near_duplicate_distance,
+        min_test_per_cell=settings.min_test_per_cell,
+    )
+    for warning in result.warnings:
+        context.log.warning(warning)
+    path = store.write_table(SPLITS_TABLE, result.assignments)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(result.assignments, store.url(path)),
+            "summary": dg.MetadataValue.md(markdown_table(result.summary)),
+            "groups": result.assignments["group_id"].n_unique(),
+            "small_cell_warnings": len(result.warnings),
+            "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings[:50]) or "none"),
+        }
+    )

@@ -1,0 +1,137 @@
+"""The glue between tables and the emotion model: matrices per split, lineage hashes, stored models, prediction.
+
+Models live under the storage root as `models/emotion_model/<fingerprint>/` (weights, config, card); a
+local copy is what torch reads, so object-store roots work the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from emonet_assets.lib.embedding import BackboneSpec, Embedder, embedding_matrix
+from emonet_assets.lib.emotion_model import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, TrainedModel, load_model
+from emonet_assets.lib.storage import Store
+
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
+MODELS_PREFIX = "models/emotion_model"
+
+
+@dataclass(frozen=True)
+class SplitData:
+    image_sha256: list[str]
+    x: np.ndarray
+    y: np.ndarray
+
+
+def consensus_matrix(consensus: pl.DataFrame, image_sha256: list[str], emotion_ids: list[str]) -> np.ndarray:
+    """Median intensity per (image, emotion) in the given orders; NaN where the image has no consensus."""
+    rated = consensus.filter((pl.col("collection") == "generated") & (pl.col("scale") == "intensity"))
+    wide = (
+        pl.DataFrame({"image_id": image_sha256})
+        .join(
+            rated.pivot(on="emotion_id", index="image_id", values="median_rating"),
+            on="image_id",
+            how="left",
+        )
+        .select([pl.col(e) if e in rated["emotion_id"].unique() else pl.lit(None).alias(e) for e in emotion_ids])
+    )
+    return wide.cast(pl.Float32).to_numpy().astype(np.float32)
+
+
+def split_data(
+    splits: pl.DataFrame, embeddings: pl.DataFrame, consensus: pl.DataFrame, emotion_ids: list[str]
+) -> dict[str, SplitData]:
+    """Embeddings and consensus medians per split, rows in sha256 order so every run sees the same order."""
+    data = {}
+    for split in ("train", "validation", "test"):
+        members = splits.filter(pl.col("split") == split).select("image_sha256")
+        table = embeddings.join(members, on="image_sha256", how="semi").sort("image_sha256")
+        shas, x = embedding_matrix(table)
+        data[split] = SplitData(shas, x, consensus_matrix(consensus, shas, emotion_ids))
+    return data
+
+
+def frame_hash(frame: pl.DataFrame) -> str:
+    """Content hash of a table, independent of row order, for model-card lineage."""
+    rows = frame.select(sorted(frame.columns)).sort(sorted(frame.columns)).write_csv().encode()
+    return hashlib.sha256(rows).hexdigest()[:16]
+
+
+def predictions_frame(image_ids: list[str], predicted: np.ndarray, emotion_ids: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "image_id": np.repeat(np.array(image_ids, dtype=object), len(emotion_ids)),
+            "emotion_id": np.tile(np.array(emotion_ids, dtype=object), len(image_ids)),
+            "predicted": predicted.reshape(-1).astype(np.float64),
+        },
+        schema={"image_id": pl.String, "emotion_id": pl.String, "predicted": pl.Float64},
+    )
+
+
+def store_model(store: Store, directory: Path, fingerprint: str) -> str:
+    prefix = f"{MODELS_PREFIX}/{fingerprint}"
+    for name in MODEL_FILES:
+        store.write_bytes(f"{prefix}/{name}", (directory / name).read_bytes())
+    return prefix
+
+
+def fetch_model(store: Store, prefix: str, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        (directory / name).write_bytes(store.read_bytes(f"{prefix}/{name}"))
+    return directory
+
+
+def saved_metadata(directory: Path) -> dict:
+    return json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8")).get("metadata") or {}
+
+
+def open_model(directory: Path, taxonomy_version: str) -> tuple[TrainedModel, Embedder]:
+    """The model and the backbone it was trained on; refuses a model of another taxonomy or backbone."""
+    metadata = saved_metadata(directory)
+    backbone = metadata.get("backbone") or {}
+    if not backbone.get("kind") or not backbone.get("source"):
+        raise ValueError(f"model at {directory} does not record its backbone (metadata.backbone.kind/source)")
+    embedder = Embedder.load(BackboneSpec(kind=backbone["kind"], source=backbone["source"], device="cpu"))
+    model = load_model(directory, taxonomy_version, embedder.fingerprint)
+    return model, embedder
+
+
+def predict_files(paths: list[Path], model_dir: Path, taxonomy_version: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Intensities (0–7) of every emotion for image files, and the files that could not be read or decoded."""
+    model, embedder = open_model(model_dir, taxonomy_version)
+    items, unreadable = [], []
+    for path in paths:
+        try:
+            items.append((str(path), Path(path).read_bytes()))
+        except OSError as exc:
+            unreadable.append((str(path), f"cannot read: {exc.strerror or exc}"))
+    result = embedder.embed(items)
+    failed = pl.concat(
+        [
+            pl.DataFrame(unreadable, schema={"path": pl.String, "reason": pl.String}, orient="row"),
+            result.failed.rename({"image_sha256": "path"}),
+        ]
+    )
+    names, x = embedding_matrix(result.table) if result.table.height else ([], np.zeros((0, model.input_dim)))
+    predicted = model.predict(x) if names else np.zeros((0, len(model.emotion_ids)), dtype=np.float32)
+    frame = predictions_frame(names, predicted, model.emotion_ids).rename({"image_id": "path"})
+    return frame, failed
+
+
+def latest_model_dir(store: Store, scratch: Path | None = None) -> Path:
+    """The newest trained model of this storage root, as a local folder."""
+    if "emotion_model" not in store.table_names():
+        raise FileNotFoundError(f"no trained model under {store.url('')}: materialize emotion_model first")
+    row = store.read_table("emotion_model").sort("trained_at").row(-1, named=True)
+    if store.is_local:
+        return Path(store.url(row["path"]))
+    scratch = scratch or Path(tempfile.mkdtemp(prefix="emonet-model-"))
+    return fetch_model(store, row["path"], scratch / row["model_fingerprint"])

@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from emonet_assets.lib.embedding import BackboneSpec, Embedder, build_tiny_backbone
+from emonet_assets.profiles import EmbeddingSettings
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """The vision backbone, loaded once per run from a local folder or the HF cache (never downloaded)."""
+
+    settings: EmbeddingSettings
+
+    _embedder: Embedder | None = PrivateAttr(default=None)
+
+    def spec(self) -> BackboneSpec:
+        s = self.settings
+        return BackboneSpec(kind=s.kind, source=s.source, batch_size=s.batch_size, device=s.device, dtype=s.dtype)
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            if self.settings.build_tiny:
+                build_tiny_backbone(Path(self.settings.source))
+            self._embedder = Embedder.load(self.spec())
+        return self._embedder
