@@ -86,3 +86,18 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def offline_single_thread():
+    """No network, and one thread so outputs compared bit for bit do not depend on how work is split."""
+    import huggingface_hub.constants
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield
+    torch.set_num_threads(threads)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,10 +23,11 @@ from PIL import Image
 
 from emonet_assets.lib.generation import (
     GenerationError,
-    _resolve_device,
-    _resolve_dtype,
+    build_model_folder,
     generate_with_backoff,
     model_fingerprint,
+    resolve_device,
+    resolve_dtype,
     resolve_model,
 )
 
@@ -112,22 +111,11 @@ def embedding_schema(dim: int) -> pl.Schema:
 
 def build_tiny_backbone(directory: str | Path, seed: int = 0) -> Path:
     """A random SigLIP vision model of a few hundred KB, saved like a real checkpoint, so tests and the demo run
-    offline through the same loading path as the real backbone.
-
-    Built in a hidden sibling folder and renamed into place, so a half-built folder is never taken for a finished
-    one; a folder that already holds a complete model is left alone.
-    """
+    offline through the same loading path as the real backbone."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
     from transformers.models.siglip import SiglipImageProcessorPil
 
-    path = Path(directory)
-    if all((path / name).is_file() for name in _TINY_FILES):
-        return path
-    if path.exists() and any(path.iterdir()):
-        raise EmbeddingError(f"{path} exists but is not a complete tiny backbone (needs {', '.join(_TINY_FILES)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.building-", dir=path.parent))
-    try:
+    def save(staging: Path) -> None:
         config = SiglipVisionConfig(
             image_size=TINY_IMAGE_SIZE,
             patch_size=16,
@@ -143,14 +131,11 @@ def build_tiny_backbone(directory: str | Path, seed: int = 0) -> Path:
         with _quiet_transformers():
             model.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
-        try:
-            os.rename(staging, path)
-        except OSError:
-            if not all((path / name).is_file() for name in _TINY_FILES):  # another process finishing first is fine
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+
+    try:
+        return build_model_folder(Path(directory), _TINY_FILES, save, "tiny backbone")
+    except GenerationError as exc:
+        raise EmbeddingError(str(exc)) from None
 
 
 class Embedder:
@@ -179,8 +164,8 @@ class Embedder:
             reason = f"folder {Path(spec.source).absolute()} does not exist" if spec.kind == "tiny" else str(exc)
             raise EmbeddingError(f"{spec.kind} backbone: {reason}{_fetch_hint(spec)}") from None
         try:
-            device = _resolve_device(spec.device)
-            dtype = _resolve_dtype(spec.dtype, device)
+            device = resolve_device(spec.device)
+            dtype = resolve_dtype(spec.dtype, device)
         except GenerationError as exc:
             raise EmbeddingError(str(exc)) from None
         for name in ("config.json", "preprocessor_config.json"):

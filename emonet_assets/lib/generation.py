@@ -39,29 +39,41 @@ class GenerationError(RuntimeError):
     """A model that cannot be found or loaded, or settings it cannot run with; the message says what to do."""
 
 
-def build_tiny_pipeline(path: str | Path) -> Path:
-    """A few-MB random Stable Diffusion pipeline built from configs, so the demo and tests run offline on CPU.
-
-    Built in a hidden sibling folder and renamed into place, so a half-built folder is never taken for a
-    finished one; a folder that already holds `model_index.json` is left alone.
+def build_model_folder(path: Path, files: tuple[str, ...], save: Callable[[Path], None], what: str) -> Path:
+    """Build in a hidden sibling folder and rename into place, so a half-built folder is never taken for a
+    finished one; a folder that already holds `files` is left alone, and another process finishing first is fine.
     """
     path = Path(path)
-    if (path / "model_index.json").exists():
+
+    def complete() -> bool:
+        return all((path / name).is_file() for name in files)
+
+    if complete():
         return path
     if path.exists() and any(path.iterdir()):
-        raise GenerationError(f"{path} exists but is not a diffusers pipeline (no model_index.json); remove it")
+        raise GenerationError(f"{path} exists but is not a complete {what} (needs {', '.join(files)}); remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.building-", dir=path.parent))
     try:
-        _tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+        save(staging)
         try:
             os.rename(staging, path)
         except OSError:
-            if not (path / "model_index.json").exists():  # another process finishing first is fine
+            if not complete():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def build_tiny_pipeline(path: str | Path) -> Path:
+    """A few-MB random Stable Diffusion pipeline built from configs, so the demo and tests run offline on CPU."""
+    return build_model_folder(
+        Path(path),
+        ("model_index.json",),
+        lambda staging: _tiny_pipeline().save_pretrained(staging, safe_serialization=True),
+        "diffusers pipeline",
+    )
 
 
 # One token per byte, so the window is wider than CLIP's 77 to hold the release prompts (about 220 characters).
@@ -184,8 +196,8 @@ def load_pipeline(
     folder = resolve_model(model)
     if not (folder / "model_index.json").exists():
         raise GenerationError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
-    device = _resolve_device(device)
-    pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, dtype=_resolve_dtype(dtype, device))
+    device = resolve_device(device)
+    pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True, dtype=resolve_dtype(dtype, device))
     if scheduler is not None:
         pipe.scheduler = _scheduler_class(pipe, scheduler).from_config(pipe.scheduler.config)
     pipe = pipe.to(device)
@@ -195,7 +207,7 @@ def load_pipeline(
     return pipe
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -205,7 +217,7 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     if dtype not in ("bfloat16", "float16", "float32"):

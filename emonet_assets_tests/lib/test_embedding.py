@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 
-import huggingface_hub.constants
 import numpy as np
 import polars as pl
 import pytest
@@ -28,17 +27,7 @@ from emonet_assets.lib.embedding import (
 )
 from emonet_assets.lib.generation import encode_png
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_single_thread():
-    """No network, and one thread so embeddings compared bit for bit do not depend on how work is split."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("offline_single_thread")
 
 
 @pytest.fixture(scope="module")
