@@ -115,6 +115,9 @@ def demo(ctx: click.Context) -> None:
         raise click.ClickException("the demo stopped at a failed step (see above)")
     _print_status(profile, instance)
     console.print("agreement     emonet agreement (per-emotion alpha, kappa, human ceiling)")
+    store = Store(profile.root, _storage_options())
+    console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
+    console.print("predict       emonet predict IMAGE... (the newest emotion model of this root)")
     console.print("\nOpen the UI: [bold]make dev[/bold], then http://127.0.0.1:3000 (bound to 127.0.0.1)")
 
 

@@ -38,6 +38,9 @@ def test_demo_materializes_every_asset_and_says_where_outputs_are(demo):
     assert "make dev" in out and "127.0.0.1:3000" in out
     assert (root / "catalog.duckdb").exists()
     assert "the sensor imports them" in out
+    assert "per_emotion_spearman.png" in out and "emonet predict IMAGE" in out
+    for table in ("splits", "image_embeddings", "emotion_model", "model_evaluation"):
+        assert list((root / "tables" / table).glob("*.parquet")), table
     for table in ("annotations", "consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue"):
         assert list((root / "tables" / table).glob("*.parquet")), table
 
