@@ -17,7 +17,10 @@ import polars as pl
 
 from emonet_assets.lib.embedding import BackboneSpec, Embedder, embedding_matrix
 from emonet_assets.lib.emotion_model import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, TrainedModel, load_model
+from emonet_assets.lib.evaluation import beside_human, evaluate, random_baseline, rollup_metrics
+from emonet_assets.lib.external_sets import check_mapping, read_class_mapping, read_external_set, score_external
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.taxonomy import Taxonomy
 
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
 MODELS_PREFIX = "models/emotion_model"
@@ -135,3 +138,61 @@ def latest_model_dir(store: Store, scratch: Path | None = None) -> Path:
         return Path(store.url(row["path"]))
     scratch = scratch or Path(tempfile.mkdtemp(prefix="emonet-model-"))
     return fetch_model(store, row["path"], scratch / row["model_fingerprint"])
+
+
+@dataclass(frozen=True)
+class TestReport:
+    per_emotion: pl.DataFrame
+    summary: pl.DataFrame
+    by_level: pl.DataFrame
+
+
+def evaluate_on_test(
+    model: TrainedModel,
+    test: SplitData,
+    consensus: pl.DataFrame,
+    agreement: pl.DataFrame,
+    rollups: pl.DataFrame,
+    emotion_names: pl.DataFrame,
+    resamples: int,
+    seed: int,
+) -> TestReport:
+    """The release's metrics on the test split, beside the human ceiling of the same collection and scale and
+    a random baseline, per emotion and at every rollup level."""
+    predictions = predictions_frame(test.image_sha256, model.predict(test.x), model.emotion_ids)
+    generated = (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    truth = consensus.filter(generated & pl.col("image_id").is_in(test.image_sha256)).select(
+        "image_id", "emotion_id", "median_rating", "present"
+    )
+    humans = agreement.filter(generated)
+    scored = evaluate(predictions, truth, resamples, seed)
+    baseline = random_baseline(predictions, truth, resamples, seed)
+    per_emotion = beside_human(scored.per_emotion, humans).join(emotion_names, on="emotion_id", how="left")
+    summary = pl.concat(
+        [
+            scored.summary.with_columns(predictor=pl.lit("model")),
+            baseline.summary.with_columns(predictor=pl.lit("random baseline")),
+        ]
+    ).with_columns(human_ceiling_spearman=pl.lit(humans["human_ceiling_spearman"].mean(), pl.Float64))
+    by_level = rollup_metrics(predictions, truth, rollups.select("rollup", "level", "emotion_id"), resamples, seed)
+    return TestReport(per_emotion, summary, by_level)
+
+
+def score_photo_set(
+    name: str, path: str, mapping_path: str, model_dir: Path, taxonomy: Taxonomy, rollups: pl.DataFrame
+) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """(summary row, per-class scores, skipped files) of the model on one labelled set of real photos."""
+    mapping = read_class_mapping(mapping_path, taxonomy, rollups)
+    truth = read_external_set(path)
+    check_mapping(truth["label"].unique().to_list(), mapping)
+    predicted, failed = predict_files([Path(p) for p in truth["path"]], model_dir, taxonomy.version)
+    scored_truth = truth.join(failed.select("path"), on="path", how="anti")
+    score = score_external(predicted, scored_truth, mapping)
+    summary = {
+        "set": name,
+        "images": scored_truth.height,
+        "skipped": failed.height,
+        "accuracy": score.accuracy,
+        "macro_f1": score.macro_f1,
+    }
+    return summary, score.per_class.with_columns(set=pl.lit(name)), failed

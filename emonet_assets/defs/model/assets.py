@@ -11,14 +11,13 @@ from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.embedding import check_embedding_table, images_to_embed
 from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
 from emonet_assets.lib.emotion_model import train_model as fit
-from emonet_assets.lib.evaluation import beside_human, evaluate, evaluation_chart, random_baseline, rollup_metrics
-from emonet_assets.lib.external_sets import check_mapping, read_class_mapping, read_external_set, score_external
+from emonet_assets.lib.evaluation import evaluation_chart
 from emonet_assets.lib.modeling import (
+    evaluate_on_test,
     fetch_model,
     frame_hash,
     open_model,
-    predict_files,
-    predictions_frame,
+    score_photo_set,
     split_data,
     store_model,
 )
@@ -201,32 +200,18 @@ def model_evaluation(
     test = split_data(read_splits(storage), current_embeddings(storage, embedder), consensus, emotion_ids)["test"]
     if not test.image_sha256:
         raise dg.Failure(description="the test split has no embedded images to evaluate on")
-    predictions = predictions_frame(test.image_sha256, model.predict(test.x), emotion_ids)
-    truth = consensus.filter(
-        (pl.col("collection") == "generated")
-        & (pl.col("scale") == "intensity")
-        & pl.col("image_id").is_in(test.image_sha256)
-    ).select("image_id", "emotion_id", "median_rating", "present")
-    resamples, seed = settings.bootstrap_resamples, settings.bootstrap_seed
-    scored = evaluate(predictions, truth, resamples, seed)
-    baseline = random_baseline(predictions, truth, resamples, seed)
-    agreement = store.read_table("emotion_agreement").filter(
-        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    report = evaluate_on_test(
+        model,
+        test,
+        consensus,
+        store.read_table("emotion_agreement"),
+        store.read_table("emotion_rollups"),
+        taxonomy.table().select("emotion_id", "emotion"),
+        settings.bootstrap_resamples,
+        settings.bootstrap_seed,
     )
-    per_emotion = beside_human(scored.per_emotion, agreement).join(
-        taxonomy.table().select("emotion_id", "emotion"), on="emotion_id", how="left"
-    )
-    rollups = store.read_table("emotion_rollups").select("rollup", "level", "emotion_id")
-    by_level = rollup_metrics(predictions, truth, rollups, resamples, seed)
-    summary = pl.concat(
-        [
-            scored.summary.with_columns(predictor=pl.lit("model")),
-            baseline.summary.with_columns(predictor=pl.lit("random baseline")),
-        ]
-    ).with_columns(
-        human_ceiling_spearman=pl.lit(agreement["human_ceiling_spearman"].mean(), pl.Float64),
-        model_fingerprint=pl.lit(row["model_fingerprint"]),
-    )
+    per_emotion, by_level = report.per_emotion, report.by_level
+    summary = report.summary.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"]))
     store.write_table("model_evaluation", per_emotion.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"])))
     store.write_table("model_evaluation_summary", summary)
     store.write_table("model_evaluation_rollups", by_level)
@@ -238,8 +223,8 @@ def model_evaluation(
         metadata={
             "model_fingerprint": row["model_fingerprint"],
             "test_images": len(test.image_sha256),
-            "mean_spearman": float(scored.summary["mean_spearman"][0]),
-            "random_mean_spearman": float(baseline.summary["mean_spearman"][0]),
+            "mean_spearman": float(summary["mean_spearman"][0]),
+            "random_mean_spearman": float(summary["mean_spearman"][1]),
             "summary": dg.MetadataValue.md(markdown_table(summary.drop("model_fingerprint"))),
             "per_emotion": dg.MetadataValue.md(markdown_table(per_emotion.select(shown).sort("spearman"), limit=40)),
             "rollups": dg.MetadataValue.md(
@@ -270,25 +255,13 @@ def real_photo_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         folder = fetch_model(store, row["path"], Path(tmp))
         for photo_set in profile.model.real_photo_sets:
-            mapping = read_class_mapping(photo_set.mapping, taxonomy, rollups)
-            truth = read_external_set(photo_set.path)
-            check_mapping(truth["label"].unique().to_list(), mapping)
-            predicted, failed = predict_files([Path(p) for p in truth["path"]], folder, taxonomy.version)
+            row_summary, classes, failed = score_photo_set(
+                photo_set.name, photo_set.path, photo_set.mapping, folder, taxonomy, rollups
+            )
             for failure in failed.iter_rows(named=True):
                 context.log.warning(f"{photo_set.name}: skipped {failure['path']}: {failure['reason']}")
-            scored_truth = truth.join(failed.select("path"), on="path", how="anti")
-            score = score_external(predicted, scored_truth, mapping)
-            summaries.append(
-                {
-                    "set": photo_set.name,
-                    "images": scored_truth.height,
-                    "skipped": failed.height,
-                    "accuracy": score.accuracy,
-                    "macro_f1": score.macro_f1,
-                    "model_fingerprint": row["model_fingerprint"],
-                }
-            )
-            per_class.append(score.per_class.with_columns(set=pl.lit(photo_set.name)))
+            summaries.append({**row_summary, "model_fingerprint": row["model_fingerprint"]})
+            per_class.append(classes)
     if not summaries:
         context.log.info("no real-photo sets configured (profile model.real_photo_sets): nothing to score")
     summary = pl.DataFrame(
