@@ -102,7 +102,6 @@ def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> 
     "safetensors with its config and a model card carrying the training data's lineage hashes.",
 )
 def emotion_model(
-    context: dg.AssetExecutionContext,
     storage: StorageResource,
     embedder: EmbedderResource,
     profile: ProfileResource,
