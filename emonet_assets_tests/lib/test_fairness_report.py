@@ -1,0 +1,116 @@
+import html
+from html.parser import HTMLParser
+
+import polars as pl
+import pytest
+
+from emonet_assets.lib.fairness import (
+    agreement_by_group,
+    data_balance,
+    disparities,
+    emotion_by_group,
+    fairness_notes,
+    gate_table,
+    group_metrics,
+)
+from emonet_assets.lib.fairness_report import render_html, render_markdown
+from emonet_assets_tests.lib.test_fairness import make_data, simulated_ratings
+
+VERSIONS = {"model": "model-7f3a", "data": "data-2024-06-01", "taxonomy": "taxonomy-v2.1"}
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+PNG = '<img src="data:image/png;base64,'
+
+
+class StrictParser(HTMLParser):
+    """html.parser never raises on bad markup, so this one records unbalanced tags as errors."""
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.errors = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open.pop() != tag:
+            self.errors.append(tag)
+
+
+def parse(page):
+    parser = StrictParser()
+    parser.feed(page)
+    parser.close()
+    assert parser.errors == [] and parser.open == []
+
+
+@pytest.fixture(scope="module")
+def report():
+    predictions, consensus, demographics = make_data(n_images=240, noisy_group="group_c")
+    demographics = demographics.with_columns(
+        ethnicity_group=pl.when(pl.col("image_id") < "img0005")
+        .then(pl.lit("<b>odd & rare</b>"))
+        .otherwise("ethnicity_group")
+    )
+    groups = group_metrics(predictions, consensus, demographics, min_group_size=20, resamples=30)
+    found = disparities(groups)
+    splits = demographics.rename({"image_id": "image_sha256"}).with_columns(split=pl.lit("test"))
+    qc = splits.select("image_sha256", passed=pl.col("image_sha256") != "img0007")
+    ratings, rated = simulated_ratings(n_images=40)
+    tables = {
+        "group_metrics": groups,
+        "disparities": found,
+        "data_balance": data_balance(splits, qc, demographics),
+        "agreement": agreement_by_group(ratings, rated, min_group_size=10),
+        "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
+        "gates": gate_table(found, {"mean_spearman": 0.1, "mean_mae": 5.0}),
+    }
+    return tables, fairness_notes(groups, found)
+
+
+def test_html_is_self_contained_with_versions_figures_and_tables(report):
+    tables, notes = report
+    page = render_html(tables, VERSIONS, notes)
+    parse(page)
+    for version in VERSIONS.values():
+        assert version in page
+    assert page.count(PNG) == 4  # three metric bar charts and the heatmap
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    for title in ("Data balance", "Rater agreement per group", "Disparities", "Gates", "Metrics per group"):
+        assert f"<h2>{title}</h2>" in page
+    assert "<th>qc_pass_share</th>" in page and "<th>groups_too_small</th>" in page
+    assert "<th>alpha_interval</th>" in page
+    assert "&lt;b&gt;odd &amp; rare&lt;/b&gt;" in page and "<b>odd" not in page
+    assert page.count('<tr class="small">') >= 1
+    assert '<tr class="failed">' in page
+    for note in notes:
+        assert f"<li>{html.escape(note)}</li>" in page
+
+
+def test_html_says_plainly_what_is_missing():
+    predictions, consensus, demographics = make_data(n_images=20)
+    empty = group_metrics(predictions.clear(), consensus, demographics)
+    page = render_html({"group_metrics": empty}, {"model": "m1"}, ["no predictions"])
+    parse(page)
+    assert "No group metrics: nothing was predicted on the test split." in page
+    assert "No emotion × group table." in page and "No data_balance table." in page
+    assert "<td>taxonomy</td><td>not given</td>" in page
+    assert "<li>no predictions</li>" in page and PNG not in page
+
+
+def test_markdown_has_versions_headline_disparities_and_gates(report):
+    tables, notes = report
+    text = render_markdown(tables, VERSIONS, notes)
+    assert "model `model-7f3a` · data `data-2024-06-01` · taxonomy `taxonomy-v2.1`" in text
+    row = (
+        tables["disparities"]
+        .filter(pl.col("attribute") == "ethnicity_group", pl.col("metric") == "mean_spearman")
+        .row(0, named=True)
+    )
+    assert (
+        f"| ethnicity_group | mean_spearman | {row['best_group']} {row['best_value']:.3f} | "
+        f"group_c {row['worst_value']:.3f} | {row['difference']:.3f} | – |"
+    ) in text
+    assert "widest intersectional gap in mean_spearman" in text
+    assert "- FAILED: fairness gate failed: mean_spearman" in text and "- passed: fairness gate passed" in text
+    assert "http" not in text and len(text) < 6000
