@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -426,3 +427,46 @@ def fairness_notes(group_table: pl.DataFrame, disparity_table: pl.DataFrame) -> 
     ):
         said.append(f"{attribute}: {note}")
     return said
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    tables: dict[str, pl.DataFrame]
+    notes: list[str]
+
+
+def image_demographics(manifest: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """Each generated image's designed demographics: the prompt is the ground truth of who was asked for."""
+    return (
+        manifest.select("image_sha256", "prompt_id")
+        .join(prompts.select("prompt_id", *ATTRIBUTES), on="prompt_id", how="left")
+        .select(image_id="image_sha256", **{a: a for a in ATTRIBUTES})
+    )
+
+
+def fairness_report(
+    predictions: pl.DataFrame,
+    consensus: pl.DataFrame,
+    demographics: pl.DataFrame,
+    splits: pl.DataFrame,
+    qc: pl.DataFrame,
+    ratings: pl.DataFrame,
+    max_gap: Mapping[str, float],
+    min_group_size: int = 20,
+    resamples: int = 1000,
+    seed: int = 42,
+) -> FairnessReport:
+    """Model side (metrics by group and intersection, disparities, gates) beside the data side (balance per split,
+    QC, expert agreement per group), with the plain-language notes the report leads with."""
+    groups = group_metrics(predictions, consensus, demographics, ATTRIBUTES, min_group_size, resamples, seed)
+    gaps = disparities(groups)
+    rated = ratings.filter((pl.col("collection") == "generated") & (pl.col("scale") == "intensity"))
+    tables = {
+        "group_metrics": groups,
+        "disparities": gaps,
+        "gates": gate_table(gaps, max_gap),
+        "data_balance": data_balance(splits, qc, demographics),
+        "agreement": agreement_by_group(rated, demographics, min_group_size),
+        "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
+    }
+    return FairnessReport(tables, fairness_notes(groups, gaps))

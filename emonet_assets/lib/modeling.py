@@ -142,6 +142,7 @@ def latest_model_dir(store: Store, scratch: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class TestReport:
+    predictions: pl.DataFrame
     per_emotion: pl.DataFrame
     summary: pl.DataFrame
     by_level: pl.DataFrame
@@ -175,7 +176,7 @@ def evaluate_on_test(
         ]
     ).with_columns(human_ceiling_spearman=pl.lit(humans["human_ceiling_spearman"].mean(), pl.Float64))
     by_level = rollup_metrics(predictions, truth, rollups.select("rollup", "level", "emotion_id"), resamples, seed)
-    return TestReport(per_emotion, summary, by_level)
+    return TestReport(predictions, per_emotion, summary, by_level)
 
 
 def score_photo_set(

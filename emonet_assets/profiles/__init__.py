@@ -172,6 +172,21 @@ class ModelSettings(dg.Config):
     real_photo_sets: list[RealPhotoSet] = Field(default_factory=list)
 
 
+class FairnessSettings(dg.Config):
+    """The fairness report and its gates: the largest allowed between-group gap per metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_group_size: int = Field(default=20, ge=1, description="Smaller groups are reported as too small, not ranked.")
+    bootstrap_resamples: int = Field(default=1000, ge=10)
+    bootstrap_seed: int = 42
+    max_gap: dict[str, float] = Field(
+        default_factory=lambda: {"mean_spearman": 0.15, "mean_mae": 0.5, "mean_presence_f1": 0.15},
+        description="Gate per metric: the largest allowed difference between the best and worst group.",
+    )
+    gate_severity: Literal["WARN", "ERROR"] = "ERROR"
+
+
 class Profile(_Section):
     name: str
     description: str
@@ -184,6 +199,7 @@ class Profile(_Section):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    fairness: FairnessSettings = Field(default_factory=FairnessSettings)
     source: str = ""
 
     @property

@@ -4,7 +4,14 @@ import dagster as dg
 from pydantic import TypeAdapter
 
 from emonet_assets.lib.prompt_design import DesignSpec
-from emonet_assets.profiles import AnnotationSettings, DatasetSettings, ModelSettings, Profile, QCSettings
+from emonet_assets.profiles import (
+    AnnotationSettings,
+    DatasetSettings,
+    FairnessSettings,
+    ModelSettings,
+    Profile,
+    QCSettings,
+)
 
 
 class ProfileResource(dg.ConfigurableResource):
@@ -17,6 +24,7 @@ class ProfileResource(dg.ConfigurableResource):
     annotation: AnnotationSettings
     dataset: DatasetSettings
     model: ModelSettings
+    fairness: FairnessSettings
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ProfileResource":
@@ -28,6 +36,7 @@ class ProfileResource(dg.ConfigurableResource):
             annotation=profile.annotation,
             dataset=profile.dataset,
             model=profile.model,
+            fairness=profile.fairness,
         )
 
     def design_spec(self) -> DesignSpec:

@@ -27,6 +27,7 @@ from emonet_assets.resources import EmbedderResource, ProfileResource, StorageRe
 
 EMBEDDINGS_TABLE = "image_embeddings"
 MODEL_TABLE = "emotion_model"
+TEST_PREDICTIONS_TABLE = "model_test_predictions"
 CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
 
 
@@ -214,6 +215,9 @@ def model_evaluation(
     store.write_table("model_evaluation", per_emotion.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"])))
     store.write_table("model_evaluation_summary", summary)
     store.write_table("model_evaluation_rollups", by_level)
+    store.write_table(
+        TEST_PREDICTIONS_TABLE, report.predictions.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"]))
+    )
     chart = evaluation_chart(per_emotion)
     store.write_bytes(CHART_PATH, chart)
     encoded = base64.b64encode(chart).decode()

@@ -1,0 +1,63 @@
+"""The fairness report on the tiny graph, and its gates on a planted disparity."""
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from emonet_assets.definitions import build_definitions
+from emonet_assets.lib.fairness import image_demographics
+from emonet_assets.lib.storage import Store
+from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.runner import materialize_step
+from emonet_assets_tests.defs.conftest import tiny_profile
+
+
+def test_report_states_its_versions_and_lands_in_parquet_and_duckdb(materialized_root):
+    store = Store(str(materialized_root))
+    html = store.read_bytes("reports/fairness/report.html").decode()
+    model = store.read_table("emotion_model")["model_fingerprint"][-1]
+    assert model in html and load_taxonomy().version in html
+    assert html.count('<img src="data:image/png;base64,') >= 2
+    assert "http://" not in html and "https://" not in html
+    profile = tiny_profile(materialized_root)
+    with duckdb.connect(profile.catalog_path, read_only=True) as con:
+        attributes = {row[0] for row in con.sql("select distinct attribute from fairness_group_metrics").fetchall()}
+    assert {"age", "gender", "ethnicity_group", "age x gender x ethnicity_group"} <= attributes
+    balance = store.read_table("fairness_data_balance").filter(pl.col("attribute") == "gender")
+    assert balance["n_generated"].sum() == 80
+
+
+def test_gate_fails_on_a_planted_disparity_and_names_the_group(root_copy):
+    store = Store(str(root_copy))
+    predictions = store.read_table("model_test_predictions")
+    demographics = image_demographics(store.read_table("generated_images"), store.read_table("prompt_design"))
+    consensus = store.read_table("consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    tested = predictions.join(demographics, on="image_id").join(
+        consensus.select("image_id", "emotion_id", "median_rating"), on=["image_id", "emotion_id"]
+    )
+    target = tested["gender"].mode()[0]
+    planted = tested.select(
+        "image_id",
+        "emotion_id",
+        "model_fingerprint",
+        predicted=pl.when(pl.col("gender") == target)
+        .then(7 - pl.col("median_rating"))
+        .otherwise(pl.col("median_rating")),
+    )
+    store.write_table("model_test_predictions", planted)
+    profile = tiny_profile(root_copy)
+    strict = profile.fairness.model_copy(update={"min_group_size": 1, "gate_severity": "ERROR"})
+    profile = profile.model_copy(update={"fairness": strict})
+    report = materialize_step(
+        build_definitions(profile), dg.DagsterInstance.ephemeral(), [dg.AssetKey("fairness_report")]
+    )
+    assert report.success, report.error
+    [failure] = [c for c in report.checks_failed if c.startswith("fairness_gap_mean_mae")]
+    assert "fairness gate failed: mean_mae differs by" in failure and "gender" in failure
+    assert not failure.startswith("warning: ")
+    gaps = store.read_table("fairness_disparities").filter(
+        (pl.col("attribute") == "gender") & (pl.col("metric") == "mean_mae")
+    )
+    assert gaps["worst_group"][0] == target and gaps["difference"][0] > 5
