@@ -267,11 +267,14 @@ def import_batch(
         + pl.col("emotion_code"),
     )
     checked = _mark_duplicates(checked, _earlier_codes(earlier_keys, refs, annotators, emotions, len(index)))
+    provenance = {
+        "batch_id": pl.lit(batch_id),
+        "source_file": pl.lit(parsed.source_file),
+        "source_row": pl.col("source_row"),
+        "source_ref": pl.col("source_ref"),
+    }
     accepted = checked.filter(pl.col("reason").is_null()).select(
-        batch_id=pl.lit(batch_id),
-        source_file=pl.lit(parsed.source_file),
-        source_row="source_row",
-        source_ref="source_ref",
+        **provenance,
         collection=pl.lit(collection or GENERATED),
         image_id="image_id",
         image_ref="image_ref",
@@ -280,12 +283,9 @@ def import_batch(
         scale=pl.lit(parsed.scale),
         value="value",
     )
-    rejects = _rejects(checked.filter(pl.col("reason").is_not_null()), batch_id, parsed.source_file)
+    rejects = _rejects(checked.filter(pl.col("reason").is_not_null()), provenance)
     skipped = parsed.skipped.select(
-        batch_id=pl.lit(batch_id),
-        source_file=pl.lit(parsed.source_file),
-        source_row="source_row",
-        source_ref="source_ref",
+        **provenance,
         reason="reason",
     )
     rows_read = units.height + skipped.height
@@ -295,10 +295,7 @@ def import_batch(
             f"rejected + {skipped.height} skipped; an import bug lost or doubled units"
         )
     extras = _lookup(extras, refs.select("image_ref", "image_id"), "image_ref").select(
-        batch_id=pl.lit(batch_id),
-        source_file=pl.lit(parsed.source_file),
-        source_row="source_row",
-        source_ref="source_ref",
+        **provenance,
         collection=pl.lit(collection or GENERATED),
         image_id="image_id",
         image_ref="image_ref",
@@ -363,7 +360,7 @@ def _mark_duplicates(checked: pl.DataFrame, earlier: pl.DataFrame | None) -> pl.
     )
 
 
-def _rejects(rejected: pl.DataFrame, batch_id: str, source_file: str) -> pl.DataFrame:
+def _rejects(rejected: pl.DataFrame, provenance: dict[str, pl.Expr]) -> pl.DataFrame:
     reason = pl.col("reason")
     label = pl.col("emotion_label")
     detail = (
@@ -386,10 +383,7 @@ def _rejects(rejected: pl.DataFrame, batch_id: str, source_file: str) -> pl.Data
         .otherwise("value_detail")
     )
     return rejected.select(
-        batch_id=pl.lit(batch_id),
-        source_file=pl.lit(source_file),
-        source_row="source_row",
-        source_ref="source_ref",
+        **provenance,
         reason="reason",
         detail=detail,
         image_ref="image_ref",
