@@ -27,17 +27,21 @@ class StepReport:
     output_tail: str = ""
 
 
+def error_message(error) -> str:
+    """Dagster wraps the user's exception in its own; the user's message is the one worth reading."""
+    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    if error is None:
+        return "step failed"
+    message = error.message.strip()
+    qualified, _, rest = message.partition(": ")
+    return rest if rest and qualified.split(".")[-1] == error.cls_name else message
+
+
 def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
-            error = event.step_failure_data.error
-            while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-                error = error.cause
-            if error is None:
-                return "step failed"
-            message = error.message.strip()
-            qualified, _, rest = message.partition(": ")
-            return rest if rest and qualified.split(".")[-1] == error.cls_name else message
+            return error_message(event.step_failure_data.error)
     return None
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from emonet_assets_tests.local_servers import SmtpServer, WebhookServer, serving
+
 S3_TEST_KEY = "testing"
 S3_TEST_SECRET = "testing"
 S3_TEST_REGION = "us-east-1"
@@ -101,3 +103,23 @@ def offline_single_thread():
         patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """urllib honours *_proxy variables; requests to the local test servers must not leave the machine."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+
+
+@pytest.fixture
+def webhook_server():
+    with serving(WebhookServer()) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server():
+    with serving(SmtpServer()) as server:
+        yield server

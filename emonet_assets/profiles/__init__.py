@@ -187,6 +187,28 @@ class FairnessSettings(dg.Config):
     gate_severity: Literal["WARN", "ERROR"] = "ERROR"
 
 
+class AlertSettings(dg.Config):
+    """Where failed runs and failed checks are reported. The storage root's alerts table and the log always;
+    a webhook and e-mail when set. EMONET_ALERT_WEBHOOK_URL and EMONET_SMTP_PASSWORD keep secrets out of files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ui_base_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI address for run links.")
+    min_check_severity: Literal["WARN", "ERROR"] = Field(
+        default="WARN", description="Failed checks below this severity are not alerted."
+    )
+    webhook_url: str | None = Field(default=None, description="Slack incoming webhook or any JSON endpoint.")
+    webhook_timeout_s: float = Field(default=5, gt=0)
+    webhook_retries: int = Field(default=3, ge=0)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str | None = None
+    smtp_recipients: list[str] = Field(default_factory=list)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
+
 class Profile(_Section):
     name: str
     description: str
@@ -200,6 +222,7 @@ class Profile(_Section):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     source: str = ""
 
     @property

@@ -1,10 +1,12 @@
 import shutil
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.demo_panel import land_demo_panel
+from emonet_assets.lib.fairness import image_demographics
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.profiles import load_profile
@@ -22,6 +24,30 @@ def tiny_profile(root, generation=None, qc=None, **design):
     if qc:
         update["qc"] = profile.qc.model_copy(update=qc)
     return profile.model_copy(update=update)
+
+
+def plant_gender_disparity(store: Store) -> str:
+    """Rewrite the model's test predictions so one gender's are inverted (7 - consensus) and the rest exact;
+    returns that gender. Any fairness gate on gender must then fail."""
+    predictions = store.read_table("model_test_predictions")
+    demographics = image_demographics(store.read_table("generated_images"), store.read_table("prompt_design"))
+    consensus = store.read_table("consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    tested = predictions.join(demographics, on="image_id").join(
+        consensus.select("image_id", "emotion_id", "median_rating"), on=["image_id", "emotion_id"]
+    )
+    target = tested["gender"].mode()[0]
+    planted = tested.select(
+        "image_id",
+        "emotion_id",
+        "model_fingerprint",
+        predicted=pl.when(pl.col("gender") == target)
+        .then(7 - pl.col("median_rating"))
+        .otherwise(pl.col("median_rating")),
+    )
+    store.write_table("model_test_predictions", planted)
+    return target
 
 
 def upstream(defs, instance):

@@ -5,11 +5,10 @@ import duckdb
 import polars as pl
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.fairness import image_demographics
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_step
-from emonet_assets_tests.defs.conftest import tiny_profile
+from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile
 
 
 def test_report_states_its_versions_and_lands_in_parquet_and_duckdb(materialized_root):
@@ -29,24 +28,7 @@ def test_report_states_its_versions_and_lands_in_parquet_and_duckdb(materialized
 
 def test_gate_fails_on_a_planted_disparity_and_names_the_group(root_copy):
     store = Store(str(root_copy))
-    predictions = store.read_table("model_test_predictions")
-    demographics = image_demographics(store.read_table("generated_images"), store.read_table("prompt_design"))
-    consensus = store.read_table("consensus_labels").filter(
-        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
-    )
-    tested = predictions.join(demographics, on="image_id").join(
-        consensus.select("image_id", "emotion_id", "median_rating"), on=["image_id", "emotion_id"]
-    )
-    target = tested["gender"].mode()[0]
-    planted = tested.select(
-        "image_id",
-        "emotion_id",
-        "model_fingerprint",
-        predicted=pl.when(pl.col("gender") == target)
-        .then(7 - pl.col("median_rating"))
-        .otherwise(pl.col("median_rating")),
-    )
-    store.write_table("model_test_predictions", planted)
+    target = plant_gender_disparity(store)
     profile = tiny_profile(root_copy)
     strict = profile.fairness.model_copy(update={"min_group_size": 1, "gate_severity": "ERROR"})
     profile = profile.model_copy(update={"fairness": strict})

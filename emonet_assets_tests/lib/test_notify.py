@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import json
 import logging
-import socket
-import socketserver
-import threading
 import time
-from collections import deque
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -28,6 +22,7 @@ from emonet_assets.lib.notify import (
     slack_payload,
 )
 from emonet_assets.lib.storage import Store
+from emonet_assets_tests.local_servers import free_port
 
 RUN_URL = "http://dagster.local:3000/runs/6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
 
@@ -48,71 +43,7 @@ def _alert(**overrides) -> Alert:
     return Alert(**(fields | overrides))
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """urllib honours *_proxy variables; requests to the local test servers must not leave the machine."""
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
-
-
-def _free_port() -> int:
-    """A port nothing listens on: bound, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# webhook server
-
-
-class _WebhookServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _WebhookHandler)
-        self.bodies: list[bytes] = []
-        self.headers_seen: list[dict] = []
-        self.statuses: deque[int] = deque()  # answered in order, then 200
-        self.hang = False
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _WebhookHandler(BaseHTTPRequestHandler):
-    server: _WebhookServer
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.bodies.append(body)
-        self.server.headers_seen.append(dict(self.headers))
-        if self.server.hang:
-            self.server.release.wait(10)
-            self.close_connection = True
-            return
-        status = self.server.statuses.popleft() if self.server.statuses else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format, *args):
-        pass
-
-
-@pytest.fixture
-def webhook_server():
-    server = _WebhookServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 def _reject_constant(name):
@@ -186,7 +117,7 @@ def test_webhook_4xx_is_not_retried(webhook_server):
 
 
 def test_webhook_connection_refused_is_retried():
-    url = f"http://127.0.0.1:{_free_port()}/hook"
+    url = f"http://127.0.0.1:{free_port()}/hook"
 
     delivery = WebhookChannel(url, timeout_s=1, retries=2, backoff_s=0.01).send(_alert())
 
@@ -226,83 +157,6 @@ def test_alert_rejects_unknown_severity_and_naive_time():
         _alert(kind="asset_failure")
     with pytest.raises(ValueError, match="timezone"):
         _alert(created_at=datetime(2026, 3, 1))
-
-
-# SMTP server
-
-
-class _SmtpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _SmtpHandler)
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.logins: list[bytes] = []
-        self.mail_replies: deque[str] = deque()  # answered to MAIL FROM in order, then 250
-        self.rcpt_reply = "250 ok"
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-
-class _SmtpHandler(socketserver.StreamRequestHandler):
-    """Just enough of RFC 5321 for smtplib: greeting, EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, QUIT."""
-
-    server: _SmtpServer
-
-    def reply(self, line: str) -> None:
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self):
-        self.reply("220 127.0.0.1 test ESMTP")
-        sender, recipients = None, []
-        while line := self.rfile.readline():
-            verb, _, arg = line.decode().rstrip("\r\n").partition(" ")
-            verb = verb.upper()
-            if verb == "EHLO":
-                self.reply("250-127.0.0.1")
-                self.reply("250 AUTH PLAIN")
-            elif verb == "HELO":
-                self.reply("250 127.0.0.1")
-            elif verb == "AUTH":
-                self.server.logins.append(base64.b64decode(arg.split()[1]))
-                self.reply("235 authenticated")
-            elif verb == "MAIL":
-                answer = self.server.mail_replies.popleft() if self.server.mail_replies else "250 ok"
-                if answer.startswith("250"):
-                    sender, recipients = arg.removeprefix("FROM:").strip("<>"), []
-                self.reply(answer)
-            elif verb == "RCPT":
-                if self.server.rcpt_reply.startswith("250"):
-                    recipients.append(arg.removeprefix("TO:").strip("<>"))
-                self.reply(self.server.rcpt_reply)
-            elif verb == "DATA":
-                self.reply("354 end with .")
-                lines = []
-                while (data := self.rfile.readline()) not in (b".\r\n", b""):
-                    lines.append(data[1:] if data.startswith(b"..") else data)
-                self.server.messages.append((sender, recipients, b"".join(lines)))
-                self.reply("250 queued")
-            elif verb in ("RSET", "NOOP"):
-                self.reply("250 ok")
-            elif verb == "QUIT":
-                self.reply("221 bye")
-                return
-            else:
-                self.reply("502 not implemented")
-
-
-@pytest.fixture
-def smtp_server():
-    server = _SmtpServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 def _email_channel(port: int, **overrides) -> EmailChannel:
@@ -354,7 +208,7 @@ def test_email_transient_reply_is_retried_permanent_is_not(smtp_server):
 
 
 def test_email_to_unreachable_server_fails_without_raising():
-    delivery = _email_channel(_free_port(), retries=1).send(_alert())
+    delivery = _email_channel(free_port(), retries=1).send(_alert())
 
     assert not delivery.ok and delivery.attempts == 2
     assert delivery.error
@@ -411,7 +265,7 @@ class _Exploding:
 def test_a_failing_channel_does_not_stop_the_others(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="emonet_assets.lib.notify")
     store = Store(str(tmp_path))
-    unreachable = WebhookChannel(f"http://127.0.0.1:{_free_port()}/", timeout_s=1, retries=0)
+    unreachable = WebhookChannel(f"http://127.0.0.1:{free_port()}/", timeout_s=1, retries=0)
     notifier = Notifier([_Exploding(), unreachable, LocalChannel(store)])
 
     deliveries = notifier.send(_alert())

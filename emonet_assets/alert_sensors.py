@@ -1,0 +1,108 @@
+"""Alerts on a failed run and on a failed asset check, over every asset of the code location.
+
+Both sensors only read the event log and send through the notifier, which never raises: an alert that
+cannot be delivered is logged, and the run it reports on has already finished either way.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster import DagsterEventType, EventRecordsFilter
+
+from emonet_assets.lib.notify import Alert
+from emonet_assets.resources import NotifierResource
+from emonet_assets.runner import error_message
+
+CHECK_EVENTS_PER_TICK = 500
+_SEVERITY_RANK = {"WARN": 0, "ERROR": 1}
+_METADATA_TEXT_MAX = 300
+
+
+def _plain(value: dg.MetadataValue) -> str | int | float | bool:
+    raw = value.value
+    if isinstance(raw, bool | int | float | str):
+        return raw if not isinstance(raw, str) or len(raw) <= _METADATA_TEXT_MAX else raw[:_METADATA_TEXT_MAX] + "…"
+    text = str(raw)
+    return text if len(text) <= _METADATA_TEXT_MAX else text[:_METADATA_TEXT_MAX] + "…"
+
+
+def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Alert:
+    run = context.dagster_run
+    steps = context.get_step_failure_events()
+    assets = sorted(key.to_user_string() for key in run.asset_selection or [])
+    metadata: dict[str, str | int] = {"job": run.job_name, "failed_steps": ", ".join(e.step_key for e in steps)}
+    if partition := run.tags.get("dagster/partition"):
+        metadata["partition"] = partition
+    reasons = [f"{e.step_key}: {error_message(e.step_failure_data.error)}" for e in steps if e.step_failure_data]
+    return Alert(
+        kind="run_failure",
+        title=f"Run failed: {', '.join(assets) if assets else run.job_name}",
+        severity="ERROR",
+        asset=", ".join(assets) or None,
+        check=None,
+        run_id=run.run_id,
+        run_url=run_url,
+        message="\n".join(reasons) or context.failure_event.message or "run failed",
+        metadata=metadata,
+    )
+
+
+def check_failure_alert(record: dg.EventLogRecord, run_url: str) -> Alert:
+    evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+    key = evaluation.asset_check_key
+    return Alert(
+        kind="check_failure",
+        title=f"Check failed: {key.asset_key.to_user_string()} / {key.name}",
+        severity=evaluation.severity.value,
+        asset=key.asset_key.to_user_string(),
+        check=key.name,
+        run_id=record.run_id,
+        run_url=run_url,
+        message=evaluation.description or "check failed",
+        metadata={name: _plain(value) for name, value in evaluation.metadata.items()},
+    )
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts on every failed run: the assets, the failed steps with their error, a link to the run.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: NotifierResource) -> None:
+    alert = run_failure_alert(context, notifier.run_url(context.dagster_run.run_id))
+    for delivery in notifier.send(alert):
+        context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
+
+
+def _latest_check_event(instance: dg.DagsterInstance) -> int:
+    latest = instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False
+    )
+    return latest[0].storage_id if latest else 0
+
+
+@dg.sensor(
+    name="check_failure_alert_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Data-quality alerts: every failed asset check since the last tick (at or above the profile's "
+    "`alerts.min_check_severity`), with asset, check, severity, its metadata and a link to the run.",
+)
+def check_failure_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource) -> dg.SensorResult:
+    if context.cursor is None:
+        # Like Dagster's run status sensors, start from now rather than replaying the whole history.
+        return dg.SensorResult(cursor=str(_latest_check_event(context.instance)))
+    records = context.instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=int(context.cursor)),
+        limit=CHECK_EVENTS_PER_TICK,
+        ascending=True,
+    )
+    floor = _SEVERITY_RANK[notifier.settings.min_check_severity]
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+        if evaluation.passed or _SEVERITY_RANK[evaluation.severity.value] < floor:
+            continue
+        alert = check_failure_alert(record, notifier.run_url(record.run_id))
+        for delivery in notifier.send(alert):
+            context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
+    return dg.SensorResult(cursor=str(records[-1].storage_id) if records else context.cursor)

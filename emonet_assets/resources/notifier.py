@@ -1,0 +1,18 @@
+import dagster as dg
+
+from emonet_assets.lib.notify import Alert, Delivery, notifier_from_settings
+from emonet_assets.profiles import AlertSettings
+from emonet_assets.resources.storage import StorageResource
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Sends alerts to every configured channel; the storage root's alerts table always gets a copy."""
+
+    storage: dg.ResourceDependency[StorageResource]
+    settings: AlertSettings
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.settings.ui_base_url.rstrip('/')}/runs/{run_id}"
+
+    def send(self, alert: Alert) -> list[Delivery]:
+        return notifier_from_settings(self.settings.model_dump(), self.storage.store()).send(alert)
