@@ -2,12 +2,15 @@
 
 import dagster as dg
 import duckdb
+import numpy as np
 import polars as pl
+from PIL import Image
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_step
+from emonet_assets_tests.browser import view
 from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile
 
 
@@ -24,6 +27,18 @@ def test_report_states_its_versions_and_lands_in_parquet_and_duckdb(materialized
     assert {"age", "gender", "ethnicity_group", "age x gender x ethnicity_group"} <= attributes
     balance = store.read_table("fairness_data_balance").filter(pl.col("attribute") == "gender")
     assert balance["n_generated"].sum() == 80
+
+
+def test_report_renders_in_headless_chromium_without_console_errors(materialized_root, tmp_path):
+    page = view((materialized_root / "reports/fairness/report.html").as_uri(), tmp_path / "fairness_report.png")
+    assert page.console_errors == []
+    assert page.title.startswith("Fairness report – model ")
+    assert page.images >= 2 and page.broken_images == 0
+    for heading in ("EmoNet-Face fairness report", "Data balance", "Rater agreement per group", "Gates"):
+        assert heading in page.text
+    shot = np.asarray(Image.open(page.screenshot).convert("L"))
+    assert shot.shape[1] == 1280 and shot.shape[0] > 900, "full page, longer than one screen"
+    assert shot.std() > 10, "the screenshot shows content, not a blank page"
 
 
 def test_gate_fails_on_a_planted_disparity_and_names_the_group(root_copy):

@@ -14,6 +14,7 @@ from emonet_assets.lib.fairness import (
     group_metrics,
 )
 from emonet_assets.lib.fairness_report import render_html, render_markdown
+from emonet_assets_tests.browser import view
 from emonet_assets_tests.lib.test_fairness import make_data, simulated_ratings
 
 VERSIONS = {"model": "model-7f3a", "data": "data-2024-06-01", "taxonomy": "taxonomy-v2.1"}
@@ -96,6 +97,16 @@ def test_html_says_plainly_what_is_missing():
     assert "No emotion × group table." in page and "No data_balance table." in page
     assert "<td>taxonomy</td><td>not given</td>" in page
     assert "<li>no predictions</li>" in page and PNG not in page
+
+
+def test_report_with_nothing_to_show_renders_in_chromium(tmp_path):
+    predictions, consensus, demographics = make_data(n_images=20)
+    empty = group_metrics(predictions.clear(), consensus, demographics)
+    report = tmp_path / "report.html"
+    report.write_text(render_html({"group_metrics": empty}, {"model": "m1"}, ["no predictions"]), encoding="utf-8")
+    page = view(report.as_uri(), tmp_path / "report.png")
+    assert page.console_errors == [] and page.images == 0
+    assert "No group metrics: nothing was predicted on the test split." in page.text
 
 
 def test_markdown_has_versions_headline_disparities_and_gates(report):

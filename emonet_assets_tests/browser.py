@@ -1,0 +1,54 @@
+"""Headless Chromium (Debian's package, driven by Playwright) for tests that look at a page as a person would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class PageView:
+    title: str
+    text: str
+    console_errors: list[str]
+    broken_images: int
+    images: int
+    screenshot: Path
+
+
+def chromium_path() -> str:
+    """CI must run the browser tests (`make test` installs Chromium); elsewhere they skip without one."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
+        pytest.skip("Chromium is not installed (`make browser` installs it)")
+    return found
+
+
+def view(url: str, screenshot: Path, width: int = 1280, height: int = 900) -> PageView:
+    """Load `url`, wait for the network to settle, take a full-page screenshot, and report console errors,
+    uncaught exceptions, failed requests and images that did not decode."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path())
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} {r.failure}"))
+            page.goto(url, wait_until="networkidle")
+            images = page.evaluate("document.images.length")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
+            )
+            page.screenshot(path=str(screenshot), full_page=True)
+            return PageView(page.title(), page.inner_text("body"), errors, broken, images, screenshot)
+        finally:
+            browser.close()
