@@ -6,14 +6,17 @@ cannot be delivered is logged, and the run it reports on has already finished ei
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
-from dagster import DagsterEventType, EventRecordsFilter
+from dagster import DagsterEventType
 
 from emonet_assets.lib.notify import Alert
 from emonet_assets.resources import NotifierResource
 from emonet_assets.runner import error_message
 
-CHECK_EVENTS_PER_TICK = 500
+FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)
+RUNS_PER_TICK = 100
 _SEVERITY_RANK = {"WARN": 0, "ERROR": 1}
 _METADATA_TEXT_MAX = 300
 
@@ -47,8 +50,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Aler
     )
 
 
-def check_failure_alert(record: dg.EventLogRecord, run_url: str) -> Alert:
-    evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
+def check_failure_alert(evaluation: dg.AssetCheckEvaluation, run_id: str, run_url: str) -> Alert:
     key = evaluation.asset_check_key
     return Alert(
         kind="check_failure",
@@ -56,7 +58,7 @@ def check_failure_alert(record: dg.EventLogRecord, run_url: str) -> Alert:
         severity=evaluation.severity.value,
         asset=key.asset_key.to_user_string(),
         check=key.name,
-        run_id=record.run_id,
+        run_id=run_id,
         run_url=run_url,
         message=evaluation.description or "check failed",
         metadata={name: _plain(value) for name, value in evaluation.metadata.items()},
@@ -74,35 +76,39 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: Noti
         context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
 
 
-def _latest_check_event(instance: dg.DagsterInstance) -> int:
-    latest = instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION), limit=1, ascending=False
-    )
-    return latest[0].storage_id if latest else 0
+def _latest(instance: dg.DagsterInstance, status: DagsterEventType) -> str | None:
+    latest = instance.fetch_run_status_changes(status, limit=1, ascending=False)
+    return latest.cursor if latest.records else None
 
 
 @dg.sensor(
     name="check_failure_alert_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Data-quality alerts: every failed asset check since the last tick (at or above the profile's "
-    "`alerts.min_check_severity`), with asset, check, severity, its metadata and a link to the run.",
+    description="Data-quality alerts: every failed asset check of each run that finished since the last tick (at "
+    "or above the profile's `alerts.min_check_severity`), with asset, check, severity, metadata and a run link.",
 )
 def check_failure_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource) -> dg.SensorResult:
+    # Finished runs are followed through run status changes, whose cursors every event log storage supports
+    # (a plain storage-id cursor over check events does not work on the default run-sharded SQLite storage).
+    instance = context.instance
     if context.cursor is None:
         # Like Dagster's run status sensors, start from now rather than replaying the whole history.
-        return dg.SensorResult(cursor=str(_latest_check_event(context.instance)))
-    records = context.instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=int(context.cursor)),
-        limit=CHECK_EVENTS_PER_TICK,
-        ascending=True,
-    )
+        return dg.SensorResult(cursor=json.dumps({s.value: _latest(instance, s) for s in FINISHED}))
+    cursors = json.loads(context.cursor)
     floor = _SEVERITY_RANK[notifier.settings.min_check_severity]
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.asset_check_evaluation_data
-        if evaluation.passed or _SEVERITY_RANK[evaluation.severity.value] < floor:
-            continue
-        alert = check_failure_alert(record, notifier.run_url(record.run_id))
-        for delivery in notifier.send(alert):
-            context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
-    return dg.SensorResult(cursor=str(records[-1].storage_id) if records else context.cursor)
+    for status in FINISHED:
+        finished = instance.fetch_run_status_changes(
+            status, limit=RUNS_PER_TICK, cursor=cursors.get(status.value), ascending=True
+        )
+        for run in finished.records:
+            for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+                evaluation = entry.dagster_event.asset_check_evaluation_data
+                if evaluation.passed or _SEVERITY_RANK[evaluation.severity.value] < floor:
+                    continue
+                alert = check_failure_alert(evaluation, run.run_id, notifier.run_url(run.run_id))
+                for delivery in notifier.send(alert):
+                    context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
+        if finished.records:
+            cursors[status.value] = finished.cursor
+    return dg.SensorResult(cursor=json.dumps(cursors))

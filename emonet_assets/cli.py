@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -64,6 +64,9 @@ def profiles() -> None:
         console.print(f"  rollups       {p.taxonomy.rollups or 'built-in only'}")
 
 
+CHECK_ALERT_SENSOR = "check_failure_alert_sensor"
+
+
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
@@ -74,7 +77,7 @@ def demo(ctx: click.Context) -> None:
     from emonet_assets.lib.demo_panel import land_demo_panel
     from emonet_assets.lib.storage import StorageError, Store
     from emonet_assets.lib.taxonomy import Taxonomy
-    from emonet_assets.runner import materialize_all, run_sensor
+    from emonet_assets.runner import materialize_all, run_sensor, tick_sensor
 
     profile = _profile(ctx.obj["profile"])
     console.print(f"[bold]emonet demo[/bold]: profile {profile.name}, storage root {profile.root}")
@@ -110,13 +113,23 @@ def demo(ctx: click.Context) -> None:
         )
         return run_sensor(defs, instance, "annotation_landing_sensor", on_step=show)
 
+    # The daemon is not running here: the demo ticks the check-alert sensor itself, from before its first run.
+    started = datetime.now(UTC)
+    alerts_from = tick_sensor(defs, instance, CHECK_ALERT_SENSOR).cursor
     reports = materialize_all(defs, instance, on_step=show, handlers={dg.AssetKey("annotation_batches"): import_panel})
+    tick_sensor(defs, instance, CHECK_ALERT_SENSOR, alerts_from)
     if not all(r.success for r in reports):
         raise click.ClickException("the demo stopped at a failed step (see above)")
     _print_status(profile, instance)
     console.print("agreement     emonet agreement (per-emotion alpha, kappa, human ceiling)")
     store = Store(profile.root, _storage_options())
     console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
+    console.print(f"fairness      {store.url('reports/fairness/report.html')} (its summary: fairness_report in the UI)")
+    alerted = _alerts_since(store, started)
+    console.print(
+        f"alerts        {alerted} failed checks recorded in {store.url('tables/alerts')} "
+        "(a webhook or e-mail: the profile's `alerts` section)"
+    )
     console.print("predict       emonet predict IMAGE... (the newest emotion model of this root)")
     console.print("\nOpen the UI: [bold]make dev[/bold], then http://127.0.0.1:3000 (bound to 127.0.0.1)")
 
@@ -433,6 +446,14 @@ def _print_status(profile, instance) -> None:
         console.print(f"images        {images:,} files under {store.url('images')}")
     console.print(f"tables        {store.url('tables')}/<asset>/<partition>.parquet")
     console.print(f"catalog       {profile.catalog_path} (DuckDB; views over the tables)")
+
+
+def _alerts_since(store, started) -> int:
+    import polars as pl
+
+    if not store.table_partitions("alerts"):
+        return 0
+    return store.read_table("alerts").filter(pl.col("created_at") >= started).height
 
 
 def _storage_options() -> dict:

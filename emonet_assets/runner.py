@@ -126,6 +126,17 @@ def partition_runs(partition_keys: list[str], per_run: int) -> list[tuple[str, s
     ]
 
 
+def tick_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None
+) -> dg.SensorResult:
+    """One evaluation of a sensor with the definitions' resources, from `cursor`; nothing it requests is run."""
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, sensor_name=name, cursor=cursor, resources=dict(defs.resources or {})
+    )
+    with context:
+        return defs.resolve_sensor_def(name)(context)
+
+
 def run_sensor(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -135,11 +146,7 @@ def run_sensor(
 ) -> list[StepReport]:
     """Evaluate a sensor once as the daemon would: apply its partition requests, then run what it requests."""
     sensor = defs.resolve_sensor_def(name)
-    context = dg.build_sensor_context(
-        instance=instance, definitions=defs, sensor_name=name, resources=dict(defs.resources or {})
-    )
-    with context:
-        result = sensor(context)
+    result = tick_sensor(defs, instance, name)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     keys = list(sensor.asset_selection.resolve(defs.resolve_asset_graph()))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +44,17 @@ def test_demo_materializes_every_asset_and_says_where_outputs_are(demo):
         assert list((root / "tables" / table).glob("*.parquet")), table
     for table in ("annotations", "consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue"):
         assert list((root / "tables" / table).glob("*.parquet")), table
+    assert (root / "reports" / "fairness" / "report.html").exists() and "reports/fairness/report.html" in out
+
+
+def test_demo_records_an_alert_for_each_warned_check(demo):
+    _, root, result = demo
+    warned = result.stdout.count("check warned")
+    alerts = pl.read_parquet(root / "tables" / "alerts" / "all.parquet")
+    assert warned >= 1 and alerts.height == warned
+    assert f"alerts        {warned} failed checks recorded" in result.stdout
+    assert alerts["kind"].unique().to_list() == ["check_failure"] and set(alerts["severity"]) == {"WARN"}
+    assert all(url.startswith("http://127.0.0.1:3000/runs/") for url in alerts["run_url"])
 
 
 def test_status_reports_assets_with_rows(demo):

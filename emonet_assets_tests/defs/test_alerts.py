@@ -20,6 +20,15 @@ UI = "http://dagster.test:3000"
 pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
+@pytest.fixture
+def instance(tmp_path):
+    """SQLite storage, as `make dev` and `make demo` use: its event log is sharded by run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
 def _profile(root, gate_severity="ERROR", **alerts):
     profile = tiny_profile(root)
     fairness = profile.fairness.model_copy(
@@ -52,10 +61,9 @@ def _payloads(server) -> list[dict]:
     return [json.loads(body) for body in server.bodies]
 
 
-def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_copy, webhook_server):
+def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_copy, instance, webhook_server):
     target = plant_gender_disparity(Store(str(root_copy)))
     defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url))
-    instance = dg.DagsterInstance.ephemeral()
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
 
@@ -84,12 +92,11 @@ def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_co
     assert len(webhook_server.bodies) == len(alerts), "a failure already alerted is not sent again"
 
 
-def test_checks_below_the_minimum_severity_are_not_alerted(root_copy, webhook_server):
+def test_checks_below_the_minimum_severity_are_not_alerted(root_copy, instance, webhook_server):
     plant_gender_disparity(Store(str(root_copy)))
     defs = build_definitions(
         _profile(root_copy, gate_severity="WARN", webhook_url=webhook_server.url, min_check_severity="ERROR")
     )
-    instance = dg.DagsterInstance.ephemeral()
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
     report = materialize_step(defs, instance, [dg.AssetKey("fairness_report")])
@@ -98,11 +105,10 @@ def test_checks_below_the_minimum_severity_are_not_alerted(root_copy, webhook_se
     assert webhook_server.bodies == []
 
 
-def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(root_copy, webhook_server):
+def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(root_copy, instance, webhook_server):
     plant_gender_disparity(Store(str(root_copy)))
     webhook_server.statuses.extend([500] * 100)
     defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url, webhook_retries=1))
-    instance = dg.DagsterInstance.ephemeral()
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
     report = materialize_step(defs, instance, [dg.AssetKey("fairness_report")])
@@ -114,7 +120,9 @@ def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(r
     assert Store(str(root_copy)).read_table("alerts").height == len(failed)
 
 
-def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(root_copy, webhook_server, smtp_server):
+def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(
+    root_copy, instance, webhook_server, smtp_server
+):
     store = Store(str(root_copy))
     shutil.rmtree(root_copy / "tables" / "model_test_predictions")
     defs = build_definitions(
@@ -127,7 +135,6 @@ def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(root_co
             smtp_recipients=["data-team@lab.test"],
         )
     )
-    instance = dg.DagsterInstance.ephemeral()
     report = materialize_step(defs, instance, [dg.AssetKey("fairness_report")])
     assert not report.success
 
