@@ -253,7 +253,9 @@ def render_markdown(tables: dict[str, pl.DataFrame], versions: dict[str, str], n
     gates = _section(tables, GATES)
     if gates is not None:
         lines += ["", "**Gates**"]
-        lines += [f"- {'passed' if r['passed'] else 'FAILED'}: {r['message']}" for r in gates.iter_rows(named=True)]
+        for row in gates.iter_rows(named=True):
+            message = row["message"].removeprefix("fairness gate passed: ").removeprefix("fairness gate failed: ")
+            lines.append(f"- {'passed' if row['passed'] else '**FAILED**'}: {message}")
     if notes:
         lines += ["", "**Notes**"]
         lines += [f"- {n}" for n in notes[:NOTES_IN_MARKDOWN]]

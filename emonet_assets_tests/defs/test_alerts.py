@@ -71,6 +71,8 @@ def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_co
     assert report.success, report.error
     assert any(c.startswith("fairness_gap_mean_mae") for c in report.checks_failed)
     assert not webhook_server.bodies
+    summary = instance.get_latest_materialization_event(dg.AssetKey("fairness_report")).asset_materialization
+    assert "- **FAILED**: mean_spearman differs by 2.000 across gender" in summary.metadata["summary"].value
     sensor.tick()
 
     alerts = {p["alert"]["check"]: p for p in _payloads(webhook_server)}

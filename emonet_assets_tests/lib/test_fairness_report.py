@@ -123,5 +123,5 @@ def test_markdown_has_versions_headline_disparities_and_gates(report):
         f"group_c {row['worst_value']:.3f} | {row['difference']:.3f} | – |"
     ) in text
     assert "widest intersectional gap in mean_spearman" in text
-    assert "- FAILED: fairness gate failed: mean_spearman" in text and "- passed: fairness gate passed" in text
+    assert "- **FAILED**: mean_spearman differs by" in text and "- passed: mean_mae differs by" in text
     assert "http" not in text and len(text) < 6000

@@ -1,16 +1,17 @@
-"""A backfill of a range of shards launched from the UI: `dagster dev` serving the GraphQL API the UI uses."""
+"""The UI as its users reach it: `dagster dev` serving the GraphQL API the UI uses, with its daemon running
+backfills and sensors."""
 
 import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,7 @@ import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
+from emonet_assets_tests.local_servers import WebhookServer, free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
@@ -50,6 +52,17 @@ query BackfillStatus($backfillId: String!) {
   }
 }
 """
+LAUNCH_RUN = """
+mutation LaunchRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
 BACKFILL_RUNS = """
 query BackfillRuns($filter: RunsFilter) {
   runsOrError(filter: $filter) {
@@ -59,12 +72,6 @@ query BackfillRuns($filter: RunsFilter) {
   }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def log_tail(log: Path, lines: int = 80) -> str:
@@ -132,44 +139,99 @@ def backfill_status(url: str, backfill_id: str, log: Path) -> str | None:
     return result["status"] if result["status"] in SUCCEEDED else None
 
 
-@pytest.mark.timeout(600)
-def test_backfill_of_a_shard_range_from_the_ui(tmp_path):
-    home, root, log = tmp_path / "home", tmp_path / "root", tmp_path / "dagster-dev.log"
+@dataclass
+class DagsterDev:
+    url: str
+    home: Path
+    root: Path
+    log: Path
+    server: subprocess.Popen
+    webhook: WebhookServer
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """One `dagster dev` for the module, on a root with everything before generation materialized and alerts
+    going to a webhook server on 127.0.0.1 through the secret's environment variable."""
+    tmp = tmp_path_factory.mktemp("ui")
+    home, root, log = tmp / "home", tmp / "root", tmp / "dagster-dev.log"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         upstream(build_definitions(tiny_profile(root)), instance)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMONET_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(home), EMONET_ROOT=str(root), OMP_NUM_THREADS="1")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    with serving(WebhookServer()) as webhook:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("EMONET_", "DAGSTER_")) and "proxy" not in k.lower()
+        }
+        env.update(
+            DAGSTER_HOME=str(home),
+            EMONET_ROOT=str(root),
+            EMONET_ALERT_WEBHOOK_URL=webhook.url,
+            OMP_NUM_THREADS="1",
+            no_proxy="*",
+        )
+        port = free_port()
+        server = start_dagster_dev(port, env, log)
+        try:
+            ui = DagsterDev(f"http://127.0.0.1:{port}", home, root, log, server, webhook)
+            wait_for(lambda: answers(f"{ui.url}/server_info"), 180, "the webserver", log, server)
+            wait_for(lambda: graphql(ui.url, ASSET_NODE)["assetNodes"], 180, "the code location", log, server)
+            yield ui
+        finally:
+            stop_process_group(server)
 
-    server = start_dagster_dev(port, env, log)
-    try:
-        wait_for(lambda: answers(f"{url}/server_info"), 180, "the webserver", log, server)
-        wait_for(lambda: graphql(url, ASSET_NODE)["assetNodes"], 180, "the code location", log, server)
 
-        params = {"assetSelection": [{"path": ["generated_images"]}], "partitionNames": SHARDS, "fromFailure": False}
-        launched = graphql(url, LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        backfill_id = launched["backfillId"]
-        assert backfill_id
+@pytest.mark.timeout(600)
+def test_backfill_of_a_shard_range_from_the_ui(dagster_dev):
+    url, log, server = dagster_dev.url, dagster_dev.log, dagster_dev.server
+    params = {"assetSelection": [{"path": ["generated_images"]}], "partitionNames": SHARDS, "fromFailure": False}
+    launched = graphql(url, LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+    assert backfill_id
 
-        wait_for(lambda: backfill_status(url, backfill_id, log), 300, f"backfill {backfill_id}", log, server)
+    wait_for(lambda: backfill_status(url, backfill_id, log), 300, f"backfill {backfill_id}", log, server)
 
-        runs_filter = {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}
-        runs = graphql(url, BACKFILL_RUNS, {"filter": runs_filter})["runsOrError"]
-        assert runs["__typename"] == "Runs", runs
-        assert len(runs["results"]) == 1, f"3 shards at up to 4 per run must be one run: {runs['results']}"
-        run = runs["results"][0]
-        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-        assert run["status"] == "SUCCESS", run
-        assert tags["dagster/asset_partition_range_start"] == "shard-00001"
-        assert tags["dagster/asset_partition_range_end"] == "shard-00003"
-    finally:
-        stop_process_group(server)
+    runs_filter = {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}
+    runs = graphql(url, BACKFILL_RUNS, {"filter": runs_filter})["runsOrError"]
+    assert runs["__typename"] == "Runs", runs
+    assert len(runs["results"]) == 1, f"3 shards at up to 4 per run must be one run: {runs['results']}"
+    run = runs["results"][0]
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert run["status"] == "SUCCESS", run
+    assert tags["dagster/asset_partition_range_start"] == "shard-00001"
+    assert tags["dagster/asset_partition_range_end"] == "shard-00003"
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_dev.home)) as instance:
         assert instance.get_materialized_partitions(GENERATED) == set(SHARDS)
-    manifests = root / "tables" / "generated_images"
+    manifests = dagster_dev.root / "tables" / "generated_images"
     assert sorted(p.name for p in manifests.glob("*.parquet")) == [f"{shard}.parquet" for shard in SHARDS]
+
+
+def _run_failure_alerts(webhook: WebhookServer) -> list[dict]:
+    alerts = [json.loads(body)["alert"] for body in webhook.bodies]
+    return [alert for alert in alerts if alert["kind"] == "run_failure"]
+
+
+@pytest.mark.timeout(600)
+def test_a_run_failing_in_the_ui_is_alerted_by_the_daemon(dagster_dev):
+    """fairness_report cannot run before the model has made predictions: the run fails, and the daemon's
+    run failure sensor posts the alert with the step's error and a link back to the run."""
+    url, log, server = dagster_dev.url, dagster_dev.log, dagster_dev.server
+    selector = {
+        "repositoryLocationName": "emonet_face",
+        "repositoryName": "__repository__",
+        "jobName": "__ASSET_JOB",
+        "assetSelection": [{"path": ["fairness_report"]}],
+        "assetCheckSelection": [],
+    }
+    launched = graphql(url, LAUNCH_RUN, {"executionParams": {"selector": selector}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    [alert] = wait_for(lambda: _run_failure_alerts(dagster_dev.webhook), 240, "the run failure alert", log, server)
+    assert alert["run_id"] == run_id and alert["run_url"].endswith(f"/runs/{run_id}")
+    assert alert["asset"] == "fairness_report" and alert["severity"] == "ERROR"
+    assert "table 'model_test_predictions' has not been written" in alert["message"]
