@@ -7,6 +7,7 @@ cannot be delivered is logged, and the run it reports on has already finished ei
 from __future__ import annotations
 
 import json
+import time
 
 import dagster as dg
 from dagster import DagsterEventType
@@ -16,17 +17,23 @@ from emonet_assets.resources import NotifierResource
 from emonet_assets.runner import error_message
 
 FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)
-RUNS_PER_TICK = 100
+# Below the daemon's 60 s sensor timeout, so a tick always returns its cursor.
+TICK_BUDGET_S = 40
 _SEVERITY_RANK = {"WARN": 0, "ERROR": 1}
 _METADATA_TEXT_MAX = 300
 
 
 def _plain(value: dg.MetadataValue) -> str | int | float | bool:
     raw = value.value
-    if isinstance(raw, bool | int | float | str):
-        return raw if not isinstance(raw, str) or len(raw) <= _METADATA_TEXT_MAX else raw[:_METADATA_TEXT_MAX] + "…"
+    if isinstance(raw, bool | int | float):
+        return raw
     text = str(raw)
     return text if len(text) <= _METADATA_TEXT_MAX else text[:_METADATA_TEXT_MAX] + "…"
+
+
+def _send(context, notifier: NotifierResource, alert: Alert) -> None:
+    for delivery in notifier.send(alert):
+        context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
 
 
 def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Alert:
@@ -71,9 +78,7 @@ def check_failure_alert(evaluation: dg.AssetCheckEvaluation, run_id: str, run_ur
     description="Alerts on every failed run: the assets, the failed steps with their error, a link to the run.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: NotifierResource) -> None:
-    alert = run_failure_alert(context, notifier.run_url(context.dagster_run.run_id))
-    for delivery in notifier.send(alert):
-        context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
+    _send(context, notifier, run_failure_alert(context, notifier.run_url(context.dagster_run.run_id)))
 
 
 def _latest(instance: dg.DagsterInstance, status: DagsterEventType) -> str | None:
@@ -97,18 +102,20 @@ def check_failure_alert_sensor(context: dg.SensorEvaluationContext, notifier: No
         return dg.SensorResult(cursor=json.dumps({s.value: _latest(instance, s) for s in FINISHED}))
     cursors = json.loads(context.cursor)
     floor = _SEVERITY_RANK[notifier.settings.min_check_severity]
+    # One run at a time, its cursor saved after it: a tick that runs out of time (slow channels) stops between
+    # runs and the next tick goes on from there, sending nothing twice.
+    deadline = time.monotonic() + TICK_BUDGET_S
     for status in FINISHED:
-        finished = instance.fetch_run_status_changes(
-            status, limit=RUNS_PER_TICK, cursor=cursors.get(status.value), ascending=True
-        )
-        for run in finished.records:
-            for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        while time.monotonic() < deadline:
+            finished = instance.fetch_run_status_changes(
+                status, limit=1, cursor=cursors.get(status.value), ascending=True
+            )
+            if not finished.records:
+                break
+            run_id = finished.records[0].run_id
+            for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
                 evaluation = entry.dagster_event.asset_check_evaluation_data
-                if evaluation.passed or _SEVERITY_RANK[evaluation.severity.value] < floor:
-                    continue
-                alert = check_failure_alert(evaluation, run.run_id, notifier.run_url(run.run_id))
-                for delivery in notifier.send(alert):
-                    context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
-        if finished.records:
+                if not evaluation.passed and _SEVERITY_RANK[evaluation.severity.value] >= floor:
+                    _send(context, notifier, check_failure_alert(evaluation, run_id, notifier.run_url(run_id)))
             cursors[status.value] = finished.cursor
     return dg.SensorResult(cursor=json.dumps(cursors))

@@ -5,11 +5,13 @@ import email
 import email.policy
 import json
 import shutil
+import time
 
 import dagster as dg
 import pytest
 from dagster import DagsterEventType
 
+from emonet_assets import alert_sensors
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.runner import materialize_step
@@ -166,3 +168,32 @@ def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(
     assert message["Subject"] == "[emonet-face] ERROR: Run failed: fairness_report"
     assert f"{UI}/runs/{report.run_id}" in message.get_content()
     assert store.read_table("alerts")["kind"].to_list() == ["run_failure"]
+
+
+class _SlowClock:
+    """Each reading 30 s after the last: a tick's 40 s budget covers one run."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 30
+        return self.now
+
+
+def test_a_tick_out_of_time_stops_between_runs_and_the_next_sends_the_rest_once(
+    root_copy, instance, webhook_server, monkeypatch
+):
+    plant_gender_disparity(Store(str(root_copy)))
+    defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url))
+    sensor = _CheckSensor(defs, instance)
+    sensor.tick()
+    runs = [materialize_step(defs, instance, [dg.AssetKey("fairness_report")]).run_id for _ in range(2)]
+
+    monkeypatch.setattr(alert_sensors, "time", _SlowClock())
+    sensor.tick()
+    assert {p["alert"]["run_id"] for p in _payloads(webhook_server)} == {runs[0]}
+    monkeypatch.setattr(alert_sensors, "time", time)
+    sensor.tick()
+    alerted = [(p["alert"]["run_id"], p["alert"]["check"]) for p in _payloads(webhook_server)]
+    assert len(alerted) == len(set(alerted)) == 6 and {run for run, _ in alerted} == set(runs)
