@@ -166,11 +166,10 @@ def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run
         chosen += [k for k in known if k not in done and k not in chosen]
     if not chosen:
         raise click.ClickException("name shards (shard-00000, shard-00000...shard-00004) or pass --missing")
-    chosen = [k for k in known if k in set(chosen)]
     per_run = per_run or node.backfill_policy.max_partitions_per_run or len(chosen)
     run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
     failed = 0
-    for start, end in partition_runs(chosen, per_run):
+    for start, end in partition_runs(known, per_run, chosen):
         report = materialize_step(
             defs, instance, [dg.AssetKey("generated_images")], partition_range=(start, end), run_config=run_config
         )

@@ -17,6 +17,13 @@ from emonet_assets.resources import (
     StorageResource,
 )
 
+# Running by default, unlike the one Dagster adds on its own: annotation imports refresh consensus through it.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+
 # Secrets stay out of profile files: set, these variables replace the profile's alert settings.
 ALERT_SECRETS = {"webhook_url": "EMONET_ALERT_WEBHOOK_URL", "smtp_password": "EMONET_SMTP_PASSWORD"}
 
@@ -39,7 +46,9 @@ def build_definitions(profile: Profile) -> dg.Definitions:
     }
     return dg.Definitions.merge(
         dg.load_defs(defs_root=emonet_assets.defs),
-        dg.Definitions(sensors=[run_failure_alert_sensor, check_failure_alert_sensor], resources=resources),
+        dg.Definitions(
+            sensors=[automation_sensor, run_failure_alert_sensor, check_failure_alert_sensor], resources=resources
+        ),
     )
 
 

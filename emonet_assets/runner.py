@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster import DagsterEventType
 
+# The tags with which Dagster's backfill daemon asks one run for a range of partitions.
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
 
 @dataclass
 class StepReport:
@@ -74,8 +77,8 @@ def materialize_step(
     tags = {}
     if partition_range:
         tags = {
-            "dagster/asset_partition_range_start": partition_range[0],
-            "dagster/asset_partition_range_end": partition_range[1],
+            RANGE_START_TAG: partition_range[0],
+            RANGE_END_TAG: partition_range[1],
         }
     started = time.perf_counter()
     # Tools a step runs (dbt) echo their logs to stdout for the UI's compute logs; here they would
@@ -118,12 +121,20 @@ def materialize_step(
     return report
 
 
-def partition_runs(partition_keys: list[str], per_run: int) -> list[tuple[str, str]]:
-    """Contiguous ranges of at most `per_run` partitions, the way a multi-run backfill packs them."""
-    return [
-        (chunk[0], chunk[-1])
-        for chunk in (partition_keys[i : i + per_run] for i in range(0, len(partition_keys), per_run))
-    ]
+def partition_runs(partition_keys: list[str], per_run: int, wanted: list[str] | None = None) -> list[tuple[str, str]]:
+    """Ranges of at most `per_run` partitions covering `wanted` (default: all), the way a multi-run backfill packs
+    them. A range never spans a partition that is not wanted: a run materializes everything between its ends."""
+    chosen = set(partition_keys if wanted is None else wanted)
+    runs: list[list[str]] = []
+    previous = None
+    for position, key in enumerate(partition_keys):
+        if key not in chosen:
+            continue
+        if not runs or previous != position - 1 or len(runs[-1]) == per_run:
+            runs.append([])
+        runs[-1].append(key)
+        previous = position
+    return [(run[0], run[-1]) for run in runs]
 
 
 def tick_sensor(

@@ -187,6 +187,14 @@ class FairnessSettings(dg.Config):
     gate_severity: Literal["WARN", "ERROR"] = "ERROR"
 
 
+class ScheduleSettings(dg.Config):
+    """What the schedules do when they are turned on (both start stopped: generation costs GPU hours)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nightly_shards: int = Field(default=8, ge=1, description="Prompt shards without images generated each night.")
+
+
 class AlertSettings(dg.Config):
     """Where failed runs and failed checks are reported. The storage root's alerts table and the log always;
     a webhook and e-mail when set. EMONET_ALERT_WEBHOOK_URL and EMONET_SMTP_PASSWORD keep secrets out of files."""
@@ -222,6 +230,7 @@ class Profile(_Section):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     source: str = ""
 

@@ -11,6 +11,7 @@ from emonet_assets.profiles import (
     ModelSettings,
     Profile,
     QCSettings,
+    ScheduleSettings,
 )
 
 
@@ -25,6 +26,7 @@ class ProfileResource(dg.ConfigurableResource):
     dataset: DatasetSettings
     model: ModelSettings
     fairness: FairnessSettings
+    schedules: ScheduleSettings
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "ProfileResource":
@@ -37,6 +39,7 @@ class ProfileResource(dg.ConfigurableResource):
             dataset=profile.dataset,
             model=profile.model,
             fairness=profile.fairness,
+            schedules=profile.schedules,
         )
 
     def design_spec(self) -> DesignSpec:

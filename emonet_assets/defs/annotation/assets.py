@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from emonet_assets.automation import refresh_on_new_annotations
 from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.annotation_batches import (
@@ -66,6 +67,7 @@ def annotation_batches(
     kinds={"duckdb", "parquet"},
     deps=[annotation_batches],
     pool="catalog",
+    automation_condition=refresh_on_new_annotations,
     description="Accepted ratings of every imported batch in one table (the dbt source), and the external "
     "images those batches registered without pixels.",
 )

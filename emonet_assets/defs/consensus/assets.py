@@ -4,19 +4,11 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from emonet_assets.defs.consensus.project import dbt_project, ensure_manifest, translator
+from emonet_assets.automation import refresh_on_new_annotations
+from emonet_assets.defs.consensus.project import MARTS, dbt_project, ensure_manifest, translator
 from emonet_assets.lib.reannotation import label_studio_config, label_studio_tasks
 from emonet_assets.metadata import table_metadata
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
-
-# dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
-EXPORTED_MARTS = (
-    "consensus_labels",
-    "emotion_agreement",
-    "annotator_quality",
-    "reannotation_queue",
-    "dawid_skene_consensus",
-)
 
 
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=translator, pool="catalog")
@@ -41,7 +33,7 @@ def consensus_models(
     exported = {}
     if invocation.is_successful():
         with duckdb.connect(catalog.database, read_only=True) as con:
-            for name in EXPORTED_MARTS:
+            for name in MARTS:
                 frame = con.sql(f"select * from main.{name}").pl()
                 exported[name] = table_metadata(frame, store.url(store.write_table(name, frame)))
     for event in events:
@@ -63,6 +55,7 @@ def _asset_name(context: dg.AssetExecutionContext, event) -> str | None:
     group_name="consensus",
     kinds={"json"},
     deps=["reannotation_queue", "generated_images"],
+    automation_condition=refresh_on_new_annotations,
     description="The re-annotation queue as a Label Studio import file (one task per image, the emotions to "
     "rate) plus the labeling config; experts' export of it flows back in through the landing zone.",
 )

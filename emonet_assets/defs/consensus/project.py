@@ -8,10 +8,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 
+from emonet_assets.automation import refresh_on_new_annotations, weekly_freshness
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 # Source tables dbt reads, mapped onto the Dagster assets that write them.
 SOURCE_ASSETS = {"annotations": "annotations", "taxonomy": "taxonomy"}
+# dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
+MARTS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue", "dawid_skene_consensus")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -49,7 +53,8 @@ class EmonetDbtTranslator(DagsterDbtTranslator):
         node = manifest["sources"].get(unique_id) if unique_id.startswith("source.") else None
         if node is not None:
             return spec.replace_attributes(key=dg.AssetKey(SOURCE_ASSETS.get(node["name"], node["name"])))
-        return spec.replace_attributes(group_name="consensus")
+        spec = spec.replace_attributes(group_name="consensus", automation_condition=refresh_on_new_annotations)
+        return spec.replace_attributes(freshness_policy=weekly_freshness) if spec.key.path[-1] in MARTS else spec
 
 
 translator = EmonetDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from emonet_assets.automation import weekly_freshness
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.fairness import fairness_report as build_report
@@ -19,6 +20,7 @@ TABLE_PREFIX = "fairness_"
     kinds={"html", "parquet", "duckdb"},
     deps=["model_evaluation", "splits", "image_qc", "annotations", "prompt_design", "consensus_labels"],
     pool="catalog",
+    freshness_policy=weekly_freshness,
     description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
     "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and expert "
     "agreement per group. A self-contained HTML report, a Markdown summary here, tables in Parquet and DuckDB.",
