@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,10 @@ def chromium_path() -> str:
     return found
 
 
-def view(url: str, screenshot: Path, width: int = 1280, height: int = 900) -> PageView:
-    """Load `url`, wait for the network to settle, take a full-page screenshot, and report console errors,
-    uncaught exceptions, failed requests and images that did not decode."""
+@contextlib.contextmanager
+def browser_page(width: int = 1280, height: int = 900) -> Iterator[tuple[Page, list[str]]]:
+    """A page in headless Chromium and the list its console errors, uncaught exceptions and failed requests
+    are appended to."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -43,12 +50,17 @@ def view(url: str, screenshot: Path, width: int = 1280, height: int = 900) -> Pa
             page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
             page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} {r.failure}"))
-            page.goto(url, wait_until="networkidle")
-            images = page.evaluate("document.images.length")
-            broken = page.evaluate(
-                "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
-            )
-            page.screenshot(path=str(screenshot), full_page=True)
-            return PageView(page.title(), page.inner_text("body"), errors, broken, images, screenshot)
+            yield page, errors
         finally:
             browser.close()
+
+
+def view(url: str, screenshot: Path, width: int = 1280, height: int = 900) -> PageView:
+    """Load `url`, wait for the network to settle, take a full-page screenshot, and report what went wrong and
+    images that did not decode."""
+    with browser_page(width, height) as (page, errors):
+        page.goto(url, wait_until="networkidle")
+        images = page.evaluate("document.images.length")
+        broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
+        page.screenshot(path=str(screenshot), full_page=True)
+        return PageView(page.title(), page.inner_text("body"), list(errors), broken, images, screenshot)

@@ -4,6 +4,7 @@ backfills and sensors."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from emonet_assets.definitions import build_definitions
+from emonet_assets_tests.browser import browser_page
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 from emonet_assets_tests.local_servers import WebhookServer, free_port, serving
 
@@ -235,3 +238,57 @@ def test_a_run_failing_in_the_ui_is_alerted_by_the_daemon(dagster_dev):
     assert alert["run_id"] == run_id and alert["run_url"].endswith(f"/runs/{run_id}")
     assert alert["asset"] == "fairness_report" and alert["severity"] == "ERROR"
     assert "table 'model_test_predictions' has not been written" in alert["message"]
+
+
+GROUPS = ("taxonomy", "design", "generation", "annotation", "consensus", "dataset", "model", "fairness")
+LAUNCHED = re.compile(r"Launched run ([0-9a-f]{8})")
+RUNS = """
+query Runs { runsOrError(limit: 50) { __typename ... on Runs { results { runId status } } } }
+"""
+
+
+def _run_status(url: str, prefix: str) -> tuple[str, str] | None:
+    runs = graphql(url, RUNS)["runsOrError"]["results"]
+    return next(((r["runId"], r["status"]) for r in runs if r["runId"].startswith(prefix)), None)
+
+
+def _open(page, url: str) -> None:
+    """Go to `url`; a fresh instance greets visits with a newsletter dialog until it is skipped."""
+    page.goto(url, wait_until="networkidle")
+    skip = page.get_by_role("button", name="Skip")
+    with contextlib.suppress(PlaywrightTimeout):
+        skip.wait_for(timeout=3_000)
+        skip.click()
+
+
+@pytest.mark.timeout(600)
+def test_a_person_finds_every_group_an_assets_checks_and_materializes_it_in_the_browser(dagster_dev, tmp_path):
+    url, log, server = dagster_dev.url, dagster_dev.log, dagster_dev.server
+    with browser_page(1600, 1000) as (page, errors):
+        _open(page, f"{url}/asset-groups")
+        for group in GROUPS:
+            page.get_by_text(group, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "lineage.png"))
+
+        _open(page, f"{url}/assets/emotion_rollups?view=checks")
+        page.get_by_text("rollups_are_complete").first.wait_for(timeout=60_000)
+        assert "This is a blocking asset check." in page.inner_text("body")
+
+        page.get_by_text("Materialize", exact=True).first.click()
+        toast = page.get_by_text(LAUNCHED).first
+        toast.wait_for(timeout=60_000)
+        prefix = LAUNCHED.search(toast.inner_text()).group(1)
+
+        def finished():
+            found = _run_status(url, prefix)
+            assert found is None or found[1] not in ENDED_BADLY, f"run {found}:\n{log_tail(log)}"
+            return found if found and found[1] == "SUCCESS" else None
+
+        run_id, _ = wait_for(finished, 300, f"run {prefix}", log, server)
+        _open(page, f"{url}/assets/emotion_rollups?view=checks")
+        page.get_by_text("Passed").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "checks.png"))
+        assert errors == []
+
+    with dg.DagsterInstance.from_config(str(dagster_dev.home)) as instance:
+        assert instance.get_latest_materialization_event(dg.AssetKey("emotion_rollups")).run_id == run_id
