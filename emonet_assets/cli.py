@@ -181,7 +181,7 @@ def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run
             console.print(f"       [red]{report.error}[/red]")
             failed += 1
     if failed:
-        raise click.ClickException(f"{failed} run(s) failed; re-run the failed range alone")
+        raise click.ClickException(f"{failed} run(s) failed; re-run the shards they name alone: emonet generate SHARD")
 
 
 def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:

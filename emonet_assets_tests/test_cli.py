@@ -197,3 +197,34 @@ def test_agreement_prints_the_per_emotion_table(demo, tmp_path):
     assert "mean over 40 emotions" in result.stdout
     unknown = run(["agreement", "--collection", "nope"], tmp_path, EMONET_ROOT=str(root))
     assert unknown.returncode != 0 and "no collection 'nope'; known:" in unknown.stderr
+
+
+def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo, tmp_path):
+    demo_tmp, demo_root, result = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    shutil.copytree(demo_tmp / "home", tmp_path / "home")
+    root = shutil.copytree(demo_root, tmp_path / "root")
+    manifests = root / "tables" / "generated_images"
+    for shard in ("shard-00001", "shard-00002", "shard-00003"):
+        (manifests / f"{shard}.parquet").unlink()
+    design = root / "tables" / "prompt_design" / "all.parquet"
+    intact = pl.read_parquet(design)
+    intact.filter(pl.col("shard") != "shard-00002").write_parquet(design)
+
+    failed = run(["generate", "shard-00001...shard-00003", "--per-run", "3"], tmp_path, EMONET_ROOT=str(root))
+    assert failed.returncode != 0
+    assert "shard 'shard-00002' has no prompts" in failed.stdout
+    assert "Finished and kept: shard-00001, shard-00003. Re-run alone: shard-00002" in failed.stdout
+    assert sorted(p.stem for p in manifests.glob("*.parquet")) == [
+        "shard-00000",
+        "shard-00001",
+        "shard-00003",
+        "shard-00004",
+    ]
+
+    intact.write_parquet(design)
+    alone = run(["generate", "shard-00002"], tmp_path, EMONET_ROOT=str(root))
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "generated_images [shard-00002...shard-00002]" in alone.stdout
+    assert len(list(manifests.glob("*.parquet"))) == 5
+    assert pl.read_parquet(manifests).height == 80

@@ -200,28 +200,37 @@ def generate_shards(
     on_oom: Callable[[str, int, BaseException], None] = lambda shard, size, error: None,
     sample_size: int = 16,
 ) -> ShardResult:
-    """The shards of one run (a backfill packs several), in order, with their results summed."""
+    """The shards of one run (a backfill packs several), in order, with their results summed.
+
+    A shard that fails does not stop the others: each keeps its own manifest, so the run ends with every shard
+    it could finish complete, then raises naming the failed ones, which can be re-run alone."""
     known = prompts["shard"].unique().sort().to_list()
     total = ShardResult(0, 0, 0, 0.0, run.batch_size, 0, [])
+    failed: dict[str, str] = {}
     for shard in shards:
         shard_prompts = prompts.filter(pl.col("shard") == shard)
         if shard_prompts.is_empty():
-            raise ShardError(
+            failed[shard] = (
                 f"shard {shard!r} has no prompts in prompt_design ({len(known)} shards exist"
                 + (f": {known[0]} .. {known[-1]}" if known else "")
                 + "); re-materialize prompt_shards to sync the partitions"
             )
-        result = generate_shard(
-            store,
-            shard,
-            shard_prompts,
-            pipe,
-            run,
-            repair=repair,
-            progress=lambda done, todo, rate, shard=shard: progress(shard, done, todo, rate),
-            on_oom=lambda size, error, shard=shard: on_oom(shard, size, error),
-            sample_size=sample_size - len(total.samples),
-        )
+            continue
+        try:
+            result = generate_shard(
+                store,
+                shard,
+                shard_prompts,
+                pipe,
+                run,
+                repair=repair,
+                progress=lambda done, todo, rate, shard=shard: progress(shard, done, todo, rate),
+                on_oom=lambda size, error, shard=shard: on_oom(shard, size, error),
+                sample_size=sample_size - len(total.samples),
+            )
+        except Exception as exc:
+            failed[shard] = f"shard {shard!r}: {type(exc).__name__}: {exc}"
+            continue
         total.generated += result.generated
         total.skipped += result.skipped
         total.repaired += result.repaired
@@ -229,6 +238,13 @@ def generate_shards(
         total.truncated += result.truncated
         total.batch_size = min(total.batch_size, result.batch_size)
         total.samples += result.samples
+    if failed:
+        finished = [shard for shard in shards if shard not in failed]
+        raise ShardError(
+            "; ".join(failed.values())
+            + (f". Finished and kept: {', '.join(finished)}" if finished else "")
+            + f". Re-run alone: {' '.join(failed)}"
+        )
     return total
 
 

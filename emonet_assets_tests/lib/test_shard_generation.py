@@ -110,6 +110,18 @@ def test_several_shards_in_one_run_are_summed_and_an_unknown_one_is_named(pipe, 
         generate_shards(store, ["shard-00007"], prompts, pipe, settings())
 
 
+def test_a_failed_shard_does_not_stop_the_rest_of_its_run(pipe, tmp_path):
+    prompts = build_design(DesignSpec(seed=3, total=6, shard_size=4), load_taxonomy())[0]
+    store = Store(str(tmp_path))
+    with pytest.raises(ShardError) as failure:
+        generate_shards(store, ["shard-00000", "shard-00007", "shard-00001"], prompts, pipe, settings())
+    message = str(failure.value)
+    assert "shard 'shard-00007' has no prompts" in message
+    assert message.endswith("Finished and kept: shard-00000, shard-00001. Re-run alone: shard-00007")
+    assert store.table_partitions(MANIFEST_TABLE) == ["shard-00000", "shard-00001"]
+    assert read_manifest(store, "shard-00001").height == 2
+
+
 def test_contact_sheet_is_a_grid_of_the_samples():
     tile = io.BytesIO()
     Image.new("RGB", (64, 64), "red").save(tile, format="PNG")
