@@ -4,8 +4,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -228,3 +230,46 @@ def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo, tmp_path):
     assert "generated_images [shard-00002...shard-00002]" in alone.stdout
     assert len(list(manifests.glob("*.parquet"))) == 5
     assert pl.read_parquet(manifests).height == 80
+
+
+def _blocked_on_gpu(instance) -> list[str]:
+    return [
+        run.run_id
+        for run in instance.get_runs()
+        if any("blocked by limit for pool gpu" in (e.message or "") for e in instance.all_logs(run.run_id))
+    ]
+
+
+def test_the_same_shard_started_twice_at_once_waits_for_the_gpu_slot_without_duplicates(demo, tmp_path):
+    """The instance settings `make dev` uses give the `gpu` pool one slot. A third party holds it while both
+    runs start, so both are seen waiting; once it is free they take turns and the shard is written once."""
+    demo_tmp, demo_root, result = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    home = shutil.copytree(demo_tmp / "home", tmp_path / "home")
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    root = shutil.copytree(demo_root, tmp_path / "root")
+    manifest = root / "tables" / "generated_images" / "shard-00001.parquet"
+    manifest.unlink()
+    environment = {**os.environ, "DAGSTER_HOME": str(home), "EMONET_ROOT": str(root)}
+    environment.pop("EMONET_PROFILE", None)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        slots = instance.event_log_storage
+        slots.initialize_concurrency_limit_to_default("gpu")
+        assert slots.claim_concurrency_slot("gpu", "holder", "holder_step").is_claimed
+        command = [EMONET, "generate", "shard-00001"]
+        both = [
+            subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, text=True) for _ in range(2)
+        ]
+        deadline = time.monotonic() + 300
+        while len(_blocked_on_gpu(instance)) < 2 and time.monotonic() < deadline:
+            assert all(process.poll() is None for process in both)
+            time.sleep(1)
+        assert len(_blocked_on_gpu(instance)) == 2 and not manifest.exists()
+        slots.free_concurrency_slot_for_step("holder", "holder_step")
+        outputs = [process.communicate(timeout=600)[0] for process in both]
+        assert [process.returncode for process in both] == [0, 0], outputs
+        assert all(run.is_success for run in instance.get_runs(limit=2))
+
+    rows = pl.read_parquet(manifest)
+    assert rows.height == 16 and rows["prompt_id"].n_unique() == 16 and rows["image_sha256"].n_unique() == 16
