@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup browser demo test dev lint bench validate clean
+.PHONY: setup test-tools demo test dev lint bench validate clean
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -22,19 +22,23 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.local.yaml $@
 
-# The report tests look at pages in headless Chromium: Debian's package, driven by Playwright from the venv.
-browser:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+# Tests look at pages in headless Chromium (Debian's package, driven by Playwright from the venv) and run the
+# deploy settings against a throwaway PostgreSQL cluster (Debian's package): installed here when missing.
+test-tools:
+	@missing=""; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "Chromium not found: install Debian's chromium package; the browser tests skip without it" >&2; \
+		echo "Not installed: $$missing (Debian packages); the tests that need them skip without them" >&2; \
 	fi
 
 demo: setup
 	$(BIN)/emonet demo
 
-test: setup browser
+test: setup test-tools
 	$(BIN)/pytest
 
 dev: setup

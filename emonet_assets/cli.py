@@ -22,7 +22,37 @@ def _instance():
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
+    try:
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)
+    except Exception as exc:
+        postgres = _postgres_settings(home / "dagster.yaml")
+        if postgres is None:
+            raise
+        raise click.ClickException(
+            f"cannot reach the Postgres storage that {home / 'dagster.yaml'} configures ({postgres}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return instance
+
+
+def _postgres_settings(config: Path) -> str | None:
+    """The connection settings of an instance file's Postgres storage, each with the variable it comes from."""
+    import yaml
+
+    if not config.exists():
+        return None
+    storage = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("storage") or {}
+    settings = (storage.get("postgres") or {}).get("postgres_db")
+    if not settings:
+        return None
+    shown = []
+    for key in ("hostname", "port", "db_name", "username"):
+        value = settings.get(key)
+        if isinstance(value, dict) and "env" in value:
+            value = f"{value['env']}={os.environ.get(value['env'], '(unset)')}"
+        shown.append(f"storage.postgres.postgres_db.{key}: {value}")
+    return ", ".join(shown)
 
 
 def _profile(name: str | None):

@@ -32,7 +32,7 @@ def chromium_path() -> str:
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
-        pytest.skip("Chromium is not installed (`make browser` installs it)")
+        pytest.skip("Chromium is not installed (`make test-tools` installs it)")
     return found
 
 

@@ -1,15 +1,21 @@
-"""Webhook and SMTP servers on 127.0.0.1 that record what they receive, for alert delivery tests."""
+"""Servers the tests run on 127.0.0.1: webhook and SMTP receivers that record what they get, and PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import os
+import shutil
 import socket
 import socketserver
+import subprocess
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -132,3 +138,52 @@ def serving(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    database: str
+
+    def env(self) -> dict[str, str]:
+        """The variables deploy/dagster.yaml reads (trust authentication: any password)."""
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": "unused",
+            "DAGSTER_PG_DB": self.database,
+        }
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@contextlib.contextmanager
+def postgres_server(bin_dir: Path, user: str = "dagster", database: str = "dagster") -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port, stopped and deleted afterwards. Postgres
+    refuses to run as root, so as root the cluster belongs to the `postgres` system user."""
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="emonet-pg-"))
+    data, sockets = folder / "data", folder / "sockets"
+    sockets.mkdir()
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True}
+    subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-U", user, "-A", "trust"], **quiet)
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+    start = [*as_postgres, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"]
+    subprocess.run(start, **quiet)
+    try:
+        create = [*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", user, database]
+        subprocess.run(create, **quiet)
+        yield Postgres("127.0.0.1", port, user, database)
+    finally:
+        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], check=False)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,93 @@
+"""deploy/dagster.yaml for real: the tiny pipeline against a PostgreSQL cluster on 127.0.0.1, step logs to S3
+(moto), and a clear error when Postgres cannot be reached."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from emonet_assets_tests.conftest import S3_TEST_KEY, S3_TEST_REGION, S3_TEST_SECRET
+from emonet_assets_tests.local_servers import free_port, postgres_bin, postgres_server
+
+REPO = Path(__file__).resolve().parents[1]
+EMONET = Path(sys.executable).parent / "emonet"
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (`make test-tools` installs it)")
+    with postgres_server(bin_dir) as server:
+        yield server
+
+
+def _deployment(tmp_path: Path, moto_s3, postgres_env: dict) -> dict:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMONET_", "DAGSTER_", "AWS_"))}
+    return (
+        env
+        | postgres_env
+        | {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_COMPUTE_LOG_BUCKET": moto_s3.bucket,
+            "DAGSTER_S3_ENDPOINT_URL": moto_s3.endpoint_url,
+            "AWS_ACCESS_KEY_ID": S3_TEST_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_TEST_SECRET,
+            "AWS_DEFAULT_REGION": S3_TEST_REGION,
+            "EMONET_ROOT": str(tmp_path / "root"),
+            "no_proxy": "*",
+        }
+    )
+
+
+def test_the_tiny_pipeline_records_its_runs_in_postgres_and_step_logs_in_s3(postgres, moto_s3, tmp_path, monkeypatch):
+    env = _deployment(tmp_path, moto_s3, postgres.env())
+    demo = subprocess.run([EMONET, "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    steps = [line for line in demo.stdout.splitlines() if line.startswith("  ok ")]
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        runs = instance.get_runs()
+        assert len(runs) == len(steps) and all(run.is_success for run in runs)
+        fairness = instance.get_latest_materialization_event(dg.AssetKey("fairness_report"))
+        assert fairness is not None and fairness.run_id in {run.run_id for run in runs}
+    logs = moto_s3.keys("dagster-compute-logs/")
+    assert any(key.endswith(".out") or key.endswith(".err") for key in logs), logs[:5]
+
+    import psycopg2
+
+    with psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.user, dbname=postgres.database) as con:
+        cursor = con.cursor()
+        cursor.execute("select count(*) from runs")
+        assert cursor.fetchone()[0] == len(steps)
+
+
+def test_postgres_that_cannot_be_reached_is_a_clear_error_naming_the_settings(moto_s3, tmp_path):
+    unreachable = {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(free_port()),
+        "DAGSTER_PG_USERNAME": "dagster",
+        "DAGSTER_PG_PASSWORD": "unused",
+        "DAGSTER_PG_DB": "dagster",
+    }
+    env = _deployment(tmp_path, moto_s3, unreachable)
+    result = subprocess.run([EMONET, "status"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: cannot reach the Postgres storage that {env['DAGSTER_HOME']}/dagster.yaml")
+    assert f"storage.postgres.postgres_db.port: DAGSTER_PG_PORT={unreachable['DAGSTER_PG_PORT']}" in error
+    assert "Traceback" not in result.stderr
