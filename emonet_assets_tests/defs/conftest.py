@@ -60,6 +60,16 @@ def upstream(defs, instance):
         assert report.success, report.error
 
 
+@pytest.fixture
+def instance(tmp_path):
+    """SQLite storage, as `make dev` and `make demo` use: its event log is sharded by run, and schedules reach
+    it by reference, as the daemon's do."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
 @pytest.fixture(scope="session")
 def materialized_root(tmp_path_factory):
     """The tiny profile's whole graph with the demo panel's annotations, materialized once, as `make demo` does;

@@ -22,15 +22,6 @@ UI = "http://dagster.test:3000"
 pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
-@pytest.fixture
-def instance(tmp_path):
-    """SQLite storage, as `make dev` and `make demo` use: its event log is sharded by run."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
-
-
 def _profile(root, gate_severity="ERROR", **alerts):
     profile = tiny_profile(root)
     fairness = profile.fairness.model_copy(

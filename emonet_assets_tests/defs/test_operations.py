@@ -4,7 +4,6 @@ itself when an annotation batch lands."""
 from datetime import UTC, datetime
 
 import dagster as dg
-import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
@@ -13,15 +12,6 @@ from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 
 GENERATED = dg.AssetKey("generated_images")
 NIGHT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def instance(tmp_path):
-    """Schedules are evaluated against an instance they can reach by reference, as the daemon's is."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
 
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str):
