@@ -22,12 +22,13 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.local.yaml $@
 
-# Tests look at pages in headless Chromium (Debian's package, driven by Playwright from the venv) and run the
-# deploy settings against a throwaway PostgreSQL cluster (Debian's package): installed here when missing.
+# Tests look at pages in headless Chromium (driven by Playwright from the venv), run the deploy settings against
+# a throwaway PostgreSQL cluster and validate deploy/docker-compose.yml: Debian's packages, installed if missing.
 test-tools:
 	@missing=""; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

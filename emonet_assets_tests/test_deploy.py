@@ -2,6 +2,7 @@
 (moto), and a clear error when Postgres cannot be reached."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from emonet_assets_tests.conftest import S3_TEST_KEY, S3_TEST_REGION, S3_TEST_SECRET
 from emonet_assets_tests.local_servers import free_port, postgres_bin, postgres_server
@@ -91,3 +93,37 @@ def test_postgres_that_cannot_be_reached_is_a_clear_error_naming_the_settings(mo
     assert error.startswith(f"Error: cannot reach the Postgres storage that {env['DAGSTER_HOME']}/dagster.yaml")
     assert f"storage.postgres.postgres_db.port: DAGSTER_PG_PORT={unreachable['DAGSTER_PG_PORT']}" in error
     assert "Traceback" not in result.stderr
+
+
+def test_compose_file_is_valid_and_every_service_gets_the_instance_settings():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose is not installed: `make test` installs Debian's docker-compose package")
+        pytest.skip("docker-compose is not installed (`make test-tools` installs it)")
+    checked = subprocess.run(
+        [compose, "-f", "deploy/docker-compose.yml", "config"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(checked.stdout)["services"]
+    assert {"postgres", "minio", "buckets", "code", "webserver", "daemon"} <= set(services)
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000/tcp"], "the UI is not published beyond loopback"
+
+    needed = set(re.findall(r"env: (\w+)", (REPO / "deploy" / "dagster.yaml").read_text()))
+    assert {"DAGSTER_PG_HOST", "DAGSTER_COMPUTE_LOG_BUCKET"} <= needed
+    for name in ("code", "webserver", "daemon"):
+        assert needed <= set(services[name]["environment"]), name
+
+
+def test_dockerfile_copies_what_exists_and_serves_the_workspace_module():
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source
+    torch, locked = dockerfile.index("pip install torch==2.13.0"), dockerfile.index("pip install -c constraints.txt")
+    assert torch < locked and "torch==2.13.0" in (REPO / "constraints.txt").read_text()
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    assert f'"-m", "{workspace["module_name"]}"' in dockerfile
+    served = yaml.safe_load((REPO / "deploy" / "workspace.compose.yaml").read_text())["load_from"][0]["grpc_server"]
+    assert served["location_name"] == workspace["location_name"] and f'"-p", "{served["port"]}"' in dockerfile
