@@ -7,6 +7,7 @@ import dagster as dg
 import emonet_assets.defs
 from emonet_assets.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor
 from emonet_assets.defs.consensus.project import dbt_resource
+from emonet_assets.k8s_steps import step_executor
 from emonet_assets.profiles import AlertSettings, Profile, load_profile
 from emonet_assets.resources import (
     CatalogResource,
@@ -47,7 +48,9 @@ def build_definitions(profile: Profile) -> dg.Definitions:
     return dg.Definitions.merge(
         dg.load_defs(defs_root=emonet_assets.defs),
         dg.Definitions(
-            sensors=[automation_sensor, run_failure_alert_sensor, check_failure_alert_sensor], resources=resources
+            sensors=[automation_sensor, run_failure_alert_sensor, check_failure_alert_sensor],
+            resources=resources,
+            executor=step_executor(),
         ),
     )
 

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from emonet_assets.defs.design.assets import prompt_shards
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
+from emonet_assets.k8s_steps import gpu_step_tags
 from emonet_assets.lib.dataset_qc import reason_counts, run_image_qc
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE, contact_sheet, generate_shards
 from emonet_assets.metadata import markdown_table, table_metadata
@@ -25,6 +26,7 @@ class GenerationConfig(dg.Config):
     partitions_def=prompt_shard_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=4),
     pool="gpu",
+    op_tags=gpu_step_tags(),
     description="Images for each prompt of a shard (content-addressed PNGs) and the shard's manifest: prompt, "
     "image sha256, seed, model fingerprint, sampler settings, library versions, seconds. Resumes where a "
     "killed run stopped.",

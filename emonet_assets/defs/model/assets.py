@@ -8,6 +8,7 @@ import polars as pl
 
 from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
+from emonet_assets.k8s_steps import gpu_step_tags
 from emonet_assets.lib.embedding import check_embedding_table, images_to_embed
 from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
 from emonet_assets.lib.emotion_model import train_model as fit
@@ -36,6 +37,7 @@ CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
     kinds={"pytorch", "parquet"},
     deps=[SPLITS_TABLE, MANIFEST_TABLE],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     description="One embedding per split image from the profile's vision backbone, keyed by (image sha256, "
     "backbone fingerprint): a re-run embeds only images this backbone has not seen. Undecodable images are "
     "skipped, counted and named.",
@@ -98,6 +100,7 @@ def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> 
     kinds={"pytorch", "safetensors"},
     deps=[image_embeddings, SPLITS_TABLE, "consensus_labels", "taxonomy"],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     description="40 emotion intensities (0–7) from embeddings: 40 independent MLP heads (the reference design) "
     "or one shared MLP, trained on train, early-stopped on validation, deterministic under the seed. Saved as "
     "safetensors with its config and a model card carrying the training data's lineage hashes.",

@@ -1,0 +1,49 @@
+"""How steps run on Kubernetes (deploy/helm): one Job per step, and `gpu` steps on GPU nodes.
+
+Both are read from the code location's environment, which the Helm values set, so one image serves a laptop,
+docker-compose and a cluster.
+"""
+
+import json
+import os
+
+import dagster as dg
+import yaml
+from dagster_k8s import k8s_job_executor
+from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, get_user_defined_k8s_config
+
+EXECUTOR_VAR = "EMONET_EXECUTOR"
+GPU_STEP_CONFIG_VAR = "EMONET_GPU_STEP_K8S_CONFIG"
+
+# The NVIDIA device plugin's conventions: GPU nodes carry this taint and advertise this resource.
+DEFAULT_GPU_STEP_CONFIG = {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
+
+
+def gpu_step_tags() -> dict[str, str]:
+    """Op tags that put a `gpu` step's Job on a GPU node; `EMONET_GPU_STEP_K8S_CONFIG` (YAML) replaces the default."""
+    raw = os.environ.get(GPU_STEP_CONFIG_VAR)
+    try:
+        config = yaml.safe_load(raw) if raw else DEFAULT_GPU_STEP_CONFIG
+    except yaml.YAMLError as error:
+        raise ValueError(f"{GPU_STEP_CONFIG_VAR} is not YAML: {error}") from error
+    tags = {USER_DEFINED_K8S_CONFIG_KEY: json.dumps(config, sort_keys=True)}
+    try:
+        get_user_defined_k8s_config(tags)
+    except dg.DagsterInvalidConfigError as error:
+        raise ValueError(f"{GPU_STEP_CONFIG_VAR} is not a dagster-k8s step config: {error}") from error
+    return tags
+
+
+def step_executor() -> dg.ExecutorDefinition | None:
+    """The Kubernetes per-step executor when `EMONET_EXECUTOR=k8s`; None keeps Dagster's multiprocess default."""
+    choice = os.environ.get(EXECUTOR_VAR, "multiprocess")
+    if choice == "k8s":
+        return k8s_job_executor
+    if choice == "multiprocess":
+        return None
+    raise ValueError(f"{EXECUTOR_VAR}={choice!r}: expected 'multiprocess' or 'k8s'")

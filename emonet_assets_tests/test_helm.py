@@ -1,0 +1,145 @@
+"""deploy/helm/values.yaml: Helm parses it, the instance settings it gives the official chart are valid Dagster
+config, and with its environment the code runs each step as a Kubernetes Job with `gpu` steps on GPU nodes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster._config import validate_config
+from dagster._core.instance.config import dagster_instance_config_schema
+from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+from dagster_k8s import K8sRunLauncher
+
+from emonet_assets.k8s_steps import EXECUTOR_VAR, GPU_STEP_CONFIG_VAR, gpu_step_tags, step_executor
+
+REPO = Path(__file__).resolve().parents[1]
+VALUES = REPO / "deploy" / "helm" / "values.yaml"
+HELM = Path(sys.executable).parent / "helm"
+
+# Prints the values Helm resolved, so a test sees exactly what any chart's templates would receive.
+ECHO_CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: values-echo\nversion: 0.1.0\n",
+    "templates/values.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: values\ndata:\n"
+    "  values.json: {{ toJson .Values | quote }}\n",
+}
+
+
+def _values() -> dict:
+    return yaml.safe_load(VALUES.read_text())
+
+
+def _helm_template(values_file: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    helm = shutil.which("helm") or str(HELM)
+    chart = tmp_path / "values-echo"
+    for name, text in ECHO_CHART.items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text)
+    env = os.environ | {"HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config")}
+    return subprocess.run(
+        [helm, "template", "emonet", str(chart), "-f", str(values_file)], capture_output=True, text=True, env=env
+    )
+
+
+def _deployment_env() -> dict[str, str]:
+    (deployment,) = _values()["dagster-user-deployments"]["deployments"]
+    return {item["name"]: item["value"] for item in deployment["env"]}
+
+
+def test_helm_parses_the_values_file_to_what_yaml_reads(tmp_path):
+    rendered = _helm_template(VALUES, tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    values = json.loads(yaml.safe_load(rendered.stdout)["data"]["values.json"])
+    assert values == _values()
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(VALUES.read_text().replace("  type: K8sRunLauncher", "  type: K8sRunLauncher\n\t bad: tab"))
+    refused = _helm_template(broken, tmp_path)
+    assert refused.returncode != 0
+    assert "broken.yaml" in refused.stderr
+
+
+def test_the_chart_gets_a_k8s_run_launcher_queued_runs_pools_and_s3_step_logs_dagster_accepts():
+    values = _values()
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    # As the chart's instance ConfigMap renders them (camelCase values to the launcher's snake_case config).
+    launcher_config = {
+        "instance_config_map": "emonet-dagster-instance",
+        "dagster_home": values["global"]["dagsterHome"],
+        "postgres_password_secret": values["global"]["postgresqlSecretName"],
+        "image_pull_policy": launcher["imagePullPolicy"],
+        "load_incluster_config": launcher["loadInclusterConfig"],
+        "env_secrets": [secret["name"] for secret in launcher["envSecrets"]],
+        "run_k8s_config": {"container_config": launcher["runK8sConfig"]["containerConfig"]},
+    }
+    assert validate_config(K8sRunLauncher.config_type(), launcher_config).success
+
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["enabled"] and coordinator["type"] == "QueuedRunCoordinator"
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    coordinator_config = {
+        "max_concurrent_runs": queued["maxConcurrentRuns"],
+        "tag_concurrency_limits": queued["tagConcurrencyLimits"],
+    }
+    assert validate_config(QueuedRunCoordinator.config_type(), coordinator_config).success
+    assert {"key": "dagster/backfill", "limit": 4} in queued["tagConcurrencyLimits"]
+
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    s3_logs = values["computeLogManager"]["config"]["s3ComputeLogManager"]
+    logs_config = {"bucket": s3_logs["bucket"], "prefix": s3_logs["prefix"]}
+    logs_config["upload_interval"] = s3_logs["uploadInterval"]
+    assert validate_config(S3ComputeLogManager.config_type(), logs_config).success
+
+    extra = values["additionalInstanceConfig"]
+    assert validate_config(dagster_instance_config_schema(), extra).success
+    assert extra["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
+
+    postgres = values["postgresql"]
+    assert postgres["enabled"] is False and postgres["postgresqlScheme"] == "postgresql+psycopg2"
+    assert values["dagster-user-deployments"]["deployments"][0]["includeConfigInLaunchedRuns"]["enabled"]
+
+
+def test_each_step_is_a_kubernetes_job_and_gpu_steps_go_to_gpu_nodes():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMONET_")}
+    env |= {name: _deployment_env()[name] for name in (EXECUTOR_VAR, GPU_STEP_CONFIG_VAR)}
+    probe = subprocess.run(
+        [sys.executable, "-m", "emonet_assets_tests.k8s_step_jobs"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert probe.returncode == 0, probe.stderr
+    report = json.loads(probe.stdout)
+
+    assert report["executors"] == {"__ASSET_JOB": "k8s", "weekly_refresh_job": "k8s"}
+    assert sorted(report["gpu_steps"]) == ["emotion_model", "generated_images", "image_embeddings"]
+    expected = yaml.safe_load(_deployment_env()[GPU_STEP_CONFIG_VAR])
+    for step, pod in report["gpu_steps"].items():
+        assert pod["node_selector"] == expected["pod_spec_config"]["node_selector"], step
+        toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        assert pod["tolerations"] == [toleration | {"toleration_seconds": None, "value": None}], step
+        assert pod["limits"]["nvidia.com/gpu"] == "1", step
+    assert report["cpu_step"] == {"node_selector": None, "tolerations": None, "limits": None}
+
+
+def test_without_the_variables_steps_run_in_process_and_gpu_steps_ask_for_one_gpu(monkeypatch):
+    monkeypatch.delenv(EXECUTOR_VAR, raising=False)
+    monkeypatch.delenv(GPU_STEP_CONFIG_VAR, raising=False)
+    assert step_executor() is None
+    config = json.loads(gpu_step_tags()["dagster-k8s/config"])
+    assert config["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_a_wrong_executor_or_step_config_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv(EXECUTOR_VAR, "celery")
+    with pytest.raises(ValueError, match="EMONET_EXECUTOR='celery'"):
+        step_executor()
+    monkeypatch.setenv(GPU_STEP_CONFIG_VAR, "pod_spec:\n  node_selector: {gpu: a100}\n")
+    with pytest.raises(ValueError, match="EMONET_GPU_STEP_K8S_CONFIG is not a dagster-k8s step config"):
+        gpu_step_tags()
+    monkeypatch.setenv(GPU_STEP_CONFIG_VAR, "pod_spec_config: [unclosed")
+    with pytest.raises(ValueError, match="EMONET_GPU_STEP_K8S_CONFIG is not YAML"):
+        gpu_step_tags()
