@@ -1,0 +1,276 @@
+"""The metadata path at release scale with no pixels: prompts -> simulated expert annotations -> consensus (dbt) ->
+splits -> fairness tables, for 1,000,000 images by default, time and peak RSS per stage.
+
+Images are stood in for by content ids and perceptual hashes (generation and embeddings are GPU work, measured in
+bench_generation*/bench_embedding); the model's test predictions are the consensus plus noise. Annotations arrive
+as batches of `--batch-images` images, as an annotation tool exports them, each a long CSV parsed and validated by
+the importer. Each stage runs in its own process, so its peak RSS is its own.
+`python -m bench.bench_metadata_scale [--images N] [--batch-images N]`.
+"""
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from bench.common import peak_rss_mb
+
+ANNOTATORS = 4
+
+
+def _store(root: Path):
+    from emonet_assets.lib.storage import Store
+
+    return Store(str(root))
+
+
+def stage_prompts(root: Path, images: int) -> dict:
+    from emonet_assets.lib.prompt_design import DesignSpec, build_design
+    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+    from emonet_assets.lib.taxonomy import load_taxonomy
+
+    started = time.perf_counter()
+    taxonomy = load_taxonomy()
+    prompts, cells = build_design(DesignSpec(total=images), taxonomy)
+    designed = time.perf_counter() - started
+    # One image per prompt; its sha256 and perceptual hash stand in for the pixels.
+    sha = [hashlib.sha256(p.encode()).hexdigest() for p in prompts["prompt_id"]]
+    rng = np.random.default_rng(0)
+    manifest = pl.DataFrame({"prompt_id": prompts["prompt_id"], "image_sha256": sha}).with_columns(
+        image_path=pl.format("images/{}.png", "image_sha256")
+    )
+    qc = pl.DataFrame(
+        {
+            "image_sha256": sha,
+            "passed": rng.random(len(sha)) >= 0.02,
+            "phash": [f"{h:016x}" for h in rng.integers(0, 2**63, len(sha), dtype=np.int64)],
+        }
+    )
+    store = _store(root)
+    for name, frame in (("prompt_design", prompts), (MANIFEST_TABLE, manifest), ("image_qc", qc)):
+        store.write_table(name, frame)
+    store.write_table("taxonomy", taxonomy.table())
+    return {
+        "seconds": time.perf_counter() - started,
+        "design_s": designed,
+        "prompts": prompts.height,
+        "cells": cells.height,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
+    from emonet_assets.lib.annotation_formats import parse_annotation_file
+    from emonet_assets.lib.annotation_import import ImageIndex, import_batch
+    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+    from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
+    from emonet_assets.lib.taxonomy import load_taxonomy
+
+    store = _store(root)
+    taxonomy = load_taxonomy()
+    emotions = [e.name for e in taxonomy.emotions]
+    prompts = store.read_table("prompt_design")
+    index = ImageIndex.from_tables(store.read_table(MANIFEST_TABLE), prompts)
+    refs = prompts["prompt_id"].to_list()
+    seconds = {"simulate": 0.0, "csv": 0.0, "parse": 0.0, "validate": 0.0, "parquet": 0.0}
+    accepted = rejected = 0
+    for number, start in enumerate(range(0, len(refs), batch_images)):
+        clock = time.perf_counter()
+        spec = PanelSpec(annotators=ANNOTATORS, seed=number)
+        ratings = simulate_ratings(ground_truth(refs[start : start + batch_images], emotions, spec), spec)
+        seconds["simulate"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        csv = tmp / f"batch-{number:03d}.csv"
+        write_long_csv(ratings, csv)
+        del ratings
+        seconds["csv"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        parsed = parse_annotation_file(csv.name, csv.read_bytes())
+        seconds["parse"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        result = import_batch(parsed, f"batch-{number:03d}", taxonomy, index)
+        seconds["validate"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        # Partition per batch: the dbt source reads every file of the table.
+        accepted_rows = result.accepted.with_columns(imported_at=pl.lit(datetime.now(UTC)))
+        store.write_table("annotations", accepted_rows, partition=f"batch-{number:03d}")
+        seconds["parquet"] += time.perf_counter() - clock
+        accepted += result.counts["accepted"]
+        rejected += result.counts["rejected"]
+        csv.unlink()
+    return {"seconds": seconds, "accepted": accepted, "rejected": rejected, "peak_rss_mb": peak_rss_mb()}
+
+
+def stage_consensus(root: Path) -> dict:
+    from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+
+    target = root / "dbt-target"
+    dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb")}
+    started = time.perf_counter()
+    subprocess.run(
+        [DBT_EXECUTABLE, "build", "--vars", json.dumps(dbt_vars), "--target-path", str(target), "--quiet"],
+        cwd=DBT_PROJECT_DIR,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    models = {
+        r["unique_id"].split(".")[-1]: r["execution_time"] for r in results if r["unique_id"].startswith("model.")
+    }
+    failed = [r["unique_id"] for r in results if r["status"] not in ("success", "pass")]
+    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "models": models, "failed": failed, "peak_rss_mb": peak_child}
+
+
+def _catalog(root: Path, sql: str) -> pl.DataFrame:
+    import duckdb
+
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
+        return con.sql(sql).pl()
+
+
+def stage_splits(root: Path) -> dict:
+    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+    from emonet_assets.lib.splits import assign_splits, rated_images
+
+    started = time.perf_counter()
+    store = _store(root)
+    # The asset reads every consensus row; the images with one are all rated_images uses.
+    consensus = _catalog(root, "select distinct collection, scale, image_id from consensus_labels")
+    images = rated_images(
+        store.read_table(MANIFEST_TABLE), store.read_table("image_qc"), store.read_table("prompt_design"), consensus
+    )
+    loaded = time.perf_counter() - started
+    result = assign_splits(images)
+    store.write_table("splits", result.assignments)
+    counts = dict(result.assignments.group_by("split").len().iter_rows())
+    return {
+        "seconds": time.perf_counter() - started,
+        "load_s": loaded,
+        "splits": counts,
+        "warnings": len(result.warnings),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def stage_fairness(root: Path, resamples: int) -> dict:
+    from emonet_assets.lib import fairness
+    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+
+    store = _store(root)
+    started = time.perf_counter()
+    splits = store.read_table("splits")
+    test = splits.filter(pl.col("split") == "test").select(image_id="image_sha256")
+    generated = "collection = 'generated' and scale = 'intensity'"
+    consensus = _catalog(
+        root, f"select image_id, emotion_id, median_rating, present from consensus_labels where {generated}"
+    ).join(test, on="image_id", how="semi")
+    rng = np.random.default_rng(1)
+    predictions = consensus.select(
+        "image_id",
+        "emotion_id",
+        predicted=(pl.col("median_rating") + rng.normal(0.0, 1.0, consensus.height)).clip(0, 7),
+    )
+    demographics = fairness.image_demographics(store.read_table(MANIFEST_TABLE), store.read_table("prompt_design"))
+    loaded = time.perf_counter() - started
+    seconds = {"load": loaded}
+
+    def timed(name, fn, *args):
+        clock = time.perf_counter()
+        value = fn(*args)
+        seconds[name] = time.perf_counter() - clock
+        return value
+
+    groups = timed(
+        "group_metrics",
+        fairness.group_metrics,
+        predictions,
+        consensus,
+        demographics,
+        fairness.ATTRIBUTES,
+        20,
+        resamples,
+    )
+    gaps = timed("disparities", fairness.disparities, groups)
+    balance = timed("data_balance", fairness.data_balance, splits, store.read_table("image_qc"), demographics)
+    item_stats = timed("load_item_stats", _catalog, root, f"select * from int_agreement_item_stats where {generated}")
+    agreement = timed("agreement", fairness.agreement_from_item_stats, item_stats, demographics)
+    return {
+        "seconds": seconds,
+        "test_images": test.height,
+        "rows": {"group_metrics": groups.height, "disparities": gaps.height, "balance": balance.height},
+        "agreement_items": item_stats.height,
+        "agreement_groups": agreement.height,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def in_process(fn, *args) -> dict:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--batch-images", type=int, default=100_000)
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        total = time.perf_counter()
+        prompts = in_process(stage_prompts, root, args.images)
+        print(
+            f"prompts: {prompts['prompts']:,} prompts over {prompts['cells']:,} cells, "
+            f"design {prompts['design_s']:.1f} s, with stand-in manifest and QC tables {prompts['seconds']:.1f} s; "
+            f"peak RSS {prompts['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+        notes = in_process(stage_annotations, root, args.batch_images, Path(tmp))
+        ratings = notes["accepted"] + notes["rejected"]
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in notes["seconds"].items())
+        print(
+            f"annotations: {ratings:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% missing) in batches of "
+            f"{args.batch_images:,} images: {parts}; total {sum(notes['seconds'].values()):.1f} s; "
+            f"{notes['accepted']:,} accepted, {notes['rejected']:,} rejected; peak RSS {notes['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+        dbt = in_process(stage_consensus, root)
+        print(
+            f"consensus: dbt build {dbt['seconds']:.1f} s wall, failed {dbt['failed'] or 'none'}; "
+            f"peak RSS {dbt['peak_rss_mb']:,.0f} MB (dbt process)",
+            flush=True,
+        )
+        for model, seconds in sorted(dbt["models"].items(), key=lambda kv: -kv[1]):
+            print(f"  {model:<34} {seconds:7.1f} s")
+        splits = in_process(stage_splits, root)
+        print(
+            f"splits: {splits['seconds']:.1f} s (loading {splits['load_s']:.1f} s), {splits['splits']}, "
+            f"{splits['warnings']} warnings; peak RSS {splits['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+        fair = in_process(stage_fairness, root, args.resamples)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in fair["seconds"].items())
+        print(
+            f"fairness tables: {fair['test_images']:,} test images, {args.resamples:,} resamples: {parts}; "
+            f"total {sum(fair['seconds'].values()):.1f} s; {fair['rows']}, agreement over "
+            f"{fair['agreement_items']:,} items in {fair['agreement_groups']} groups; "
+            f"peak RSS {fair['peak_rss_mb']:,.0f} MB",
+            flush=True,
+        )
+        disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        print(f"whole path {time.perf_counter() - total:.0f} s; {disk / 1e9:.1f} GB under the storage root")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
