@@ -26,6 +26,8 @@ import polars as pl
 from bench.common import peak_rss_mb
 
 ANNOTATORS = 4
+# What splits and the fairness tables read: the consensus and the per-item statistics agreement is built from.
+CONSENSUS_MODELS = "+consensus_labels +int_agreement_item_stats"
 
 
 def _store(root: Path):
@@ -111,14 +113,15 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
     return {"seconds": seconds, "accepted": accepted, "rejected": rejected, "peak_rss_mb": peak_rss_mb()}
 
 
-def stage_consensus(root: Path) -> dict:
+def stage_consensus(root: Path, select: str) -> dict:
     from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 
     target = root / "dbt-target"
     dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb")}
     started = time.perf_counter()
     subprocess.run(
-        [DBT_EXECUTABLE, "build", "--vars", json.dumps(dbt_vars), "--target-path", str(target), "--quiet"],
+        [DBT_EXECUTABLE, "build", "--select", *select.split(), "--vars", json.dumps(dbt_vars)]
+        + ["--target-path", str(target), "--quiet"],
         cwd=DBT_PROJECT_DIR,
         check=True,
     )
@@ -225,6 +228,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--batch-images", type=int, default=100_000)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument(
+        "--dbt-select",
+        default=CONSENSUS_MODELS,
+        help="dbt models of the consensus stage; '*' builds the whole project (at 1M images: killed for memory)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
@@ -245,9 +253,10 @@ def main() -> None:
             f"{notes['accepted']:,} accepted, {notes['rejected']:,} rejected; peak RSS {notes['peak_rss_mb']:,.0f} MB",
             flush=True,
         )
-        dbt = in_process(stage_consensus, root)
+        dbt = in_process(stage_consensus, root, args.dbt_select)
         print(
-            f"consensus: dbt build {dbt['seconds']:.1f} s wall, failed {dbt['failed'] or 'none'}; "
+            f"consensus: dbt build --select {args.dbt_select}: {dbt['seconds']:.1f} s wall, "
+            f"failed {dbt['failed'] or 'none'}; "
             f"peak RSS {dbt['peak_rss_mb']:,.0f} MB (dbt process)",
             flush=True,
         )
