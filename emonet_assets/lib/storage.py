@@ -40,7 +40,8 @@ class Store:
 
     def __init__(self, root: str, storage_options: dict | None = None):
         self.root = root.rstrip("/") if "://" in root else os.path.abspath(os.path.expanduser(root))
-        self.fs, self._base = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
+        self.storage_options = dict(storage_options or {})
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **self.storage_options)
         self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.is_local = self.protocol in ("file", "local")
 
@@ -53,6 +54,10 @@ class Store:
         """A URL other tools (DuckDB, pyarrow, people) can open."""
         path = self._abs(rel)
         return path if self.is_local else f"{self.protocol}://{path}"
+
+    def child(self, rel: str) -> Store:
+        """A store rooted at a folder under this one, reached with the same options."""
+        return Store(self.url(rel), self.storage_options)
 
     def ensure_writable(self) -> None:
         probe = f".write-probe-{uuid.uuid4().hex}"
@@ -92,6 +97,26 @@ class Store:
                 self.fs.pipe_file(target, data)
         except OSError as exc:
             raise StorageError(f"cannot write {self.url(rel)}: {exc}") from exc
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes | Exception]:
+        """Several files in one call (concurrent requests on object stores); a file that cannot be read maps to
+        its exception instead of failing the rest."""
+        found = self.fs.cat([self._abs(r) for r in rels], on_error="return")
+        return {rel: found.get(self._abs(rel), FileNotFoundError(rel)) for rel in rels}
+
+    def move(self, src: str, dst: str) -> None:
+        """A rename on local disks; a server-side copy then delete on object stores."""
+        source, target = self._abs(src), self._abs(dst)
+        if self.is_local:
+            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            os.replace(source, target)
+        else:
+            self.fs.mv(source, target)
+
+    def remove_tree(self, rel: str) -> None:
+        folder = self._listable(self._abs(rel))
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
 
     # images
 

@@ -8,8 +8,9 @@ from typing import Literal
 
 import dagster as dg
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from emonet_assets.lib.licenses import RELEASE_LICENSES, normalize
 from emonet_assets.lib.prompt_design import DesignSpec
 
 PROFILE_DIR = Path(__file__).resolve().parent
@@ -187,6 +188,34 @@ class FairnessSettings(dg.Config):
     gate_severity: Literal["WARN", "ERROR"] = "ERROR"
 
 
+class ReleaseSettings(dg.Config):
+    """The published benchmark: its declared license, how its Parquet shards are sized, and when it is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="emonet-face", description="Dataset name in the card and the Croissant file.")
+    pretty_name: str = Field(default="EmoNet-Face (rebuild)", description="Human-readable name on the card.")
+    version: str = Field(default="0.1.0", description="Version the card and the Croissant file state.")
+    license: str = Field(
+        default="cc-by-4.0",
+        description=f"Declared dataset license, one of {', '.join(RELEASE_LICENSES)}; every image's generation "
+        "model license must permit it (lib/licenses.py).",
+    )
+    shard_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Largest Parquet shard; a single larger row is a shard alone."
+    )
+    max_failed_qc_share: float = Field(
+        default=0.1, ge=0, le=1, description="A release is refused when more of the generated images failed QC."
+    )
+
+    @field_validator("license")
+    @classmethod
+    def _known_license(cls, value: str) -> str:
+        if normalize(value) not in RELEASE_LICENSES:
+            raise ValueError(f"unknown release license {value!r}; one of {', '.join(RELEASE_LICENSES)}")
+        return normalize(value)
+
+
 class ScheduleSettings(dg.Config):
     """What the schedules do when they are turned on (both start stopped: generation costs GPU hours)."""
 
@@ -230,6 +259,7 @@ class Profile(_Section):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     source: str = ""
