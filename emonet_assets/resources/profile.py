@@ -11,6 +11,7 @@ from emonet_assets.profiles import (
     ModelSettings,
     Profile,
     QCSettings,
+    ReleaseSettings,
     ScheduleSettings,
 )
 
@@ -26,6 +27,7 @@ class ProfileResource(dg.ConfigurableResource):
     dataset: DatasetSettings
     model: ModelSettings
     fairness: FairnessSettings
+    release: ReleaseSettings
     schedules: ScheduleSettings
 
     @classmethod
@@ -39,6 +41,7 @@ class ProfileResource(dg.ConfigurableResource):
             dataset=profile.dataset,
             model=profile.model,
             fairness=profile.fairness,
+            release=profile.release,
             schedules=profile.schedules,
         )
 

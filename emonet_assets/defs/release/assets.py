@@ -1,0 +1,133 @@
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+from huggingface_hub import DatasetCard
+
+from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
+from emonet_assets.defs.fairness.assets import TABLE_PREFIX
+from emonet_assets.defs.model.assets import MODEL_TABLE
+from emonet_assets.defs.taxonomy.assets import read_taxonomy
+from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card
+from emonet_assets.lib.release import (
+    CARD,
+    CROISSANT,
+    SPLITS,
+    ReleaseRefused,
+    ReleaseTables,
+    library_versions,
+    manifest,
+    provenance,
+    publish,
+    release_rows,
+    write_shards,
+)
+from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
+
+PROFILE_SECTIONS = ("qc", "annotation", "dataset", "model", "fairness", "release")
+
+
+def profile_snapshot(profile: ProfileResource, generator: ImageGeneratorResource, embedder: EmbedderResource) -> dict:
+    """The settings a release was made under; the design's `source` names a file path, which differs per machine."""
+    return {
+        "name": profile.name,
+        "design": {k: v for k, v in profile.design.items() if k != "source"},
+        "rollups": profile.rollups,
+        **{name: getattr(profile, name).model_dump(mode="json") for name in PROFILE_SECTIONS},
+        "generation": generator.settings.model_dump(mode="json"),
+        "embedding": embedder.settings.model_dump(mode="json"),
+    }
+
+
+def _fingerprints(store) -> dict[str, str]:
+    summary = store.read_table("model_evaluation_summary")
+    evaluated = summary.filter(pl.col("predictor") == "model")["model_fingerprint"].to_list()
+    models = store.read_table(MODEL_TABLE).filter(pl.col("model_fingerprint").is_in(evaluated))
+    if models.is_empty():
+        return {}
+    row = models.row(-1, named=True)
+    return {"emotion_model": row["model_fingerprint"], "embedding_backbone": row["backbone_fingerprint"]}
+
+
+@dg.asset(
+    group_name="release",
+    kinds={"parquet", "huggingface"},
+    deps=[
+        SPLITS_TABLE,
+        MANIFEST_TABLE,
+        "prompt_design",
+        "image_qc",
+        "consensus_labels",
+        "annotations",
+        "emotion_agreement",
+        "model_evaluation",
+        "fairness_report",
+        "taxonomy",
+    ],
+    description="The publishable benchmark under releases/<release id>/: Parquet shards per split with the images "
+    "embedded (Hugging Face `datasets` loads them offline), a dataset card and a Croissant file written from the "
+    "data, and a manifest of every file's sha256; the id is a hash of the content. Refused when the data is "
+    "incomplete; the license check blocks images whose generation model's license forbids the release license.",
+)
+def benchmark_release(
+    storage: StorageResource,
+    profile: ProfileResource,
+    generator: ImageGeneratorResource,
+    embedder: EmbedderResource,
+):
+    store = storage.store()
+    settings = profile.release
+    taxonomy = read_taxonomy(storage)
+    emotions = taxonomy.table().select("emotion_id", "emotion")
+    generated = store.read_table(MANIFEST_TABLE)
+    tables = ReleaseTables(
+        splits=read_splits(storage),
+        generated=generated,
+        prompts=store.read_table("prompt_design"),
+        qc=store.read_table("image_qc"),
+        consensus=store.read_table("consensus_labels"),
+        annotations=store.read_table("annotations"),
+    )
+    try:
+        rows = release_rows(tables, emotions["emotion_id"].to_list(), settings.max_failed_qc_share)
+        files = write_shards(store, rows, settings.shard_bytes)
+    except ReleaseRefused as exc:
+        raise dg.Failure(description=f"release refused: {exc}") from exc
+    source = provenance(
+        profile_snapshot(profile, generator, embedder), rows, generated, _fingerprints(store), library_versions()
+    )
+    inputs = CardInputs(
+        name=settings.name,
+        pretty_name=settings.pretty_name,
+        version=settings.version,
+        license=settings.license,
+        rows=rows,
+        emotions=emotions,
+        data_files={name: (sha, size) for name, (_, sha, size) in files.files.items()},
+        agreement=store.read_table("emotion_agreement").filter(
+            (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+        ),
+        evaluation=store.read_table("model_evaluation"),
+        evaluation_summary=store.read_table("model_evaluation_summary"),
+        fairness={name: store.read_table(f"{TABLE_PREFIX}{name}") for name in ("disparities", "gates")},
+        provenance=source,
+    )
+    card = render_card(inputs)
+    files.add(store, CARD, card.encode())
+    files.add(store, CROISSANT, json.dumps(croissant(inputs), indent=2, sort_keys=True).encode())
+    listed = manifest(files, source, datetime.now(UTC).isoformat())
+    folder = publish(store, files, listed)
+    return dg.MaterializeResult(
+        metadata={
+            "release_id": listed["release_id"],
+            "path": dg.MetadataValue.path(store.url(folder)),
+            "dagster/row_count": rows.height,
+            **{f"rows_{split}": files.rows[split] for split in SPLITS},
+            "shards": sum(files.shards.values()),
+            "bytes": sum(size for _, _, size in files.files.values()),
+            "license": settings.license,
+            "card": dg.MetadataValue.md(DatasetCard(card).text),
+        }
+    )
