@@ -105,6 +105,7 @@ def demo(ctx: click.Context) -> None:
 
     from emonet_assets.definitions import build_definitions
     from emonet_assets.lib.demo_panel import land_demo_panel
+    from emonet_assets.lib.release import latest_release
     from emonet_assets.lib.storage import StorageError, Store
     from emonet_assets.lib.taxonomy import Taxonomy
     from emonet_assets.runner import materialize_all, run_sensor, tick_sensor
@@ -161,6 +162,10 @@ def demo(ctx: click.Context) -> None:
         "(a webhook or e-mail: the profile's `alerts` section)"
     )
     console.print("predict       emonet predict IMAGE... (the newest emotion model of this root)")
+    release = latest_release(store)
+    release_id = release.rsplit("/", 1)[-1]
+    console.print(f"release       {store.url(release)} (release id {release_id}: Parquet shards, card, Croissant)")
+    console.print(f"verify        emonet verify-release {store.url(release)}")
     console.print("\nOpen the UI: [bold]make dev[/bold], then http://127.0.0.1:3000 (bound to 127.0.0.1)")
 
 
@@ -438,6 +443,26 @@ def predict(
         click.echo(f"skipped {row['path']}: {row['reason']}", err=True)
     if failed.height:
         raise click.ClickException(f"{failed.height} of {len(images)} image(s) could not be scored (see above)")
+
+
+@main.command("verify-release")
+@click.argument("path")
+def verify_release(path: str) -> None:
+    """Check a release folder (local or s3://) against its manifest.json: names every missing, changed or
+    unexpected file; exits non-zero when anything differs."""
+    from emonet_assets.lib.release import verify
+    from emonet_assets.lib.storage import Store
+
+    store = Store(path, _storage_options())
+    result = verify(store)
+    if not result.ok:
+        for difference in result.differences():
+            console.print(f"[red]{escape(difference)}[/red]", soft_wrap=True)
+        raise click.ClickException(f"{store.root}: {len(result.differences())} difference(s) from its manifest")
+    console.print(
+        f"OK release {result.release_id}: {result.files} files ({_format_bytes(result.bytes)}) "
+        f"match {store.root}/manifest.json"
+    )
 
 
 @main.command()
