@@ -59,6 +59,19 @@ def test_demo_records_an_alert_for_each_warned_check(demo):
     assert all(url.startswith("http://127.0.0.1:3000/runs/") for url in alerts["run_url"])
 
 
+def test_demo_writes_a_release_and_prints_its_path_and_id_that_verify_accepts(demo):
+    tmp, root, result = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("release       "))
+    path = line.split()[1]
+    release_id = Path(path).name
+    assert path == str(root / "releases" / release_id) and f"release id {release_id}" in line
+    assert f"verify        emonet verify-release {path}" in result.stdout
+    verified = run(["verify-release", path], tmp)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith(f"OK release {release_id}: ")
+
+
 def test_status_reports_assets_with_rows(demo):
     tmp, root, _ = demo
     result = run(["status"], tmp, EMONET_ROOT=str(root))
