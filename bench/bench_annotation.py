@@ -7,10 +7,6 @@ against the naive loop (the `krippendorff` package once per resample: a few resa
 """
 
 import argparse
-import json
-import multiprocessing
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from bench.common import peak_rss_mb
+from bench.common import dbt_build, in_process, peak_rss_mb
 
 ANNOTATORS = 4
 NAIVE_RESAMPLES = 3
@@ -86,29 +82,6 @@ def stage_expectations(root: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "success": suite.success, "peak_rss_mb": peak_rss_mb()}
 
 
-def stage_dbt(root: Path) -> dict:
-    from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
-
-    catalog = root / "catalog.duckdb"
-    target = root / "dbt-target"
-    dbt_vars = {"storage_root": str(root), "catalog_path": str(catalog)}
-    started = time.perf_counter()
-    subprocess.run(
-        [DBT_EXECUTABLE, "build", "--vars", json.dumps(dbt_vars), "--target-path", str(target), "--quiet"],
-        cwd=DBT_PROJECT_DIR,
-        check=True,
-    )
-    seconds = time.perf_counter() - started
-    results = json.loads((target / "run_results.json").read_text())["results"]
-    models = {
-        r["unique_id"].split(".")[-1]: r["execution_time"] for r in results if r["unique_id"].startswith("model.")
-    }
-    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
-    failed = [r["unique_id"] for r in results if r["status"] not in ("success", "pass")]
-    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "models": models, "tests_s": tests, "failed": failed, "peak_rss_mb": peak_child}
-
-
 def stage_naive_bootstrap(root: Path) -> dict:
     import duckdb
     import krippendorff
@@ -136,11 +109,6 @@ def stage_naive_bootstrap(root: Path) -> dict:
     return {"per_resample_s": per_resample, "max_abs_diff_vs_package": worst, "peak_rss_mb": peak_rss_mb()}
 
 
-def in_process(fn, *args) -> dict:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=100_000)
@@ -165,7 +133,7 @@ def main() -> None:
             f"GX suite on the accepted ratings: {suite['seconds']:.1f} s (success {suite['success']}); "
             f"peak RSS {suite['peak_rss_mb']:,.0f} MB"
         )
-        dbt = in_process(stage_dbt, root)
+        dbt = in_process(dbt_build, root)
         print(
             f"dbt build: {dbt['seconds']:.1f} s wall, tests {dbt['tests_s']:.1f} s, failed {dbt['failed'] or 'none'}; "
             f"peak RSS {dbt['peak_rss_mb']:,.0f} MB"

@@ -10,10 +10,6 @@ the importer. Each stage runs in its own process, so its peak RSS is its own.
 
 import argparse
 import hashlib
-import json
-import multiprocessing
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from bench.common import peak_rss_mb
+from bench.common import dbt_build, in_process, peak_rss_mb
 
 ANNOTATORS = 4
 # What splits and the fairness tables read: the consensus and the per-item statistics agreement is built from.
@@ -111,28 +107,6 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
         rejected += result.counts["rejected"]
         csv.unlink()
     return {"seconds": seconds, "accepted": accepted, "rejected": rejected, "peak_rss_mb": peak_rss_mb()}
-
-
-def stage_consensus(root: Path, select: str) -> dict:
-    from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
-
-    target = root / "dbt-target"
-    dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb")}
-    started = time.perf_counter()
-    subprocess.run(
-        [DBT_EXECUTABLE, "build", "--select", *select.split(), "--vars", json.dumps(dbt_vars)]
-        + ["--target-path", str(target), "--quiet"],
-        cwd=DBT_PROJECT_DIR,
-        check=True,
-    )
-    seconds = time.perf_counter() - started
-    results = json.loads((target / "run_results.json").read_text())["results"]
-    models = {
-        r["unique_id"].split(".")[-1]: r["execution_time"] for r in results if r["unique_id"].startswith("model.")
-    }
-    failed = [r["unique_id"] for r in results if r["status"] not in ("success", "pass")]
-    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": seconds, "models": models, "failed": failed, "peak_rss_mb": peak_child}
 
 
 def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -239,11 +213,6 @@ def stage_fairness(root: Path, resamples: int) -> dict:
     }
 
 
-def in_process(fn, *args) -> dict:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -274,7 +243,7 @@ def main() -> None:
             f"{notes['accepted']:,} accepted, {notes['rejected']:,} rejected; peak RSS {notes['peak_rss_mb']:,.0f} MB",
             flush=True,
         )
-        dbt = in_process(stage_consensus, root, args.dbt_select)
+        dbt = in_process(dbt_build, root, args.dbt_select)
         print(
             f"consensus: dbt build --select {args.dbt_select}: {dbt['seconds']:.1f} s wall, "
             f"failed {dbt['failed'] or 'none'}; "

@@ -1,8 +1,13 @@
 """Timing and memory helpers: ratios against a baseline run in the same process, peak RSS."""
 
+import json
+import multiprocessing
 import resource
+import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -17,3 +22,34 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_process(fn: Callable[..., dict], *args) -> dict:
+    """`fn(*args)` in a fresh process, so its peak RSS is its own; a worker the kernel kills raises here."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def dbt_build(root: Path, select: str = "*") -> dict:
+    """`dbt build` of the consensus project over the Parquet under `root`: wall time, each model's and the tests'
+    time, what failed, and the dbt process's peak RSS."""
+    from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+
+    target = root / "dbt-target"
+    dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb")}
+    started = time.perf_counter()
+    subprocess.run(
+        [DBT_EXECUTABLE, "build", "--select", *select.split(), "--vars", json.dumps(dbt_vars)]
+        + ["--target-path", str(target), "--quiet"],
+        cwd=DBT_PROJECT_DIR,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    models = {
+        r["unique_id"].split(".")[-1]: r["execution_time"] for r in results if r["unique_id"].startswith("model.")
+    }
+    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
+    failed = [r["unique_id"] for r in results if r["status"] not in ("success", "pass")]
+    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "models": models, "tests_s": tests, "failed": failed, "peak_rss_mb": peak_child}
