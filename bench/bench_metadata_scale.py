@@ -129,7 +129,7 @@ def _labelled_item_stats(root: Path, demographics: pl.DataFrame, where: str) -> 
     with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
         con.register("demographics", coded.to_arrow())
         return con.sql(
-            "select s.* exclude (image_id), d.image_code as image_id, d.* exclude (image_id, image_code) "
+            "select s.* exclude (image_id, emotion_id), d.image_code as image_id, d.* exclude (image_id, image_code) "
             f"from int_agreement_item_stats as s join demographics as d using (image_id) where {where}"
         ).pl()
 

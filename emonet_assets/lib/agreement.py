@@ -19,6 +19,7 @@ VALUES = 8
 COUNT_COLUMNS = [f"c{v}" for v in range(VALUES)]
 GROUP = ["collection", "scale"]
 KEY = [*GROUP, "emotion_id"]
+_POINT_CHUNK_ROWS = 1_000_000
 _PATTERN = ["emotion_id", "m", "s1", "s2", *COUNT_COLUMNS]
 _PAIR_LOW, _PAIR_HIGH = np.triu_indices(VALUES, k=1)
 _RESAMPLE_CELLS = 10_000_000
@@ -73,7 +74,13 @@ def _alphas(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _point(stats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return _alphas(_features(stats.filter(pl.col("m") >= 2)).sum(axis=0))
+    """Feature sums a chunk of items at a time: at a million images one group's feature matrix alone would be
+    several GB, while the sums are a few dozen numbers."""
+    pairable = stats.filter(pl.col("m") >= 2)
+    starts = range(0, max(pairable.height, 1), _POINT_CHUNK_ROWS)
+    return _alphas(
+        np.sum([_features(pairable.slice(start, _POINT_CHUNK_ROWS)).sum(axis=0) for start in starts], axis=0)
+    )
 
 
 def alpha_interval(stats: pl.DataFrame) -> float:

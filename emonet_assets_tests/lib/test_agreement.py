@@ -51,6 +51,18 @@ def test_closed_forms_equal_krippendorff(seed, raters):
             assert ours == pytest.approx(expected, abs=1e-9), (emotion, level)
 
 
+def test_alpha_summed_a_few_items_at_a_time_equals_krippendorff(monkeypatch):
+    """At scale the point estimate sums item features in chunks; chunks of 7 items must not change it."""
+    monkeypatch.setattr("emonet_assets.lib.agreement._POINT_CHUNK_ROWS", 7)
+    ratings = _ratings(5, 4, images=60)
+    one = item_stats(ratings).filter(pl.col("emotion_id") == "intensity")
+    assert one.height > 7 * 3
+    matrix = reliability_matrix(ratings, "intensity")
+    for level, ours in [("interval", alpha_interval(one)), ("ordinal", alpha_ordinal(one))]:
+        expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement=level)
+        assert ours == pytest.approx(expected, abs=1e-9), level
+
+
 def test_item_stats_are_the_sufficient_statistics_of_pairable_items():
     ratings = pl.DataFrame(
         [
