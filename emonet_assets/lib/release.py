@@ -488,22 +488,19 @@ def publish(store: Store, files: ReleaseFiles, manifest_: dict) -> str:
             store.move(staged, f"{folder}/{name}")
         store.write_bytes(f"{folder}/{MANIFEST}", json.dumps(manifest_, indent=2, sort_keys=True).encode())
     store.remove_tree(files.staging)
-    store.write_bytes(LATEST, json.dumps({"release_id": manifest_["release_id"], "path": folder}).encode())
     return folder
 
 
+def mark_latest(store: Store, folder: str) -> None:
+    """Only a release that passed its checks becomes the one `latest.json` points readers at."""
+    store.write_bytes(LATEST, json.dumps({"release_id": folder.rsplit("/", 1)[-1], "path": folder}).encode())
+
+
 def latest_release(store: Store) -> str:
-    """The folder (relative to the root) of the newest release."""
+    """The folder (relative to the root) of the newest release that passed its checks."""
     if not store.exists(LATEST):
         raise FileNotFoundError(f"no release under {store.url(RELEASES_DIR)} yet")
     return json.loads(store.read_bytes(LATEST))["path"]
-
-
-def read_release_rows(store: Store, folder: str, columns: list[str]) -> pl.DataFrame:
-    """Some columns of every shard of a release, without loading the images."""
-    files = sorted(p for p, _, _ in store.list_files(f"{folder}/data") if p.endswith(".parquet"))
-    frames = [pl.from_arrow(pq.read_table(io.BytesIO(store.read_bytes(p)), columns=columns)) for p in files]
-    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 # Verification

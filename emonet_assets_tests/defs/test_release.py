@@ -163,7 +163,8 @@ def test_a_tampered_release_fails_the_manifest_check_naming_the_file(root_copy):
     assert f"changed data/{shard.name}" in failure
 
 
-def test_a_non_commercial_model_fails_the_license_check_naming_it(root_copy):
+def test_a_non_commercial_model_fails_the_license_check_naming_it_and_latest_stays_put(root_copy):
+    before = release_folder(root_copy).name
     store = Store(str(root_copy))
     for shard in store.table_partitions(MANIFEST_TABLE):
         table = store.read_table(MANIFEST_TABLE, [shard])
@@ -176,6 +177,21 @@ def test_a_non_commercial_model_fails_the_license_check_naming_it(root_copy):
     [failure] = [c for c in report.checks_failed if c.startswith("release_license_compatible")]
     assert "licenses that forbid a cc-by-4.0 release: models/sdxl-turbo (sai-nc-community, 60 images)" in failure
     assert not failure.startswith("warning: ")
+    rejected = [p.name for p in (root_copy / "releases").iterdir() if p.is_dir() and p.name != before]
+    assert len(rejected) == 1 and (root_copy / "releases" / rejected[0] / MANIFEST).exists()
+    assert release_folder(root_copy).name == before, "latest.json must not point at a release that failed its check"
+
+
+def test_a_release_that_fails_while_writing_leaves_no_staging_files(root_copy, monkeypatch):
+    def broken(inputs):
+        raise RuntimeError("croissant broke")
+
+    before = release_folder(root_copy).name
+    monkeypatch.setattr("emonet_assets.defs.release.assets.croissant", broken)
+    report = release(root_copy)
+    assert not report.success and "croissant broke" in report.error
+    assert sorted(p.name for p in (root_copy / "releases").iterdir() if p.is_dir()) == [before]
+    assert release_folder(root_copy).name == before
 
 
 def test_a_release_over_missing_consensus_is_refused_with_counts_and_examples(root_copy):

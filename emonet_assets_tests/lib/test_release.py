@@ -22,6 +22,7 @@ from emonet_assets.lib.release import (
     latest_release,
     license_conflicts,
     manifest,
+    mark_latest,
     pack_shards,
     publish,
     release_id,
@@ -133,7 +134,9 @@ def build_release(store: Store, tables: ReleaseTables, budget: int = 1 << 20, li
     files.add(store, CARD, render_card(inputs).encode())
     files.add(store, CROISSANT, json.dumps(croissant(inputs), sort_keys=True).encode())
     listed = manifest(files, source, "2025-01-01T00:00:00+00:00")
-    return {"folder": publish(store, files, listed), "manifest": listed, "rows": rows}
+    folder = publish(store, files, listed)
+    mark_latest(store, folder)
+    return {"folder": folder, "manifest": listed, "rows": rows}
 
 
 def card_inputs(rows, files, source, license_id="cc-by-4.0") -> CardInputs:

@@ -8,6 +8,7 @@ from huggingface_hub import DatasetCard
 from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
 from emonet_assets.defs.fairness.assets import TABLE_PREFIX
 from emonet_assets.defs.model.assets import MODEL_TABLE
+from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card
 from emonet_assets.lib.release import (
@@ -18,6 +19,7 @@ from emonet_assets.lib.release import (
     ReleaseTables,
     library_versions,
     manifest,
+    mark_latest,
     provenance,
     publish,
     release_rows,
@@ -69,7 +71,9 @@ def _fingerprints(store) -> dict[str, str]:
     description="The publishable benchmark under releases/<release id>/: Parquet shards per split with the images "
     "embedded (Hugging Face `datasets` loads them offline), a dataset card and a Croissant file written from the "
     "data, and a manifest of every file's sha256; the id is a hash of the content. Refused when the data is "
-    "incomplete; the license check blocks images whose generation model's license forbids the release license.",
+    "incomplete; the license check blocks images whose generation model's license forbids the release license, "
+    "and releases/latest.json moves only to a release that passed both checks.",
+    check_specs=RELEASE_CHECKS,
 )
 def benchmark_release(
     storage: StorageResource,
@@ -114,11 +118,18 @@ def benchmark_release(
         fairness={name: store.read_table(f"{TABLE_PREFIX}{name}") for name in ("disparities", "gates")},
         provenance=source,
     )
-    card = render_card(inputs)
-    files.add(store, CARD, card.encode())
-    files.add(store, CROISSANT, json.dumps(croissant(inputs), indent=2, sort_keys=True).encode())
-    listed = manifest(files, source, datetime.now(UTC).isoformat())
-    folder = publish(store, files, listed)
+    try:
+        card = render_card(inputs)
+        files.add(store, CARD, card.encode())
+        files.add(store, CROISSANT, json.dumps(croissant(inputs), indent=2, sort_keys=True).encode())
+        listed = manifest(files, source, datetime.now(UTC).isoformat())
+        folder = publish(store, files, listed)
+    finally:
+        store.remove_tree(files.staging)
+    checks = [license_compatible(rows, settings.license), matches_manifest(store, folder)]
+    passed = all(check.passed for check in checks)
+    if passed:
+        mark_latest(store, folder)
     return dg.MaterializeResult(
         metadata={
             "release_id": listed["release_id"],
@@ -128,6 +139,8 @@ def benchmark_release(
             "shards": sum(files.shards.values()),
             "bytes": sum(size for _, _, size in files.files.values()),
             "license": settings.license,
+            "latest": passed,
             "card": dg.MetadataValue.md(DatasetCard(card).text),
-        }
+        },
+        check_results=checks,
     )
