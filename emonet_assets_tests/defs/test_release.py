@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import mlcroissant as mlc
 import numpy as np
 import polars as pl
 import pytest
@@ -117,7 +118,7 @@ def test_card_has_the_hub_header_and_renders_in_headless_chromium(materialized_r
     assert shot.shape[0] > 900 and shot.std() > 10, "a long page with content, not a blank one"
 
 
-def test_croissant_hashes_match_the_files(materialized_root):
+def test_croissant_hashes_match_the_files_and_mlcroissant_reads_the_test_split(materialized_root):
     folder = release_folder(materialized_root)
     meta = json.loads((folder / CROISSANT).read_text())
     objects = [d for d in meta["distribution"] if d["@type"] == "cr:FileObject"]
@@ -125,6 +126,13 @@ def test_croissant_hashes_match_the_files(materialized_root):
         hashlib.sha256((folder / d["contentUrl"]).read_bytes()).hexdigest() == d["sha256"] for d in objects
     )
     assert meta["rai:dataBiases"] and meta["rai:personalSensitiveInformation"] and meta["rai:dataCollection"]
+    dataset = mlc.Dataset(jsonld=folder / CROISSANT)
+    assert not dataset.metadata.ctx.issues.errors
+    records = list(dataset.records("test"))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert len(records) == manifest["rows"]["test"] > 0
+    assert {r["test/image"].size for r in records} == {(64, 64)}
+    assert min(len(r["test/ratings"]) for r in records) >= 40 * 3, "every emotion with at least 3 expert ratings"
 
 
 def test_verify_release_cli_passes_then_names_a_changed_a_missing_and_an_extra_file(materialized_root, tmp_path):

@@ -3,6 +3,7 @@
 import io
 import json
 
+import mlcroissant as mlc
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -333,6 +334,20 @@ def test_card_and_croissant_describe_the_files_and_splits(tmp_path):
     assert files == listed
     assert [r["@id"] for r in meta["recordSet"]] == ["train", "validation", "test"]
     assert size_category(10) == "n<1K" and size_category(20_000) == "10K<n<100K"
+
+
+def test_croissant_validates_with_mlcroissant_and_reads_every_split_with_its_images(tmp_path):
+    store = Store(str(tmp_path / "root"))
+    built = build_release(store, make_tables(store), budget=4096)
+    dataset = mlc.Dataset(jsonld=tmp_path / "root" / built["folder"] / CROISSANT)
+    issues = dataset.metadata.ctx.issues
+    assert not issues.errors and not [w for w in issues.warnings if "@context" in w], issues.report()
+    rows = built["rows"]
+    for split in ("train", "validation", "test"):
+        records = list(dataset.records(split))
+        expected = rows.filter(pl.col("split") == split)["image_sha256"].to_list()
+        assert [r[f"{split}/image_sha256"].decode() for r in records] == expected
+        assert {r[f"{split}/image"].size for r in records} == {(16, 16)}
 
 
 def test_a_release_on_s3_verifies_and_names_a_tampered_object(moto_s3):
