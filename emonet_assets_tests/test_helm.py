@@ -92,8 +92,11 @@ def test_the_chart_gets_a_k8s_run_launcher_queued_runs_pools_and_s3_step_logs_da
 
     assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
     s3_logs = values["computeLogManager"]["config"]["s3ComputeLogManager"]
-    logs_config = {"bucket": s3_logs["bucket"], "prefix": s3_logs["prefix"]}
-    logs_config["upload_interval"] = s3_logs["uploadInterval"]
+    logs_config = {
+        "bucket": s3_logs["bucket"],
+        "prefix": s3_logs["prefix"],
+        "upload_interval": s3_logs["uploadInterval"],
+    }
     assert validate_config(S3ComputeLogManager.config_type(), logs_config).success
 
     extra = values["additionalInstanceConfig"]
@@ -125,7 +128,7 @@ def test_each_step_is_a_kubernetes_job_and_gpu_steps_go_to_gpu_nodes():
     assert report["cpu_step"] == {"node_selector": None, "tolerations": None, "limits": None}
 
 
-def test_without_the_variables_steps_run_in_process_and_gpu_steps_ask_for_one_gpu(monkeypatch):
+def test_without_the_variables_steps_keep_the_multiprocess_executor_and_gpu_steps_ask_for_one_gpu(monkeypatch):
     monkeypatch.delenv(EXECUTOR_VAR, raising=False)
     monkeypatch.delenv(GPU_STEP_CONFIG_VAR, raising=False)
     assert step_executor() is None
