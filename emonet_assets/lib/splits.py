@@ -3,8 +3,9 @@
 Images that share a prompt, or whose perceptual hashes lie within a few bits, show the same face; split apart,
 a model would be scored on a face it was trained on. So images are first joined into groups (prompt and
 near-duplicate links, transitively) and whole groups are dealt to splits, stratified by emotion and analysis
-group so that every cell is represented in test. Nothing depends on row order: groups are ordered by a seeded
-hash of their key.
+group so that every cell is represented in test. Nothing depends on row order or on pixels: a group is named
+by its smallest prompt id and groups are ordered by a seeded hash of that name, so regenerating the images
+(another machine, GPU or model) keeps every prompt in its split.
 """
 
 from __future__ import annotations
@@ -129,7 +130,12 @@ def near_duplicate_links(images: pl.DataFrame, max_distance: int = 4) -> pl.Data
 
 
 def group_ids(images: pl.DataFrame, near_duplicate_distance: int = 4) -> pl.Series:
-    """Per input row, the smallest image_sha256 among the images it shares a prompt or near-duplicate chain with."""
+    """Per input row, the smallest prompt_id among the images it shares a prompt or near-duplicate chain with.
+
+    The name comes from the design, never from pixels: the same prompts regenerated with other pixels keep
+    their group names. A group without any prompt id (images from outside the design) is named by its smallest
+    image_sha256, the only identity it has.
+    """
     nodes = images.select("image_sha256", "prompt_id").with_row_index("node")
     same_prompt = (
         nodes.drop_nulls("prompt_id").with_columns(other=pl.col("node").min().over("prompt_id")).select("node", "other")
@@ -148,7 +154,10 @@ def group_ids(images: pl.DataFrame, near_duplicate_distance: int = 4) -> pl.Seri
     )
     _, labels = connected_components(graph, directed=False)
     component = nodes.with_columns(label=pl.Series(labels))
-    return component.select(pl.col("image_sha256").min().over("label").alias("group_id")).to_series()
+    name = pl.coalesce(
+        pl.col("prompt_id").cast(pl.String).min().over("label"), pl.col("image_sha256").min().over("label")
+    )
+    return component.select(name.alias("group_id")).to_series()
 
 
 def _deal(sizes: list[int], ratios: tuple[float, ...], min_test: int) -> tuple[list[int], str | None]:

@@ -118,8 +118,44 @@ def test_near_duplicates_land_together_transitively():
     chain = assignments.filter(pl.col("image_sha256").is_in([sha("a"), sha("b"), sha("c")]))
     assert chain["group_id"].n_unique() == 1
     assert chain["split"].n_unique() == 1
-    assert chain["group_id"][0] == min(sha("a"), sha("b"), sha("c"))
+    assert chain["group_id"][0] == "pa"
     assert assignments["group_id"].n_unique() == 61
+
+
+def regenerated(images: pl.DataFrame, salt: str, seed: int) -> pl.DataFrame:
+    """The same design rendered again with other pixels: every image sha256 and perceptual hash is new, and the
+    planted near-duplicate pair of `images` (prompts p0 and p1) stays a pair."""
+    rng = np.random.default_rng(seed)
+    hashes = random_hashes(rng, images.height)
+    hashes[1] = flip(hashes[0], 5, 9)
+    return images.with_columns(
+        image_sha256=pl.Series([sha(f"{salt}:{name}") for name in images["image_sha256"]]),
+        phash=pl.Series([hex64(value) for value in hashes]),
+    )
+
+
+def test_regenerating_the_design_with_other_pixels_keeps_every_prompt_in_its_split():
+    design = synthetic(prompts=600, seed=5).unique("prompt_id", keep="first", maintain_order=True)
+    before = assign_splits(regenerated(design, "cpu", 1)).assignments
+    after = assign_splits(regenerated(design, "gpu", 2).sample(fraction=1.0, shuffle=True, seed=3)).assignments
+    assert not set(before["image_sha256"]) & set(after["image_sha256"])
+    split_per_prompt = {
+        name: dict(frame.select("prompt_id", "split").iter_rows()) for name, frame in (("cpu", before), ("gpu", after))
+    }
+    assert split_per_prompt["cpu"] == split_per_prompt["gpu"]
+    assert set(split_per_prompt["cpu"].values()) == {"train", "validation", "test"}
+    pair = before.filter(pl.col("prompt_id").is_in(["p0", "p1"]))
+    assert pair["group_id"].to_list() == ["p0", "p0"] and pair["split"].n_unique() == 1
+
+
+def test_a_group_without_prompt_ids_is_named_by_its_smallest_image():
+    rng = np.random.default_rng(11)
+    base = random_hashes(rng, 1)[0]
+    rows = [image("a", None, base), image("b", None, flip(base, 2)), image("c", "pc", flip(base, 40, 41, 42, 43, 44))]
+    rows += [image(f"x{i}", f"px{i}", value) for i, value in enumerate(random_hashes(rng, 10))]
+    assignments = assign_splits(pl.DataFrame(rows), strata=("ethnicity_group",)).assignments
+    named = dict(assignments.select("image_sha256", "group_id").iter_rows())
+    assert named[sha("a")] == named[sha("b")] == min(sha("a"), sha("b"))
 
 
 @pytest.mark.parametrize("max_distance", [0, 4, 7])
