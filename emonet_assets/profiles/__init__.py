@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -85,8 +86,10 @@ class AnnotationSettings(dg.Config):
     min_pair_items: int = Field(default=5, ge=2, description="Common items an annotator pair needs for a kappa.")
     bootstrap_resamples: int = Field(default=1000, ge=10)
     bootstrap_seed: int = 42
+    duckdb_threads: int | None = Field(default=None, ge=1, description="DuckDB threads for dbt; default: all cores.")
 
     def dbt_vars(self) -> dict:
+        """The dbt project's vars; max_item_std as a plain decimal, which the SQL compares exactly."""
         return self.model_dump(
             include={
                 "min_ratings",
@@ -96,7 +99,10 @@ class AnnotationSettings(dg.Config):
                 "bootstrap_resamples",
                 "bootstrap_seed",
             }
-        )
+        ) | {
+            "max_item_std": format(Decimal(repr(self.max_item_std)), "f"),
+            "duckdb_threads": self.duckdb_threads or os.cpu_count() or 1,
+        }
 
 
 class DatasetSettings(dg.Config):

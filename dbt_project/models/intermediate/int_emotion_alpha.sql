@@ -1,6 +1,23 @@
 -- Krippendorff's alpha per emotion, interval and ordinal, in closed form over pairable items.
+-- Every sum over items is an integer sum per item size m (exact in any row order); the few terms divided by
+-- m - 1 are then added in a fixed order, so alpha and the gates on it are the same on every run and thread count.
 with item_stats as (
     select * from {{ ref('int_agreement_item_stats') }}
+),
+
+interval_by_size as (
+    select
+        collection,
+        scale,
+        emotion_id,
+        m,
+        count(*) as n_items,
+        sum(m)::hugeint as n_values,
+        sum(s1)::hugeint as t1,
+        sum(s2)::hugeint as t2,
+        sum(m::hugeint * s2 - s1::hugeint * s1) as within_numerator
+    from item_stats
+    group by all
 ),
 
 interval_terms as (
@@ -8,12 +25,12 @@ interval_terms as (
         collection,
         scale,
         emotion_id,
-        sum(m) as n_pairable_values,
-        count(*) as n_pairable_items,
-        sum(s1) as t1,
-        sum(s2) as t2,
-        sum((m * s2 - s1 * s1) / (m - 1)) as within
-    from item_stats
+        sum(n_values)::bigint as n_pairable_values,
+        sum(n_items)::bigint as n_pairable_items,
+        sum(t1) as t1,
+        sum(t2) as t2,
+        list_sum(list(within_numerator::double / (m - 1) order by m)) as within
+    from interval_by_size
     group by all
 ),
 
@@ -25,16 +42,29 @@ value_counts as (
     {% endfor %}
 ),
 
-coincidences as (
+coincidences_by_size as (
     select
         a.collection,
         a.scale,
         a.emotion_id,
+        a.m,
         a.value as c,
         b.value as k,
-        sum((a.n_uv * b.n_uv - case when a.value = b.value then a.n_uv else 0 end) / (a.m - 1)) as o_ck
+        sum(a.n_uv::hugeint * b.n_uv - case when a.value = b.value then a.n_uv else 0 end) as o_numerator
     from value_counts as a
-    inner join value_counts as b using (collection, scale, emotion_id, image_id)
+    inner join value_counts as b using (collection, scale, emotion_id, image_id, m)
+    group by all
+),
+
+coincidences as (
+    select
+        collection,
+        scale,
+        emotion_id,
+        c,
+        k,
+        list_sum(list(o_numerator::double / (m - 1) order by m)) as o_ck
+    from coincidences_by_size
     group by all
 ),
 
@@ -44,7 +74,7 @@ value_totals as (
         scale,
         emotion_id,
         c as value,
-        sum(o_ck) as n_c
+        list_sum(list(o_ck order by k)) as n_c
     from coincidences
     group by all
 ),
@@ -78,8 +108,8 @@ ordinal_terms as (
         d.collection,
         d.scale,
         d.emotion_id,
-        sum(coalesce(o.o_ck, 0) * d.delta) as observed,
-        sum(d.expected_weight * d.delta) as expected
+        list_sum(list(coalesce(o.o_ck, 0) * d.delta order by d.c, d.k)) as observed,
+        list_sum(list(d.expected_weight * d.delta order by d.c, d.k)) as expected
     from ordinal_distance as d
     left join coincidences as o
         on d.collection = o.collection and d.scale = o.scale and d.emotion_id = o.emotion_id
@@ -93,7 +123,8 @@ select
     i.emotion_id,
     i.n_pairable_items,
     i.n_pairable_values,
-    1 - (i.n_pairable_values - 1) * i.within / nullif(i.n_pairable_values * i.t2 - i.t1 * i.t1, 0) as alpha_interval,
+    1 - (i.n_pairable_values - 1) * i.within
+        / nullif((i.n_pairable_values * i.t2 - i.t1 * i.t1)::double, 0) as alpha_interval,
     1 - (i.n_pairable_values - 1) * o.observed / nullif(o.expected, 0) as alpha_ordinal
 from interval_terms as i
 inner join ordinal_terms as o using (collection, scale, emotion_id)

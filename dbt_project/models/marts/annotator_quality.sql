@@ -31,7 +31,7 @@ per_emotion as (
         collection,
         scale,
         annotator,
-        avg(spearman_vs_others) as mean_spearman_vs_others
+        {{ ordered_mean('spearman_vs_others', 'emotion_id') }} as mean_spearman_vs_others
     from {{ ref('int_annotator_emotion_spearman') }}
     where n_items >= {{ var('min_pair_items') }}
     group by all

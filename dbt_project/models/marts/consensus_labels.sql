@@ -1,5 +1,7 @@
 -- One consensus per (image, emotion): the median is the official one; binary items add majority,
--- unanimity and the release's triple positive agreement.
+-- unanimity and the release's triple positive agreement. Spread and disagreement come from exact integer sums,
+-- so no flag depends on the order the ratings arrived in or on the thread count.
+{% set disputed = std_exceeds('p.n_ratings', 'p.sum_rating', 'p.sum_squared_rating', var('max_item_std')) %}
 with per_item as (
     select
         collection,
@@ -9,7 +11,8 @@ with per_item as (
         count(*) as n_ratings,
         avg(value)::double as mean_rating,
         median(value)::double as median_rating,
-        stddev_samp(value)::double as std_rating,
+        sum(value)::hugeint as sum_rating,
+        sum(value * value)::hugeint as sum_squared_rating,
         min(value) as min_rating,
         max(value) as max_rating,
         count(*) filter (where value >= 1) as n_positive,
@@ -28,7 +31,7 @@ select
     p.n_ratings,
     p.mean_rating,
     p.median_rating,
-    p.std_rating,
+    {{ std_from_sums('p.n_ratings', 'p.sum_rating', 'p.sum_squared_rating') }} as std_rating,
     p.min_rating,
     p.max_rating,
     p.n_positive,
@@ -36,11 +39,10 @@ select
     p.min_rating = p.max_rating as unanimous,
     case when p.scale = 'binary' then p.n_positive >= 3 and p.n_positive = p.n_ratings end
         as triple_positive_agreement,
-    p.n_ratings >= {{ var('min_ratings') }} and coalesce(p.std_rating, 0) <= {{ var('max_item_std') }}
-        as is_confident,
+    p.n_ratings >= {{ var('min_ratings') }} and not {{ disputed }} as is_confident,
     case
         when p.n_ratings < {{ var('min_ratings') }} then 'too_few_ratings'
-        when p.std_rating > {{ var('max_item_std') }} then 'high_disagreement'
+        when {{ disputed }} then 'high_disagreement'
     end as low_confidence_reason,
     p.n_batches
 from per_item as p

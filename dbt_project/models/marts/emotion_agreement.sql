@@ -19,7 +19,7 @@ kappa as (
         collection,
         scale,
         emotion_id,
-        avg(kappa_quadratic) as kappa_quadratic_mean,
+        {{ ordered_mean('kappa_quadratic', 'annotator_a, annotator_b') }} as kappa_quadratic_mean,
         count(kappa_quadratic) as n_annotator_pairs
     from {{ ref('int_pairwise_kappa') }}
     where n_common >= {{ var('min_pair_items') }}
@@ -31,7 +31,7 @@ ceiling as (
         collection,
         scale,
         emotion_id,
-        avg(spearman_vs_others) as human_ceiling_spearman,
+        {{ ordered_mean('spearman_vs_others', 'annotator') }} as human_ceiling_spearman,
         count(spearman_vs_others) as n_ceiling_annotators
     from {{ ref('int_annotator_emotion_spearman') }}
     where n_items >= {{ var('min_pair_items') }}

@@ -20,11 +20,11 @@ select
     emotion_alpha,
     case
         when n_ratings < {{ var('min_ratings') }} then 'too_few_ratings'
-        when std_rating > {{ var('max_item_std') }} then 'high_disagreement'
+        when low_confidence_reason = 'high_disagreement' then 'high_disagreement'
         else 'low_emotion_agreement'
     end as reason,
     {{ var('min_ratings') }} - least(n_ratings, {{ var('min_ratings') }}) as ratings_missing
 from items
 where n_ratings < {{ var('min_ratings') }}
-    or std_rating > {{ var('max_item_std') }}
+    or low_confidence_reason = 'high_disagreement'
     or (coalesce(emotion_alpha, 0) < {{ var('min_emotion_alpha') }} and max_rating - min_rating >= 2)

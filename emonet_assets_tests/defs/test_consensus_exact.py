@@ -1,0 +1,102 @@
+"""Consensus, flags and the re-annotation queue do not depend on the order ratings arrive in or on DuckDB's thread
+count: dbt builds them from the same ratings shuffled and split into other files, with 1 and with 2 threads."""
+
+import json
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from emonet_assets.defs.consensus.project import dbt_resource
+from emonet_assets.lib.storage import Store
+from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.profiles import AnnotationSettings
+
+MODELS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue", "int_emotion_alpha")
+# Sample standard deviations: {0,0,2,3} is exactly 1.5, the default max_item_std, and must not be flagged;
+# stddev_samp gives 1.4999999999999998 or 1.5 for it depending on arrival order.
+AT_THRESHOLD, ABOVE, BELOW = (0, 0, 2, 3), (0, 0, 2, 4), (1, 1, 2, 3)
+
+
+def ratings(seed: int = 0) -> pl.DataFrame:
+    """A panel of 4 experts on 60 images x 6 emotions, plus items planted at, above and below the spread limit."""
+    rng = np.random.default_rng(seed)
+    emotions = [e.id for e in load_taxonomy().emotions[:6]]
+    rows = []
+    for image in range(60):
+        for emotion in emotions:
+            truth = rng.integers(0, 8) if rng.random() < 0.3 else 0
+            values = np.clip(truth + rng.integers(-2, 3, 4), 0, 7)
+            if image < 15:
+                values = np.array([AT_THRESHOLD, ABOVE, BELOW][image % 3])
+            rows += [(f"img-{image:03d}", emotion, f"expert-{k}", int(v)) for k, v in enumerate(values)]
+    frame = pl.DataFrame(rows, schema=["image_id", "emotion_id", "annotator", "value"], orient="row")
+    return frame.with_row_index("source_row").with_columns(
+        batch_id=pl.lit("b" * 64),
+        source_file=pl.lit("panel.csv"),
+        collection=pl.lit("generated"),
+        scale=pl.lit("intensity"),
+        imported_at=pl.lit(datetime(2026, 1, 1)),
+    )
+
+
+def build(tmp_path, name: str, batches: list[pl.DataFrame], threads: int) -> dict[str, pl.DataFrame]:
+    """dbt build of the consensus models over `batches` (one Parquet file each) with `threads` DuckDB threads."""
+    root = tmp_path / name
+    store = Store(str(root))
+    store.write_table("taxonomy", load_taxonomy().table())
+    for number, batch in enumerate(batches):
+        store.write_table("annotations", batch, partition=f"batch-{number:02d}")
+    catalog = root / "catalog.duckdb"
+    dbt_vars = {
+        **AnnotationSettings().dbt_vars(),
+        "storage_root": str(root),
+        "catalog_path": str(catalog),
+        "duckdb_threads": threads,
+    }
+    args = [
+        "build",
+        "--select",
+        "+reannotation_queue +annotator_quality",
+        "--vars",
+        json.dumps(dbt_vars),
+        "--target",
+        "local",
+    ]
+    invocation = dbt_resource().cli(args, target_path=tmp_path / f"target-{name}", raise_on_error=False)
+    invocation.wait()
+    assert invocation.is_successful(), invocation.get_error()
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        return {model: con.sql(f"select * from {model} order by all").pl() for model in MODELS}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("consensus_exact")
+    panel = ratings()
+    shuffled = panel.sample(fraction=1.0, shuffle=True, seed=3)
+    thirds = [shuffled.slice(start, panel.height // 3 + 1) for start in range(0, panel.height, panel.height // 3 + 1)]
+    return build(tmp_path, "ordered", [panel], threads=1), build(tmp_path, "shuffled", thirds, threads=2)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_shuffled_ratings_on_two_threads_give_identical_tables(built, model):
+    ordered, shuffled = built
+    assert ordered[model].height > 0
+    assert ordered[model].equals(shuffled[model])
+
+
+def test_a_spread_exactly_at_the_limit_is_not_disputed_and_one_above_it_is(built):
+    consensus, queue = built[0]["consensus_labels"], built[0]["reannotation_queue"]
+    for planted, reason in ((0, None), (1, "high_disagreement"), (2, None)):
+        images = [f"img-{i:03d}" for i in range(planted, 15, 3)]
+        items = consensus.filter(pl.col("image_id").is_in(images))
+        assert items.height == len(images) * 6
+        assert items["low_confidence_reason"].to_list() == [reason] * items.height
+        assert items["is_confident"].to_list() == [reason is None] * items.height
+    at_limit = consensus.filter(pl.col("image_id") == "img-000")
+    assert at_limit["std_rating"].to_list() == [1.5] * 6
+    disputed = set(queue.filter(pl.col("reason") == "high_disagreement")["image_id"])
+    assert disputed & {f"img-{i:03d}" for i in range(15)} == {f"img-{i:03d}" for i in range(1, 15, 3)}
