@@ -26,6 +26,8 @@ ATTRIBUTES = ("age", "gender", "ethnicity_group")
 MISSING = "missing"
 SPLITS = ("train", "validation", "test")
 SEPARATOR = " x "
+# Gaps equal to this many decimals are a tie (the report prints three).
+GAP_DECIMALS = 9
 HIGHER_IS_BETTER = {"mean_spearman": True, "mean_mae": False, "mean_presence_f1": True}
 SINGLE_GROUP = "single group: no comparison"
 TOO_FEW_RANKED = "fewer than two groups large enough to rank: no comparison"
@@ -393,8 +395,16 @@ def gate(disparity_table: pl.DataFrame, metric: str, max_difference: float) -> t
     names the widest gap's attribute, groups and numbers, and says so when nothing could be compared."""
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"unknown metric {metric!r}; choose from {list(HIGHER_IS_BETTER)}")
-    compared = disparity_table.filter(pl.col("metric") == metric, pl.col("difference").is_not_null()).sort(
-        "difference", "attribute", descending=[True, False]
+    # Equal gaps (an intersection inherits its attribute's gap; float sums may differ in the last bits) are named
+    # by the attribute with the fewest parts: a gap that shows on gender alone is gender's.
+    compared = (
+        disparity_table.filter(pl.col("metric") == metric, pl.col("difference").is_not_null())
+        .with_columns(
+            _gap=pl.col("difference").round(GAP_DECIMALS),
+            _parts=pl.col("attribute").str.count_matches(SEPARATOR, literal=True),
+        )
+        .sort("_gap", "_parts", "attribute", descending=[True, False, False])
+        .drop("_gap", "_parts")
     )
     if compared.is_empty():
         return True, f"{metric}: no attribute has two groups large enough to compare; nothing to gate"

@@ -3,6 +3,7 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from filelock import FileLock
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.demo_panel import land_demo_panel
@@ -27,21 +28,21 @@ def tiny_profile(root, generation=None, qc=None, **design):
 
 
 def plant_gender_disparity(store: Store) -> str:
-    """Rewrite the model's test predictions so one gender's are inverted (7 - consensus) and the rest exact;
-    returns that gender. Any fairness gate on gender must then fail."""
-    predictions = store.read_table("model_test_predictions")
+    """Rewrite the model's predictions so one gender's are inverted (7 - consensus) and the rest exact; returns
+    that gender. The predictions cover every rated generated image, not only the test split, so every gender has
+    all its images whatever the split dealt it (and whatever pixels this machine generated): any fairness gate
+    on gender must then fail."""
+    fingerprint = store.read_table("model_test_predictions")["model_fingerprint"][0]
     demographics = image_demographics(store.read_table("generated_images"), store.read_table("prompt_design"))
     consensus = store.read_table("consensus_labels").filter(
         (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
     )
-    tested = predictions.join(demographics, on="image_id").join(
-        consensus.select("image_id", "emotion_id", "median_rating"), on=["image_id", "emotion_id"]
-    )
-    target = tested["gender"].mode()[0]
-    planted = tested.select(
+    rated = consensus.select("image_id", "emotion_id", "median_rating").join(demographics, on="image_id")
+    target = rated.group_by("gender").agg(images=pl.col("image_id").n_unique()).sort("images", "gender")["gender"][-1]
+    planted = rated.select(
         "image_id",
         "emotion_id",
-        "model_fingerprint",
+        model_fingerprint=pl.lit(fingerprint),
         predicted=pl.when(pl.col("gender") == target)
         .then(7 - pl.col("median_rating"))
         .otherwise(pl.col("median_rating")),
@@ -70,12 +71,7 @@ def instance(tmp_path):
         yield instance
 
 
-@pytest.fixture(scope="session")
-def materialized_root(tmp_path_factory):
-    """The tiny profile's whole graph with the demo panel's annotations, materialized once, as `make demo` does;
-    copy it before changing anything. Only warning checks may fail (tiny cannot fill every cell or learn
-    from simulated labels that ignore the pixels)."""
-    root = tmp_path_factory.mktemp("tiny") / "root"
+def _materialize_tiny_graph(root) -> None:
     profile = tiny_profile(root)
     defs, instance = build_definitions(profile), dg.DagsterInstance.ephemeral()
 
@@ -86,6 +82,21 @@ def materialized_root(tmp_path_factory):
     reports = materialize_all(defs, instance, handlers={dg.AssetKey("annotation_batches"): import_panel})
     assert all(r.success for r in reports), [r.error for r in reports]
     assert all(c.startswith("warning: ") for r in reports for c in r.checks_failed), [r.checks_failed for r in reports]
+
+
+@pytest.fixture(scope="session")
+def materialized_root(tmp_path_factory, worker_id):
+    """The tiny profile's whole graph with the demo panel's annotations, materialized once for the whole run (the
+    first pytest-xdist worker to ask builds it, the others wait and share it), as `make demo` does; read it only,
+    or copy it (root_copy) before changing anything. Only warning checks may fail (tiny cannot fill every cell)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    root, done = shared / "tiny-graph" / "root", shared / "tiny-graph.done"
+    with FileLock(str(shared / "tiny-graph.lock")):
+        if not done.exists():
+            shutil.rmtree(root.parent, ignore_errors=True)
+            _materialize_tiny_graph(root)
+            done.touch()
     return root
 
 

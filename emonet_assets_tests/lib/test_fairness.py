@@ -144,6 +144,25 @@ def test_planted_disparity_is_the_worst_group_and_fails_the_gate():
         gate(table, "accuracy", 0.1)
 
 
+def test_a_gap_tied_with_its_intersections_is_named_by_the_plain_attribute():
+    def row(attribute: str, difference: float) -> dict:
+        return {"attribute": attribute, "metric": "mean_spearman", "best_group": "b", "worst_group": "w",
+                "best_value": 1.0, "worst_value": 1.0 - difference, "difference": difference, "ratio": None,
+                "n_groups_ranked": 2, "groups_too_small": [], "note": None}  # fmt: skip
+
+    table = pl.DataFrame(
+        [row("age x gender", 2.0), row("gender x ethnicity_group", 2.0), row("gender", 1.9999999999999998)],
+        schema=DISPARITY_SCHEMA,
+        orient="row",
+    )
+    passed, message = gate(table, "mean_spearman", max_difference=0.15)
+    assert not passed
+    assert "differs by 2.000 across gender (" in message
+    assert message.endswith("also over: age x gender 2.000, gender x ethnicity_group 2.000")
+    wider = pl.concat([table, pl.DataFrame([row("age x gender", 2.5)], schema=DISPARITY_SCHEMA, orient="row")])
+    assert "differs by 2.500 across age x gender (" in gate(wider, "mean_spearman", 0.15)[1]
+
+
 def test_too_small_groups_are_flagged_and_never_ranked():
     predictions, consensus, demographics = make_data(n_images=200, noise=1.0)
     rare = demographics["image_id"].head(6)

@@ -13,6 +13,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from emonet_assets.lib.generation import (
+    PIXEL_NOISE_VARIABLE,
     GenerationError,
     build_tiny_pipeline,
     encode_png,
@@ -76,6 +77,20 @@ def test_an_image_depends_on_its_own_prompt_and_seed_not_on_the_rest_of_the_batc
     assert np.abs(batch[2] - alone).max() <= 1
     assert (batch[2] != alone).mean() < 0.001
     assert (batch[1] != alone).mean() > 0.5
+
+
+def test_pixel_noise_setting_moves_pixels_by_at_most_its_level_and_the_same_way_every_run(pipe, monkeypatch):
+    monkeypatch.delenv(PIXEL_NOISE_VARIABLE, raising=False)
+    [clean] = pixels(generate(pipe, ["a happy face"], [5], **SETTINGS))
+    monkeypatch.setenv(PIXEL_NOISE_VARIABLE, "2")
+    [noisy] = pixels(generate(pipe, ["a happy face"], [5], **SETTINGS))
+    [again] = pixels(generate(pipe, ["a happy face"], [5], **SETTINGS))
+    assert np.abs(noisy - clean).max() <= 2
+    assert (noisy != clean).mean() > 0.5
+    np.testing.assert_array_equal(noisy, again)
+    monkeypatch.setenv(PIXEL_NOISE_VARIABLE, "lots")
+    with pytest.raises(GenerationError, match=PIXEL_NOISE_VARIABLE):
+        generate(pipe, ["a happy face"], [5], **SETTINGS)
 
 
 def test_negative_prompt_steers_the_image_when_guidance_is_on(pipe):
