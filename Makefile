@@ -39,8 +39,9 @@ test-tools:
 demo: setup
 	$(BIN)/emonet demo
 
+# Both cores (pytest-xdist, one worker per test file so module fixtures are built once), the slowest 15 listed.
 test: setup test-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-2} --dist loadfile --durations=15
 
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
