@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import krippendorff
 import numpy as np
 import polars as pl
-from crowdkit.aggregation import DawidSkene
-from scipy import sparse
 
 VALUES = 8
 COUNT_COLUMNS = [f"c{v}" for v in range(VALUES)]
@@ -135,6 +132,8 @@ def _bootstrap_group(group: pl.DataFrame, resamples: int, seed: int):
     (a few hundred per emotion) and a resample only needs how often each pattern was drawn: one sparse product,
     column-major so that it streams through the image weights and scatters into the small pattern totals.
     """
+    from scipy import sparse
+
     patterns = group.drop("image").unique("pattern").sort("pattern")
     n_images = int(group["image"].max()) + 1
     one_hot = sparse.csc_array(
@@ -244,6 +243,8 @@ def reliability_matrix(ratings: pl.DataFrame, emotion_id: str, image_ids: Sequen
 
 
 def _krippendorff(matrix: np.ndarray, level_of_measurement: str) -> float:
+    import krippendorff
+
     try:
         return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level_of_measurement))
     except ValueError:
@@ -274,6 +275,8 @@ def dawid_skene(ratings: pl.DataFrame) -> pl.DataFrame:
 
     crowd-kit starts EM from majority-vote probabilities, so the result needs no seed.
     """
+    from crowdkit.aggregation import DawidSkene  # with scikit-learn and NLTK: seconds, paid only here
+
     schema = {
         "collection": ratings.schema["collection"],
         "image_id": ratings.schema["image_id"],

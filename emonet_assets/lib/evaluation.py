@@ -13,9 +13,6 @@ from typing import NamedTuple
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from sklearn.metrics import cohen_kappa_score, f1_score
 
 from emonet_assets.lib.agreement import resample_indices
 
@@ -169,6 +166,8 @@ def _joined(predictions: pl.DataFrame, consensus: pl.DataFrame, key: str) -> pl.
 def _evaluate(joined: pl.DataFrame, key: str, resamples: int, seed: int) -> Evaluation:
     """Metrics per `key` value of consensus already joined to predictions (image_id, key, median_rating, present,
     predicted)."""
+    from sklearn.metrics import cohen_kappa_score, f1_score  # seconds to import: only where scores are made
+
     images = joined["image_id"].unique().sort()
     columns = joined[key].unique().sort()
     cells = joined.join(images.to_frame().with_row_index("row"), on="image_id").join(
@@ -318,6 +317,9 @@ def beats_random(model_summary: pl.DataFrame, random_summary: pl.DataFrame, marg
 def evaluation_chart(per_emotion_with_human: pl.DataFrame) -> bytes:
     """PNG of each emotion's Spearman with its CI beside the human ceiling, best first, so the emotions where the
     model falls furthest short of people stand out. Labels use the `emotion` column when present."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     label = "emotion" if "emotion" in per_emotion_with_human.columns else "emotion_id"
     table = per_emotion_with_human.sort(pl.col("spearman").fill_nan(None), descending=True, nulls_last=True)
     rho, low, high = (

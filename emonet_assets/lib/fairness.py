@@ -12,12 +12,13 @@ import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 import polars as pl
-from fairlearn.metrics import MetricFrame
+
+if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
+    from fairlearn.metrics import MetricFrame
 
 from emonet_assets.lib.agreement import alpha_interval, item_stats, resample_indices
 from emonet_assets.lib.evaluation import CI_LEVEL, spearman_draws, to_scale
@@ -178,6 +179,9 @@ def _cells(
 
 
 def _metric_frame(cells: _Cells, attributes: Sequence[str]) -> MetricFrame:
+    import pandas as pd
+    from fairlearn.metrics import MetricFrame
+
     return MetricFrame(
         metrics={
             "n_images": _image_count,
@@ -249,6 +253,8 @@ def group_metrics(
     """Long table (attribute, group, n_images, metric, value, ci_low, ci_high, too_small) for every attribute and
     every intersection of them. Too-small groups keep their point value but get no CI: an interval from a handful
     of images would look more certain than it is."""
+    import pandas as pd
+
     cells = _cells(predictions, consensus, demographics, attributes)
     if cells.groups.is_empty():
         return pl.DataFrame(schema=GROUP_SCHEMA)

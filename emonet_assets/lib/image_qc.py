@@ -12,8 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import cv2
-import imagehash
 import numpy as np
 import polars as pl
 from PIL import Image
@@ -57,6 +55,8 @@ def inspect_image(
     With `detect_faces`, exactly one face must be found; `face_counter` (grey uint8 array -> count) replaces
     the default Haar cascade detector.
     """
+    import imagehash  # with scipy and pywavelets: loaded by the steps that hash images, not by every process
+
     result: dict[str, Any] = {
         "decodes": False,
         "width": None,
@@ -107,6 +107,8 @@ def haar_face_counter(cascade: str | None = None) -> FaceCounter:
 
     OpenCV 5 dropped the bundled cascades, which is why opencv-python-headless is pinned below 5.
     """
+    import cv2  # OpenCV loads in a second: only where faces are counted
+
     path = cascade or cv2.data.haarcascades + HAAR_CASCADE
     if not Path(path).is_file():
         raise ImageQCError(f"face detection needs the Haar cascade file {path}, which is missing")

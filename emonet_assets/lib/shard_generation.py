@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import polars as pl
 from PIL import Image
 
-from emonet_assets.lib.generation import encode_png, generate, generate_with_backoff, token_overflow
 from emonet_assets.lib.storage import Store
 
 MANIFEST_TABLE = "generated_images"
@@ -106,6 +105,8 @@ def generate_shard(
     on_oom: Callable[[int, BaseException], None] | None = None,
     sample_size: int = 16,
 ) -> ShardResult:
+    from emonet_assets.lib.generation import encode_png, generate, generate_with_backoff, token_overflow  # torch
+
     manifest = read_manifest(store, shard)
     repaired = 0
     if repair:

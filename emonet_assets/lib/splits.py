@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
@@ -147,6 +145,9 @@ def group_ids(images: pl.DataFrame, near_duplicate_distance: int = 4) -> pl.Seri
         .join(index.rename({"image_sha256": "image_b", "node": "other"}), on="image_b")
         .select("node", "other")
     )
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     edges = pl.concat([same_prompt, links])
     graph = coo_matrix(
         (np.ones(edges.height, dtype=np.int8), (edges["node"].to_numpy(), edges["other"].to_numpy())),

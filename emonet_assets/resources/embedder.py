@@ -1,10 +1,15 @@
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from emonet_assets.lib.embedding import BackboneSpec, Embedder, build_tiny_backbone
 from emonet_assets.profiles import EmbeddingSettings
+
+if TYPE_CHECKING:  # torch loads with it: only steps that embed pay for it
+    from emonet_assets.lib.embedding import BackboneSpec, Embedder
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -12,13 +17,17 @@ class EmbedderResource(dg.ConfigurableResource):
 
     settings: EmbeddingSettings
 
-    _embedder: Embedder | None = PrivateAttr(default=None)
+    _embedder: object = PrivateAttr(default=None)
 
     def spec(self) -> BackboneSpec:
+        from emonet_assets.lib.embedding import BackboneSpec
+
         s = self.settings
         return BackboneSpec(kind=s.kind, source=s.source, batch_size=s.batch_size, device=s.device, dtype=s.dtype)
 
     def embedder(self) -> Embedder:
+        from emonet_assets.lib.embedding import Embedder, build_tiny_backbone
+
         if self._embedder is None:
             if self.settings.build_tiny:
                 build_tiny_backbone(Path(self.settings.source))

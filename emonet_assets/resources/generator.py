@@ -3,19 +3,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from emonet_assets.lib.generation import (
-    build_tiny_pipeline,
-    library_versions,
-    load_pipeline,
-    model_fingerprint,
-    quiet_libraries,
-)
 from emonet_assets.lib.shard_generation import RunSettings
 from emonet_assets.profiles import GenerationSettings
 
 
 class ImageGeneratorResource(dg.ConfigurableResource):
-    """A diffusers text-to-image pipeline loaded once per run from a local folder or the HF cache."""
+    """A diffusers text-to-image pipeline loaded once per run from a local folder or the HF cache; torch and
+    diffusers are imported when the pipeline is first needed, not by every process that loads the definitions."""
 
     settings: GenerationSettings
 
@@ -23,6 +17,8 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     _fingerprint: str | None = PrivateAttr(default=None)
 
     def pipeline(self):
+        from emonet_assets.lib.generation import build_tiny_pipeline, load_pipeline, quiet_libraries
+
         if self._pipe is None:
             quiet_libraries()
             s = self.settings
@@ -34,11 +30,15 @@ class ImageGeneratorResource(dg.ConfigurableResource):
         return self._pipe
 
     def fingerprint(self) -> str:
+        from emonet_assets.lib.generation import model_fingerprint
+
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.settings.model)
         return self._fingerprint
 
     def run_settings(self) -> RunSettings:
+        from emonet_assets.lib.generation import library_versions
+
         pipe, s = self.pipeline(), self.settings
         return RunSettings(
             model=s.model,

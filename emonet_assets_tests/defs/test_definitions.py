@@ -78,3 +78,22 @@ def test_unknown_profile_fails_the_code_location_with_the_valid_names(tmp_path):
     assert result.returncode != 0
     assert "unknown profile 'nope'" in result.stdout + result.stderr
     assert "sdxl-turbo" in result.stdout + result.stderr
+
+
+# Seconds each: every run and step the daemon launches, and every CLI command, loads the code location.
+HEAVY_LIBRARIES = ("torch", "sklearn", "fairlearn", "crowdkit", "krippendorff", "matplotlib", "cv2", "imagehash")
+HEAVY_LIBRARIES += ("datasets", "huggingface_hub", "scipy", "safetensors", "great_expectations", "diffusers")
+
+
+def test_loading_the_code_location_imports_no_heavy_library(tmp_path):
+    probe = (
+        "import sys, json\n"
+        "from emonet_assets.definitions import build_definitions\n"
+        "from emonet_assets.profiles import load_profile\n"
+        "build_definitions(load_profile()).get_repository_def()\n"
+        f"print(json.dumps(sorted(m for m in {list(HEAVY_LIBRARIES)!r} if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "EMONET_ROOT": str(tmp_path / "root")}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

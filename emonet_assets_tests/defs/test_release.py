@@ -195,7 +195,7 @@ def test_a_release_that_fails_while_writing_leaves_no_staging_files(root_copy, m
         raise RuntimeError("croissant broke")
 
     before = release_folder(root_copy).name
-    monkeypatch.setattr("emonet_assets.defs.release.assets.croissant", broken)
+    monkeypatch.setattr("emonet_assets.lib.dataset_card.croissant", broken)
     report = release(root_copy)
     assert not report.success and "croissant broke" in report.error
     assert sorted(p.name for p in (root_copy / "releases").iterdir() if p.is_dir()) == [before]

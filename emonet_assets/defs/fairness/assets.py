@@ -6,8 +6,6 @@ from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.fairness import fairness_report as build_report
 from emonet_assets.lib.fairness import image_demographics
-from emonet_assets.lib.fairness_report import render_html, render_markdown
-from emonet_assets.lib.modeling import frame_hash
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
 
@@ -26,6 +24,9 @@ TABLE_PREFIX = "fairness_"
     "agreement per group. A self-contained HTML report, a Markdown summary here, tables in Parquet and DuckDB.",
 )
 def fairness_report(storage: StorageResource, catalog: CatalogResource, profile: ProfileResource):
+    from emonet_assets.lib.fairness_report import render_html, render_markdown  # matplotlib
+    from emonet_assets.lib.modeling import frame_hash  # torch
+
     store = storage.store()
     settings = profile.fairness
     predictions = store.read_table("model_test_predictions")

@@ -9,19 +9,6 @@ import polars as pl
 from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.k8s_steps import gpu_step_tags
-from emonet_assets.lib.embedding import check_embedding_table, images_to_embed
-from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
-from emonet_assets.lib.emotion_model import train_model as fit
-from emonet_assets.lib.evaluation import evaluation_chart
-from emonet_assets.lib.modeling import (
-    evaluate_on_test,
-    fetch_model,
-    frame_hash,
-    open_model,
-    score_photo_set,
-    split_data,
-    store_model,
-)
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.metadata import markdown_table, table_metadata
 from emonet_assets.resources import EmbedderResource, ProfileResource, StorageResource
@@ -30,6 +17,8 @@ EMBEDDINGS_TABLE = "image_embeddings"
 MODEL_TABLE = "emotion_model"
 TEST_PREDICTIONS_TABLE = "model_test_predictions"
 CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
+# torch and the model code are imported inside the steps that use them: every process that loads this code
+# location (each run and step of the daemon, every CLI command) would otherwise pay seconds for them.
 
 
 @dg.asset(
@@ -45,6 +34,8 @@ CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
 def image_embeddings(
     context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
 ) -> dg.MaterializeResult:
+    from emonet_assets.lib.embedding import images_to_embed
+
     store = storage.store()
     backbone = embedder.embedder()
     fingerprint = backbone.fingerprint
@@ -84,6 +75,8 @@ def image_embeddings(
 
 def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> pl.DataFrame:
     """This backbone's embeddings; another backbone's are refused by name rather than silently mixed in."""
+    from emonet_assets.lib.embedding import check_embedding_table
+
     store = storage.store()
     fingerprint = embedder.embedder().fingerprint
     partitions = store.table_partitions(EMBEDDINGS_TABLE)
@@ -110,6 +103,10 @@ def emotion_model(
     embedder: EmbedderResource,
     profile: ProfileResource,
 ) -> dg.MaterializeResult:
+    from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
+    from emonet_assets.lib.emotion_model import train_model as fit
+    from emonet_assets.lib.modeling import frame_hash, split_data, store_model
+
     store = storage.store()
     taxonomy = read_taxonomy(storage)
     emotion_ids = [e.id for e in taxonomy.emotions]
@@ -192,6 +189,9 @@ def emotion_model(
 def model_evaluation(
     storage: StorageResource, embedder: EmbedderResource, profile: ProfileResource
 ) -> dg.MaterializeResult:
+    from emonet_assets.lib.evaluation import evaluation_chart
+    from emonet_assets.lib.modeling import evaluate_on_test, fetch_model, open_model, split_data
+
     store = storage.store()
     taxonomy = read_taxonomy(storage)
     row = store.read_table(MODEL_TABLE).sort("trained_at").row(-1, named=True)
@@ -253,6 +253,8 @@ def model_evaluation(
 def real_photo_evaluation(
     context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource
 ) -> dg.MaterializeResult:
+    from emonet_assets.lib.modeling import fetch_model, score_photo_set
+
     store = storage.store()
     taxonomy = read_taxonomy(storage)
     rollups = store.read_table("emotion_rollups")

@@ -3,28 +3,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
-from huggingface_hub import DatasetCard
 
 from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
 from emonet_assets.defs.fairness.assets import TABLE_PREFIX
 from emonet_assets.defs.model.assets import MODEL_TABLE
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card
-from emonet_assets.lib.release import (
-    CARD,
-    CROISSANT,
-    SPLITS,
-    ReleaseRefused,
-    ReleaseTables,
-    library_versions,
-    manifest,
-    mark_latest,
-    provenance,
-    publish,
-    release_rows,
-    write_shards,
-)
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
 
@@ -81,6 +65,25 @@ def benchmark_release(
     generator: ImageGeneratorResource,
     embedder: EmbedderResource,
 ):
+    # datasets and huggingface_hub take seconds to import: paid by this step only.
+    from huggingface_hub import DatasetCard
+
+    from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card
+    from emonet_assets.lib.release import (
+        CARD,
+        CROISSANT,
+        SPLITS,
+        ReleaseRefused,
+        ReleaseTables,
+        library_versions,
+        manifest,
+        mark_latest,
+        provenance,
+        publish,
+        release_rows,
+        write_shards,
+    )
+
     store = storage.store()
     settings = profile.release
     taxonomy = read_taxonomy(storage)

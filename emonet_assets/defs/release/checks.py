@@ -4,7 +4,6 @@ folder only when both pass, so readers of the latest release never get one that 
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.release import license_conflicts, verify
 from emonet_assets.lib.storage import Store
 from emonet_assets.metadata import markdown_table
 
@@ -27,6 +26,8 @@ RELEASE_CHECKS = [LICENSE_CHECK, MANIFEST_CHECK]
 
 def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult:
     """On the rows packed into the shards: the release id hashes them, so the manifest check vouches for the rest."""
+    from emonet_assets.lib.release import license_conflicts
+
     conflicts = license_conflicts(rows, declared)
     named = ", ".join(f"{r['generation_model']} ({r['license']}, {r['images']} images)" for r in conflicts.to_dicts())
     return dg.AssetCheckResult(
@@ -43,6 +44,8 @@ def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult
 
 
 def matches_manifest(store: Store, folder: str) -> dg.AssetCheckResult:
+    from emonet_assets.lib.release import verify
+
     result = verify(store.child(folder))
     differences = result.differences()
     return dg.AssetCheckResult(
