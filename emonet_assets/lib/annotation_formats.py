@@ -10,9 +10,11 @@ from __future__ import annotations
 import ast
 import codecs
 import csv
+import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 
 import polars as pl
@@ -51,6 +53,10 @@ _FIELDS = {"long": ("image_ref", "annotator", "value_raw", "emotion_label"), "hq
 _LS_IMAGE_KEYS = ("image_sha256", "prompt_id", "image_id", "image")
 UNPARSEABLE = "unparseable_annotations"
 _DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_SAVE_AS = "save it as CSV UTF-8"
 
 
 class AnnotationFileError(ValueError):
@@ -76,11 +82,10 @@ def parse_annotation_file(source_file: str, data: bytes, fmt: str = "auto", max_
     if fmt not in ("auto", *FORMATS):
         raise AnnotationFileError(f"{source_file}: unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
     if max_bytes is not None and len(data) > max_bytes:
-        raise AnnotationFileError(f"{source_file}: {len(data):,} bytes is over the {max_bytes:,}-byte limit")
-    body = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
-    if not body or body.isspace():
-        raise AnnotationFileError(f"{source_file}: the file is empty")
-    _check_utf8(source_file, body, len(data) - len(body))
+        raise AnnotationFileError(
+            f"{source_file}: {len(data):,} bytes is over the {max_bytes:,}-byte limit; split it into smaller files"
+        )
+    body = _text(source_file, _decompressed(source_file, data, max_bytes))
     first = body[re.match(rb"\s*", body).end() :][:1]
     if first in (b"[", b"{"):
         if fmt not in ("auto", "label-studio"):
@@ -89,6 +94,51 @@ def parse_annotation_file(source_file: str, data: bytes, fmt: str = "auto", max_
             )
         return _parse_label_studio(source_file, body)
     return _parse_csv(source_file, body, fmt)
+
+
+def _decompressed(source_file: str, data: bytes, max_bytes: int | None) -> bytes:
+    """Gzip by its magic bytes, or by a .gz name; the limit holds for what it unpacks to, too."""
+    if not (data.startswith(_GZIP_MAGIC) or source_file.lower().endswith(".gz")):
+        return data
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+            out = unpacked.read(-1 if max_bytes is None else max_bytes + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise AnnotationFileError(
+            f"{source_file}: not a readable gzip file ({exc}); compress it again with gzip, or import it uncompressed"
+        ) from None
+    if max_bytes is not None and len(out) > max_bytes:
+        raise AnnotationFileError(
+            f"{source_file}: over the {max_bytes:,}-byte limit once decompressed; split it into smaller files"
+        )
+    return out
+
+
+def _text(source_file: str, data: bytes) -> bytes:
+    """UTF-8 without a byte-order mark. Excel's "Unicode text" is UTF-16 LE with a BOM (and tab-separated)."""
+    if data.startswith(_ZIP_MAGIC):
+        raise AnnotationFileError(
+            f"{source_file}: a ZIP archive (an Excel .xlsx workbook is one), not text: {_SAVE_AS}, "
+            "or unzip it and import the files inside"
+        )
+    utf16 = next((codec for bom, codec in _UTF16_BOMS if data.startswith(bom)), None)
+    if utf16:
+        try:
+            body = data[2:].decode(utf16).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AnnotationFileError(
+                f"{source_file}: UTF-16 text that cannot be decoded at byte {exc.start + 2}; {_SAVE_AS}"
+            ) from None
+    else:
+        body = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
+        _check_utf8(source_file, body, len(data) - len(body))
+    if not body or body.isspace():
+        raise AnnotationFileError(f"{source_file}: the file is empty")
+    if b"\x00" in body:
+        raise AnnotationFileError(
+            f"{source_file}: the text holds NUL bytes (UTF-16 without a byte-order mark?); {_SAVE_AS}"
+        )
+    return body
 
 
 def _check_utf8(source_file: str, body: bytes, offset: int) -> None:
@@ -100,7 +150,7 @@ def _check_utf8(source_file: str, body: bytes, offset: int) -> None:
         line = body.count(b"\n", 0, exc.start) + 1
         raise AnnotationFileError(
             f"{source_file}: not UTF-8 text: byte 0x{body[exc.start]:02x} at offset {exc.start + offset} "
-            f"(line {line}) cannot be decoded; save the file as UTF-8"
+            f"(line {line}) cannot be decoded; {_SAVE_AS}"
         ) from None
 
 

@@ -1,5 +1,7 @@
 """The malformed-file corpus: each file gets a clear whole-file message or precise rejects, never a traceback."""
 
+import codecs
+import gzip
 import json
 from pathlib import Path
 
@@ -223,6 +225,52 @@ def test_labels_resolve_through_aliases(taxonomy, images):
     data = b"path,annotator,value,emotion\n00000,h,3,schadenfreude\n00001,h,3, ELATION \n"
     result = import_batch(parse_annotation_file("a.csv", data), "b", taxonomy, images)
     assert result.accepted["emotion_id"].to_list() == ["malevolence_malice", "elation"]
+
+
+EXCEL_UNICODE_TEXT = "image\tannotator\tvalue\temotion\r\n" + f"{LS_SHA}\tJosé\t3\tElation\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("ratings.csv.gz", gzip.compress(EXCEL_UNICODE_TEXT.encode())),
+        ("ratings.csv", gzip.compress(EXCEL_UNICODE_TEXT.encode())),
+        ("ratings.txt", codecs.BOM_UTF16_LE + EXCEL_UNICODE_TEXT.encode("utf-16-le")),
+        ("ratings.txt", codecs.BOM_UTF16_BE + EXCEL_UNICODE_TEXT.encode("utf-16-be")),
+        ("ratings.txt.gz", gzip.compress(codecs.BOM_UTF16_LE + EXCEL_UNICODE_TEXT.encode("utf-16-le"))),
+    ],
+)
+def test_gzip_and_utf16_with_a_byte_order_mark_are_read(name, data, taxonomy, images):
+    parsed = parse_annotation_file(name, data)
+    result = import_batch(parsed, "b", taxonomy, images)
+    assert parsed.notes == ("delimiter tab detected",)
+    assert result.accepted.select("image_id", "annotator", "emotion_id", "value").rows() == [
+        (LS_SHA, "José", "elation", 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("r.csv.gz", b"path,annotator\n", "compress it again with gzip, or import it uncompressed"),
+        ("r.csv.gz", gzip.compress(b"path,annotator,value,emotion\n")[:-4], "not a readable gzip file"),
+        ("r.xlsx", b"PK\x03\x04\x14\x00", "a ZIP archive (an Excel .xlsx workbook is one), not text: save it as CSV"),
+        ("r.txt", "path,annotator".encode("utf-16-le"), "NUL bytes (UTF-16 without a byte-order mark?); save it as"),
+        ("r.txt", codecs.BOM_UTF16_LE + b"p\x00\x00\xdc", "UTF-16 text that cannot be decoded at byte 4; save it"),
+        ("r.csv", b"path,annotator\n\xfc", "cannot be decoded; save it as CSV UTF-8"),
+    ],
+)
+def test_files_still_refused_say_what_to_do(name, data, message):
+    with pytest.raises(AnnotationFileError) as caught:
+        parse_annotation_file(name, data)
+    assert str(caught.value).startswith(f"{name}: ") and message in str(caught.value)
+
+
+def test_the_size_limit_holds_for_what_a_gzip_file_unpacks_to():
+    data = gzip.compress(b"path,annotator,value,emotion\n" + b"00000,h,3,Elation\n" * 100_000)
+    assert len(data) < 100_000
+    with pytest.raises(AnnotationFileError, match="over the 100,000-byte limit once decompressed; split it"):
+        parse_annotation_file("big.csv.gz", data, max_bytes=100_000)
 
 
 def test_external_collection_registers_images_without_pixels(taxonomy, images):
