@@ -239,12 +239,20 @@ def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
     "--format", "fmt", type=click.Choice(["auto", "long", "hq", "label-studio"]), default="auto", show_default=True
 )
 @click.option("--collection", help="Name of the external collection the files' images belong to.")
+@click.option(
+    "--positional-ids",
+    is_flag=True,
+    help="Image references that are bare numbers (00012) are prompt positions of the generated images.",
+)
 @click.pass_context
-def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, collection: str | None) -> None:
+def import_annotations(
+    ctx: click.Context, paths: tuple[Path, ...], fmt: str, collection: str | None, positional_ids: bool
+) -> None:
     """Land annotation files, import each as a batch, then refresh consensus and agreement.
 
-    A file whose content was imported before is a no-op. Images the platform did not generate need
-    --collection (for example the released EmoNet-Face files).
+    A file whose content was imported before is a no-op, unless its declaration (the options) changed. Images
+    the platform did not generate need --collection (for example the released EmoNet-Face files); numbers name
+    generated images only with --positional-ids.
     """
     import dagster as dg
 
@@ -261,6 +269,10 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
             validate_collection_name(collection)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--collection") from exc
+    try:
+        declaration = BatchDeclaration(fmt, collection, positional_ids)
+    except ValueError as exc:
+        raise click.UsageError(f"--collection and --positional-ids: {exc}") from exc
     profile = _profile(ctx.obj["profile"])
     store = Store(profile.root, _storage_options())
     defs = build_definitions(profile)
@@ -270,22 +282,21 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
     imported_before = set(log.filter(log["status"] == "imported")["batch_id"].to_list())
     outcomes, changed = [], False
     for path in paths:
-        rel, sha = land_file(
-            store, profile.annotation.landing, path.name, path.read_bytes(), BatchDeclaration(fmt, collection)
-        )
-        if sha in imported_before:
+        _, sha, redeclared = land_file(store, profile.annotation.landing, path.name, path.read_bytes(), declaration)
+        if sha in imported_before and not redeclared:
             outcomes.append((path, sha, "already imported: no change", None))
             continue
         if not instance.has_dynamic_partition(annotation_batch_partitions.name, sha):
             instance.add_dynamic_partitions(annotation_batch_partitions.name, [sha])
         report = materialize_step(defs, instance, [batch_key], partition=sha, log_level="CRITICAL")
         changed |= report.success
-        outcomes.append((path, sha, "imported" if report.success else report.error, report.run_id))
+        done = "re-imported" if sha in imported_before else "imported"
+        outcomes.append((path, sha, done if report.success else report.error, report.run_id))
     log = batch_log(store)
     table = Table(title="Annotation batches", title_justify="left")
     for column in ("file", "batch", "outcome", "read", "accepted", "rejected", "skipped", "reasons"):
         table.add_column(column, justify="right" if column in ("read", "accepted", "rejected", "skipped") else "left")
-    failures = []
+    failures, notes = [], []
     for path, sha, outcome, _ in outcomes:
         row = log.filter(log["batch_id"] == sha).row(0, named=True) if sha in log["batch_id"] else None
         counts = [
@@ -296,12 +307,24 @@ def import_annotations(ctx: click.Context, paths: tuple[Path, ...], fmt: str, co
         if row and row["status"] == "imported" and row["rejected"] + row["skipped"]:
             rejects = store.read_table(REJECTS_TABLE, [sha]).group_by("reason").len().sort("len", descending=True)
             reasons = ", ".join(f"{n:,} {reason}" for reason, n in rejects.iter_rows())
-        ok = outcome in ("imported", "already imported: no change")
+            positional = dict(rejects.iter_rows()).get("positional_id")
+            if positional:
+                notes.append(
+                    f"{path.name}: {positional:,} rows name their image only by a number, as the EmoNet-Face "
+                    "release numbers its own images: import the file again with --collection NAME if they are "
+                    "external images, or with --positional-ids if the numbers are prompt positions of the "
+                    "generated images"
+                )
+        if row and row["status"] == "imported" and outcome != "already imported: no change":
+            notes += [f"{path.name}: {note}" for note in row["notes"]]
+        ok = outcome in ("imported", "re-imported", "already imported: no change")
         if not ok:
             failures.append(f"{path.name}: {outcome}")
         shown = f"[green]{escape(outcome)}[/green]" if ok else "[red]rejected[/red]"
         table.add_row(escape(path.name), sha[:12], shown, *counts, escape(reasons))
     console.print(table)
+    for note in notes:
+        console.print(f"[yellow]note[/yellow] {escape(note)}", soft_wrap=True)
     for failure in failures:
         console.print(f"[red]rejected[/red] {escape(failure)}", soft_wrap=True)
     if changed:

@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,22 +10,16 @@ import dagster as dg
 import polars as pl
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EMONET = Path(sys.executable).parent / "emonet"
+from emonet_assets_tests.conftest import EMONET, REPO, run_emonet
 
 
 def run(args, tmp_path, **env):
-    environment = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "COLUMNS": "140", **env}
-    environment.pop("EMONET_PROFILE", None) if "EMONET_PROFILE" not in env else None
-    return subprocess.run([EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    return run_emonet(args, tmp_path, **env)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli")
-    (tmp / "home").mkdir()
-    root = tmp / "root"
-    return tmp, root, run(["demo"], tmp, EMONET_ROOT=str(root))
+def demo(demo_run):
+    return demo_run.folder, demo_run.root, demo_run
 
 
 def test_demo_materializes_every_asset_and_says_where_outputs_are(demo):
@@ -150,21 +143,32 @@ def _annotation_rows(root: Path) -> int:
     return pl.read_parquet(root / "tables" / "annotations" / "all.parquet").height
 
 
+def _cells(stdout: str, name: str) -> list[str]:
+    line = next(line for line in stdout.splitlines() if name in line)
+    return [c.strip() for c in line.split("│")]
+
+
 def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annotated_copy):
+    """Numbers name generated images only when declared; declaring them re-imports the same file."""
     tmp, root = annotated_copy
     ratings = tmp / "new-expert.csv"
-    rows = [f"{i:05d},expert-9,{i % 8},Elation" for i in range(6)] + ["00006,expert-9,9,Elation"]
-    ratings.write_text("path,annotator,value,emotion\n" + "\n".join(rows) + "\n")
+    rows = [f"{i:05d},expert-9,{i % 8},Elation" for i in range(5)] + ["00005,expert-9,2,Happiness"]
+    ratings.write_text("path,annotator,value,emotion\n" + "\n".join(rows + ["00006,expert-9,9,Elation"]) + "\n")
     before = _annotation_rows(root)
-    first = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
+    refused = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert _cells(refused.stdout, "new-expert.csv")[3:9] == ["imported", "7", "0", "7", "0", "7 positional_id"]
+    assert "new-expert.csv: 7 rows name their image only by a number" in refused.stdout
+    assert "--collection NAME" in refused.stdout and "--positional-ids" in refused.stdout
+    assert _annotation_rows(root) == before
+    first = run(["import-annotations", "--positional-ids", str(ratings)], tmp, EMONET_ROOT=str(root))
     assert first.returncode == 0, first.stdout + first.stderr
-    line = next(line for line in first.stdout.splitlines() if "new-expert.csv" in line)
-    cells = [c.strip() for c in line.split("│")]
-    assert cells[3:8] == ["imported", "7", "6", "1", "0"]
+    cells = _cells(first.stdout, "new-expert.csv")
+    assert cells[3:8] == ["re-imported", "7", "6", "1", "0"]
     assert "1 out_of_scale" in cells[8]
     assert "dbt build: 13 models" in first.stdout
     assert _annotation_rows(root) == before + 6
-    again = run(["import-annotations", str(ratings)], tmp, EMONET_ROOT=str(root))
+    again = run(["import-annotations", "--positional-ids", str(ratings)], tmp, EMONET_ROOT=str(root))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "already imported: no change" in again.stdout
     assert "dbt" not in again.stdout

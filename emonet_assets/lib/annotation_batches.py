@@ -70,7 +70,7 @@ class LandedBatch:
 
 
 def platform_images(store: Store) -> ImageIndex:
-    """Every generated image, referable by prompt id, sha256, path or release-style id."""
+    """Every generated image, referable by prompt id, sha256, path, and (when declared) release-style id."""
     names = set(store.table_names())
     if MANIFEST_TABLE not in names or "prompt_design" not in names:
         return ImageIndex(refs={})
@@ -115,16 +115,18 @@ def import_landed_batch(
         }
         store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
         return LandedBatch(log)
-    result = import_batch(parsed, batch_id, taxonomy, platform_images(store), collection, earlier_keys(store, batch_id))
+    images, earlier = platform_images(store), earlier_keys(store, batch_id)
+    result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
     store.write_table(ACCEPTED_TABLE, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
     store.write_table(REJECTS_TABLE, rejects_and_skips(result), batch_id)
     store.write_table(EXTRAS_TABLE, result.extras, batch_id)
+    positional = ["numbers read as prompt positions (positional ids declared)"] if declaration.positional_ids else []
     log |= {
         "format": parsed.format,
         "scale": parsed.scale,
         "collection": collection or "generated",
         "status": "imported",
-        "notes": list(parsed.notes),
+        "notes": [*parsed.notes, *positional],
         **result.counts,
     }
     store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)

@@ -7,7 +7,7 @@ on the distinct references, labels and values and are joined back, which keeps 1
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import polars as pl
@@ -23,6 +23,10 @@ REJECT_REASONS = {
     "missing_image_ref": "the unit names no image",
     "unsafe_image_path": "the image reference climbs out of its folder ('..'), so it is never resolved",
     "unknown_image": "the reference matches no platform image (external images need a collection)",
+    "positional_id": "the reference is only a number (or a file named by one): a prompt position of the generated "
+    "images, or an image of another collection such as the EmoNet-Face release's; import the file with "
+    "--collection NAME for external images, or declare positional ids (--positional-ids, sidecar "
+    '`"positional_ids": true`) to read numbers as prompt positions',
     "unknown_emotion": "the label names no emotion of the taxonomy (or names several)",
     "empty_annotator": "no annotator id",
     "missing_value": "no value (empty, NaN or null)",
@@ -59,24 +63,32 @@ def validate_collection_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ImageIndex:
+    """Prompt id, sha256 and image path name an image (`refs`); a release-style id (zero-padded prompt position)
+    does too (`positions`), but the release numbers its own images the same way, so positions are read only
+    when a batch declares them."""
+
     refs: dict[str, str]
+    positions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_tables(cls, manifest: pl.DataFrame, prompts: pl.DataFrame) -> ImageIndex:
-        """Prompt id, sha256, image path and release-style id (zero-padded position) all name an image.
-
-        A reference that would name two images (a prompt rendered by two models) is left out: it resolves to none.
-        """
         images = manifest.select("prompt_id", "image_sha256", "image_path").join(
             prompts.select("prompt_id", "position"), on="prompt_id", how="left"
         )
         sha = pl.col("image_sha256")
         refs = pl.concat(
             [images.select(ref=pl.col(column), image_id=sha) for column in ("prompt_id", "image_sha256", "image_path")]
-            + [images.select(ref=pl.col("position").cast(pl.String).str.zfill(5), image_id=sha)]
-        ).drop_nulls()
-        unique = refs.unique().group_by("ref").agg(pl.col("image_id").first(), n=pl.len()).filter(pl.col("n") == 1)
-        return cls(dict(zip(unique["ref"].to_list(), unique["image_id"].to_list(), strict=True)))
+        )
+        positions = images.select(ref=pl.col("position").cast(pl.String).str.zfill(5), image_id=sha)
+        return cls(_unambiguous(refs), _unambiguous(positions))
+
+
+def _unambiguous(refs: pl.DataFrame) -> dict[str, str]:
+    """A reference that would name two images (a prompt rendered by two models) is left out: it resolves to none."""
+    unique = (
+        refs.drop_nulls().unique().group_by("ref").agg(pl.col("image_id").first(), n=pl.len()).filter(pl.col("n") == 1)
+    )
+    return dict(zip(unique["ref"].to_list(), unique["image_id"].to_list(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -120,35 +132,34 @@ def _decoded(ref: str) -> str:
     return ref
 
 
-def _padded(ref: str) -> str:
-    return ref.zfill(5) if ref.isdigit() else ref
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"[0-9]+", text) is not None
 
 
 def _stem(path: str) -> str:
+    """The file name without its extension; a number is zero-padded like the release's ids."""
     base = re.split(r"[/\\]", path)[-1]
     stem, dot, _ = base.rpartition(".")
-    return _padded(stem if dot and stem else base)
+    stem = stem if dot and stem else base
+    return stem.zfill(5) if _is_number(stem) else stem
 
 
 def _inspect_ref(ref: str | None) -> tuple[str | None, str | None, list[str]]:
-    """(reason, detail, lookup keys best first) for one raw image reference."""
+    """(reason, detail, lookup keys best first, the file stem last) for one raw image reference."""
     ref = (ref or "").strip()
     if not ref:
         return "missing_image_ref", "no image reference", []
     if ".." in re.split(r"[/\\?&=]", _decoded(ref)):
         return "unsafe_image_path", f"{ref!r} has a '..' path segment", []
-    keys = [ref, _padded(ref)]
     if re.search(r"[/\\?]", ref):
         parts = urlsplit(ref)
         d = parse_qs(parts.query).get("d")
         path = d[0] if d else parts.path
-        keys += [path, _stem(path)]
-    else:
-        keys.append(_stem(ref))
-    return None, None, keys
+        return None, None, [ref, path, _stem(path)]
+    return None, None, [ref, _stem(ref)]
 
 
-def _resolve_refs(refs: pl.Series, images: ImageIndex, collection: str | None) -> pl.DataFrame:
+def _resolve_refs(refs: pl.Series, images: ImageIndex, collection: str | None, positional_ids: bool) -> pl.DataFrame:
     rows = []
     for ref in refs.to_list():
         reason, detail, keys = _inspect_ref(ref)
@@ -161,7 +172,16 @@ def _resolve_refs(refs: pl.Series, images: ImageIndex, collection: str | None) -
                 reason, detail = "missing_image_ref", f"{ref!r} has no file name"
         elif reason is None:
             image_id = next((images.refs[k] for k in keys if k in images.refs), None)
-            if image_id is None:
+            if image_id is None and _is_number(keys[-1]):
+                if positional_ids:
+                    image_id = images.positions.get(keys[-1])
+                else:
+                    reason = "positional_id"
+                    detail = (
+                        f"{ref.strip()!r} is only a number: import with --collection NAME (external images) "
+                        "or --positional-ids (prompt positions of the generated images)"
+                    )
+            if image_id is None and reason is None:
                 reason, detail = "unknown_image", f"{ref.strip()!r} is not a platform image"
         rows.append((ref, image_id, reason, detail))
     schema = {"image_ref": pl.String, "image_id": pl.String, "ref_reason": pl.String, "ref_detail": pl.String}
@@ -228,11 +248,17 @@ def import_batch(
     images: ImageIndex,
     collection: str | None = None,
     earlier_keys: pl.DataFrame | None = None,
+    positional_ids: bool = False,
 ) -> BatchResult:
+    """`positional_ids` reads bare-number references as prompt positions of the generated images; without it
+    they are rejected, since the release numbers its own images the same way. A collection batch names its own
+    images, so there numbers are file names (`BatchDeclaration` refuses both at once)."""
     if collection is not None:
         validate_collection_name(collection)
     units, extras = parsed.units, parsed.extras
-    refs = _resolve_refs(pl.concat([units["image_ref"], extras["image_ref"]]).unique(), images, collection)
+    refs = _resolve_refs(
+        pl.concat([units["image_ref"], extras["image_ref"]]).unique(), images, collection, positional_ids
+    )
     refs = refs.with_columns(image_code=_dense_code("image_id"))
     labels = units["emotion_label"].unique().drop_nulls().to_list()
     emotion_ids = [taxonomy.resolve(label) for label in labels]
@@ -364,7 +390,7 @@ def _rejects(rejected: pl.DataFrame, provenance: dict[str, pl.Expr]) -> pl.DataF
     reason = pl.col("reason")
     label = pl.col("emotion_label")
     detail = (
-        pl.when(reason.is_in(["missing_image_ref", "unsafe_image_path", "unknown_image"]))
+        pl.when(reason.is_in(["missing_image_ref", "unsafe_image_path", "unknown_image", "positional_id"]))
         .then("ref_detail")
         .when(reason == "unknown_emotion")
         .then(

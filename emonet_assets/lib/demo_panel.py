@@ -1,8 +1,8 @@
 """The demo's expert panel: simulated ratings of the generated images, landed in every supported format.
 
 The images are split into four groups, each rated in one format and referred to the way that format's
-files usually do (release-style id, sha256, URL, prompt id); a fifth file rates images of an external
-collection, so both resolution paths run end to end.
+files usually do (release-style id, declared as positional, sha256, URL, prompt id); a fifth file rates images
+of an external collection, so both resolution paths run end to end.
 """
 
 from __future__ import annotations
@@ -38,16 +38,22 @@ def land_demo_panel(
     images = images.with_columns(release_id=pl.col("position").cast(pl.String).str.zfill(5))
     groups = [images[i::4] for i in range(4)]
     emotions = [e.name for e in taxonomy.emotions]
+    generated = BatchDeclaration()
     plan = [
-        ("panel-intensity.csv", groups[0]["release_id"].to_list(), "long", None),
-        ("panel-hq.csv", groups[1]["image_sha256"].to_list(), "hq", None),
-        ("panel-label-studio.json", groups[2]["image_path"].to_list(), "label-studio", None),
-        ("panel-binary.csv", groups[3]["prompt_id"].to_list(), "binary", None),
-        (f"{EXTERNAL_COLLECTION}.csv", [f"{i:05d}" for i in range(external_images)], "hq", EXTERNAL_COLLECTION),
+        ("panel-intensity.csv", groups[0]["release_id"].to_list(), "long", BatchDeclaration(positional_ids=True)),
+        ("panel-hq.csv", groups[1]["image_sha256"].to_list(), "hq", generated),
+        ("panel-label-studio.json", groups[2]["image_path"].to_list(), "label-studio", generated),
+        ("panel-binary.csv", groups[3]["prompt_id"].to_list(), "binary", generated),
+        (
+            f"{EXTERNAL_COLLECTION}.csv",
+            [f"{i:05d}" for i in range(external_images)],
+            "hq",
+            BatchDeclaration(collection=EXTERNAL_COLLECTION),
+        ),
     ]
     landed = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed_offset, (name, refs, kind, collection) in enumerate(plan):
+        for seed_offset, (name, refs, kind, declaration) in enumerate(plan):
             group_spec = dataclasses.replace(spec, seed=spec.seed + seed_offset)
             ratings = simulate_ratings(ground_truth(refs, emotions, group_spec), group_spec)
             path = Path(tmp) / name
@@ -59,6 +65,5 @@ def land_demo_panel(
                 write_hq_csv(ratings, path)
             else:
                 write_label_studio_json(ratings, path, image_url=lambda ref: f"/data/local-files/?d={ref}")
-            declaration = BatchDeclaration(collection=collection)
             landed[name] = land_file(store, landing, name, path.read_bytes(), declaration)[0]
     return landed

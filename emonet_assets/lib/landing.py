@@ -1,7 +1,8 @@
 """The annotation landing zone: files dropped under the storage root become batches keyed by their sha256.
 
-A file may carry a sidecar `<file>.batch.json` declaring its format and external collection, so the
-declaration travels with the file whoever drops it (the CLI writes one when given --format/--collection).
+A file may carry a sidecar `<file>.batch.json` declaring its format, external collection or positional ids, so
+the declaration travels with the file whoever drops it (the CLI writes one when given --format, --collection or
+--positional-ids).
 """
 
 from __future__ import annotations
@@ -24,8 +25,21 @@ class LandingError(ValueError):
 
 @dataclass(frozen=True)
 class BatchDeclaration:
+    """`positional_ids`: bare-number image references are prompt positions of the generated images. Off by
+    default, since the EmoNet-Face release numbers its own images the same way."""
+
     format: str = "auto"
     collection: str | None = None
+    positional_ids: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.positional_ids, bool):
+            raise ValueError(f"`positional_ids` is true or false, not {self.positional_ids!r}")
+        if self.positional_ids and self.collection:
+            raise ValueError(
+                "positional ids name generated images, but a collection's images are its own: "
+                "declare a collection or positional ids, not both"
+            )
 
 
 @dataclass(frozen=True)
@@ -70,23 +84,47 @@ def read_declaration(store: Store, path: str) -> BatchDeclaration:
         return BatchDeclaration()
     try:
         data = json.loads(store.read_bytes(sidecar))
-        if not isinstance(data, dict) or set(data) - {"format", "collection"}:
-            raise ValueError("expected an object with `format` and/or `collection`")
-        return BatchDeclaration(format=data.get("format") or "auto", collection=data.get("collection") or None)
+        if not isinstance(data, dict) or set(data) - {"format", "collection", "positional_ids"}:
+            raise ValueError("expected an object with `format`, `collection` and/or `positional_ids`")
+        return BatchDeclaration(
+            format=data.get("format") or "auto",
+            collection=data.get("collection") or None,
+            positional_ids=data.get("positional_ids", False),
+        )
     except ValueError as exc:
         raise LandingError(f"{sidecar}: not a valid batch declaration: {exc}") from exc
 
 
-def land_file(store: Store, prefix: str, name: str, data: bytes, declaration: BatchDeclaration) -> tuple[str, str]:
-    """Put a file into the landing zone under a content-derived name, so landing it twice is one file."""
+def land_file(
+    store: Store, prefix: str, name: str, data: bytes, declaration: BatchDeclaration
+) -> tuple[str, str, bool]:
+    """Put a file into the landing zone under a content-derived name, so landing it twice is one file.
+
+    The declaration replaces the one the file had; the flag says it changed, so a file imported under another
+    declaration (say, without --collection) can be imported again under this one.
+    """
     sha = hashlib.sha256(data).hexdigest()
     rel = posixpath.join(prefix, f"{sha[:12]}-{posixpath.basename(name)}")
-    if declaration != BatchDeclaration():
-        body = {"format": declaration.format, "collection": declaration.collection}
-        store.write_bytes(rel + SIDECAR_SUFFIX, json.dumps(body, indent=2).encode())
-    if not store.exists(rel):
+    sidecar = rel + SIDECAR_SUFFIX
+    landed = store.exists(rel)
+    changed = landed and _declared(store, rel) != declaration
+    if declaration != BatchDeclaration() or store.exists(sidecar):
+        body = {
+            "format": declaration.format,
+            "collection": declaration.collection,
+            "positional_ids": declaration.positional_ids,
+        }
+        store.write_bytes(sidecar, json.dumps(body, indent=2).encode())
+    if not landed:
         store.write_bytes(rel, data)
-    return rel, sha
+    return rel, sha, changed
+
+
+def _declared(store: Store, path: str) -> BatchDeclaration | None:
+    try:
+        return read_declaration(store, path)
+    except LandingError:
+        return None
 
 
 def find_batch_file(store: Store, prefix: str, sha: str) -> LandingFile:

@@ -81,6 +81,8 @@ def test_every_landed_file_becomes_one_batch_and_its_counts_add_up(annotated):
     assert set(log["collection"]) == {"generated", EXTERNAL_COLLECTION}
     for row in log.iter_rows(named=True):
         assert row["rows_read"] == row["accepted"] + row["rejected"] + row["skipped"] > 0
+    positional = log.filter(pl.col("source_file").str.ends_with("-panel-intensity.csv"))
+    assert positional["notes"].to_list() == [["numbers read as prompt positions (positional ids declared)"]]
     ratings = annotated.store.read_table("annotations")
     assert ratings.height == int(log["accepted"].sum())
     assert ratings.select("batch_id", "source_file", "source_row").null_count().row(0) == (0, 0, 0)

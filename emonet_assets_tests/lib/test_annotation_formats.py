@@ -66,14 +66,14 @@ def taxonomy():
 
 @pytest.fixture(scope="module")
 def images():
-    refs = {f"{i:05d}": f"{i:064x}" for i in range(3)}
-    refs |= {LS_SHA: LS_SHA, f"images/aa/aa/{LS_SHA}.png": LS_SHA}
-    return ImageIndex(refs)
+    refs = {LS_SHA: LS_SHA, f"images/aa/aa/{LS_SHA}.png": LS_SHA, "p-0123": LS_SHA}
+    return ImageIndex(refs, positions={f"{i:05d}": f"{i:064x}" for i in range(3)})
 
 
 def _import(name: str, taxonomy, images, **kwargs):
+    """The corpus names images by release-style id, declared as prompt positions."""
     parsed = parse_annotation_file(name, (CORPUS / name).read_bytes())
-    return parsed, import_batch(parsed, "batch-1", taxonomy, images, **kwargs)
+    return parsed, import_batch(parsed, "batch-1", taxonomy, images, **{"positional_ids": True, **kwargs})
 
 
 def _reasons(result) -> dict[str, int]:
@@ -167,7 +167,7 @@ def test_explicit_format_that_does_not_fit_is_refused():
 def test_release_binary_long_csv(taxonomy, images):
     data = b"path,annotator,value,emotion\n00000,human-1,True,Elation\n00001,human-1,False,Anger\n"
     parsed = parse_annotation_file("binary.csv", data)
-    result = import_batch(parsed, "b", taxonomy, images)
+    result = import_batch(parsed, "b", taxonomy, images, positional_ids=True)
     assert (parsed.format, parsed.scale) == ("long", "binary")
     assert result.accepted.select("emotion_id", "value").rows() == [("elation", 1), ("anger", 0)]
     assert result.accepted["value"].dtype == pl.Int32
@@ -180,7 +180,7 @@ def test_hq_rows_read_json_and_python_literals_and_keep_extra_dimensions(taxonom
         b"00001,human-2,True,\"{'Amusement': 2, 'Contentment': 0}\"\n"
     )
     parsed = parse_annotation_file("hq.csv", data)
-    result = import_batch(parsed, "b", taxonomy, images)
+    result = import_batch(parsed, "b", taxonomy, images, positional_ids=True)
     assert parsed.format == "hq"
     assert sorted(result.accepted.select("image_ref", "emotion_id", "value").rows()) == [
         ("00000", "elation", 3),
@@ -223,8 +223,41 @@ def test_label_studio_reads_rating_number_and_choices(taxonomy, images):
 
 def test_labels_resolve_through_aliases(taxonomy, images):
     data = b"path,annotator,value,emotion\n00000,h,3,schadenfreude\n00001,h,3, ELATION \n"
-    result = import_batch(parse_annotation_file("a.csv", data), "b", taxonomy, images)
+    result = import_batch(parse_annotation_file("a.csv", data), "b", taxonomy, images, positional_ids=True)
     assert result.accepted["emotion_id"].to_list() == ["malevolence_malice", "elation"]
+
+
+def test_numbers_name_generated_images_only_when_declared_as_prompt_positions(taxonomy, images):
+    """The release numbers its own images 00000, 00001, ...; read as positions they would rate generated ones."""
+    refs = ["00000", "1", "release/00002.png", "00002.jpg", LS_SHA, f"images/aa/aa/{LS_SHA}.png", "p-0123", "img_7"]
+    data = ("path,annotator,value,emotion\n" + "".join(f"{r},h{i},True,Elation\n" for i, r in enumerate(refs))).encode()
+    parsed = parse_annotation_file("binary_annotations.csv", data)
+
+    refused = import_batch(parsed, "b", taxonomy, images)
+    assert refused.accepted["image_ref"].to_list() == refs[4:7]
+    assert _reasons(refused) == {"positional_id": 4, "unknown_image": 1}
+    positional = refused.rejects.filter(pl.col("reason") == "positional_id")
+    assert positional["image_ref"].to_list() == refs[:4]
+    assert all("--collection" in d and "--positional-ids" in d for d in positional["detail"])
+    assert "--collection" in REJECT_REASONS["positional_id"] and "positional_ids" in REJECT_REASONS["positional_id"]
+    assert refused.counts["rows_read"] == refused.counts["accepted"] + refused.counts["rejected"] == len(refs)
+
+    declared = import_batch(parsed, "b", taxonomy, images, positional_ids=True)
+    assert declared.accepted["image_id"].to_list() == [f"{i:064x}" for i in (0, 1, 2, 2)] + [LS_SHA] * 3
+    assert _reasons(declared) == {"unknown_image": 1}
+
+    external = import_batch(parsed, "b", taxonomy, images, collection="emonet-binary")
+    stems = ["00000", "00001", "00002", "00002", LS_SHA, LS_SHA, "p-0123", "img_7"]
+    assert external.accepted["image_id"].to_list() == [f"emonet-binary/{stem}" for stem in stems]
+
+
+def test_image_index_reads_positions_apart_from_ids():
+    manifest = pl.DataFrame(
+        {"prompt_id": ["p-a", "p-b"], "image_sha256": ["a" * 64, "b" * 64], "image_path": ["i/a.png", "i/b.png"]}
+    )
+    index = ImageIndex.from_tables(manifest, pl.DataFrame({"prompt_id": ["p-a", "p-b"], "position": [0, 12]}))
+    assert index.positions == {"00000": "a" * 64, "00012": "b" * 64}
+    assert sorted(index.refs) == sorted(["p-a", "p-b", "a" * 64, "b" * 64, "i/a.png", "i/b.png"])
 
 
 EXCEL_UNICODE_TEXT = "image\tannotator\tvalue\temotion\r\n" + f"{LS_SHA}\tJosé\t3\tElation\r\n"

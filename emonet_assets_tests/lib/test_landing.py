@@ -52,3 +52,31 @@ def test_a_broken_declaration_names_its_file(store):
 
     with pytest.raises(LandingError, match=r"a\.csv\.batch\.json"):
         read_declaration(store, f"{PREFIX}/a.csv")
+
+
+def test_a_new_declaration_replaces_the_old_one_and_says_it_changed(store):
+    data = b"path,annotator,value,emotion\n00001,a,True,Elation\n"
+    rel, _, changed = land_file(store, PREFIX, "ratings.csv", data, BatchDeclaration())
+    assert not changed and not store.exists(rel + ".batch.json")
+
+    positional = BatchDeclaration(positional_ids=True)
+    assert land_file(store, PREFIX, "ratings.csv", data, positional)[2]
+    assert read_declaration(store, rel) == positional
+    assert not land_file(store, PREFIX, "ratings.csv", data, positional)[2]
+    assert land_file(store, PREFIX, "ratings.csv", data, BatchDeclaration())[2]
+    assert read_declaration(store, rel) == BatchDeclaration()
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        (b'{"collection": "release", "positional_ids": true}', "a collection or positional ids, not both"),
+        (b'{"positional_ids": "yes"}', "`positional_ids` is true or false"),
+    ],
+)
+def test_a_declaration_that_contradicts_itself_is_refused(store, sidecar, message):
+    store.write_bytes(f"{PREFIX}/a.csv", b"x")
+    store.write_bytes(f"{PREFIX}/a.csv.batch.json", sidecar)
+
+    with pytest.raises(LandingError, match=message):
+        read_declaration(store, f"{PREFIX}/a.csv")
