@@ -166,6 +166,7 @@ def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annot
     cells = _cells(first.stdout, "new-expert.csv")
     assert cells[3:8] == ["re-imported", "7", "6", "1", "0"]
     assert "1 out_of_scale" in cells[8]
+    assert "new-expert.csv: label 'Happiness' read as elation (1 row)" in first.stdout
     assert "dbt build: 13 models" in first.stdout
     assert _annotation_rows(root) == before + 6
     again = run(["import-annotations", "--positional-ids", str(ratings)], tmp, EMONET_ROOT=str(root))

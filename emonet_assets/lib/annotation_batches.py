@@ -126,7 +126,7 @@ def import_landed_batch(
         "scale": parsed.scale,
         "collection": collection or "generated",
         "status": "imported",
-        "notes": [*parsed.notes, *positional],
+        "notes": [*parsed.notes, *positional, *result.label_notes()],
         **result.counts,
     }
     store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import polars as pl
 
 from emonet_assets.lib.annotation_formats import UNPARSEABLE, ParsedFile
-from emonet_assets.lib.taxonomy import Taxonomy
+from emonet_assets.lib.taxonomy import Taxonomy, normalize_label
 
 GENERATED = "generated"
 MAX_INTENSITY = 7
@@ -99,6 +99,7 @@ class BatchResult:
     external_images: pl.DataFrame
     skipped: pl.DataFrame
     rows_read: int
+    label_mappings: pl.DataFrame
 
     @property
     def counts(self) -> dict[str, int]:
@@ -120,6 +121,13 @@ class BatchResult:
             .sort(["rows", "reason"], descending=[True, False])
             .with_columns(meaning=pl.col("reason").replace_strict(meanings, default=None, return_dtype=pl.String))
         )
+
+    def label_notes(self) -> list[str]:
+        """One line per label read through an alias or cluster word, for the batch log and the CLI."""
+        return [
+            f"label {label!r} read as {emotion_id} ({rows:,} row{'s' if rows != 1 else ''})"
+            for label, emotion_id, rows in self.label_mappings.iter_rows()
+        ]
 
 
 def _decoded(ref: str) -> str:
@@ -330,7 +338,26 @@ def import_batch(
         value="value",
         value_raw="value_raw",
     )
-    return BatchResult(accepted, rejects, extras, _external(checked, extras, collection, batch_id), skipped, rows_read)
+    external = _external(checked, extras, collection, batch_id)
+    mappings = _label_mappings(units, emotions, taxonomy)
+    return BatchResult(accepted, rejects, extras, external, skipped, rows_read, mappings)
+
+
+def _label_mappings(units: pl.DataFrame, emotions: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
+    """Labels resolved through an alias or cluster word ('Happiness' -> elation), with the rows that carry them:
+    accepted, but said, since a cluster word may not be what the annotator meant."""
+    own = {normalize_label(name) for e in taxonomy.emotions for name in (e.id, e.name)}
+    aliased = pl.DataFrame(
+        [
+            (label, emotion_id)
+            for label, emotion_id in emotions.select("emotion_label", "emotion_id").iter_rows()
+            if emotion_id is not None and normalize_label(label) not in own
+        ],
+        schema={"label": pl.String, "emotion_id": pl.String},
+        orient="row",
+    )
+    rows = units.group_by(label="emotion_label").agg(rows=pl.len())
+    return aliased.join(rows, on="label").sort(["rows", "label"], descending=[True, False])
 
 
 def _earlier_codes(

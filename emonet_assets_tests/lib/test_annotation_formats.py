@@ -227,6 +227,19 @@ def test_labels_resolve_through_aliases(taxonomy, images):
     assert result.accepted["emotion_id"].to_list() == ["malevolence_malice", "elation"]
 
 
+def test_labels_read_through_an_alias_or_cluster_word_are_reported_with_their_rows(taxonomy, images):
+    rows = [f"{LS_SHA},h{i},3,Happiness" for i in range(3)]
+    rows += [f"{LS_SHA},h,3,schadenfreude", f"{LS_SHA},h,3, ELATION ", f"{LS_SHA},h,3,Anger", f"{LS_SHA},h,3,nope"]
+    data = ("path,annotator,value,emotion\n" + "\n".join(rows) + "\n").encode()
+    result = import_batch(parse_annotation_file("a.csv", data), "b", taxonomy, images)
+    assert result.counts["accepted"] == 6
+    assert result.label_mappings.rows() == [("Happiness", "elation", 3), ("schadenfreude", "malevolence_malice", 1)]
+    assert result.label_notes() == [
+        "label 'Happiness' read as elation (3 rows)",
+        "label 'schadenfreude' read as malevolence_malice (1 row)",
+    ]
+
+
 def test_numbers_name_generated_images_only_when_declared_as_prompt_positions(taxonomy, images):
     """The release numbers its own images 00000, 00001, ...; read as positions they would rate generated ones."""
     refs = ["00000", "1", "release/00002.png", "00002.jpg", LS_SHA, f"images/aa/aa/{LS_SHA}.png", "p-0123", "img_7"]
