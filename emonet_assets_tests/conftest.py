@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from emonet_assets_tests.local_servers import SmtpServer, WebhookServer, serving
 
 S3_TEST_KEY = "testing"
 S3_TEST_SECRET = "testing"
 S3_TEST_REGION = "us-east-1"
+REPO = Path(__file__).resolve().parents[1]
+EMONET = Path(sys.executable).parent / "emonet"
+
+
+def run_emonet(args: list, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    """`emonet ARGS` from the repository, as a user runs it, with its own Dagster home under `tmp_path`."""
+    environment = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "COLUMNS": "140", **env}
+    if "EMONET_PROFILE" not in env:
+        environment.pop("EMONET_PROFILE", None)
+    return subprocess.run([EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What `emonet demo` printed and left: `root` is the storage root, `folder` holds its Dagster home."""
+
+    folder: Path
+    root: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, worker_id) -> DemoRun:
+    """`emonet demo` on the tiny profile, run once for the whole test session: the first pytest-xdist worker to ask
+    runs it, the others wait for it and share the result. Read its root, or copy it before changing anything."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    folder, result_file = shared / "demo", shared / "demo.json"
+    with FileLock(str(shared / "demo.lock")):
+        if not result_file.exists():
+            (folder / "home").mkdir(parents=True, exist_ok=True)
+            result = run_emonet(["demo"], folder, EMONET_ROOT=str(folder / "root"))
+            outcome = {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+            result_file.write_text(json.dumps(outcome))
+    return DemoRun(folder=folder, root=folder / "root", **json.loads(result_file.read_text()))
 
 
 @dataclass(frozen=True)

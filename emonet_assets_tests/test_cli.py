@@ -10,11 +10,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from emonet_assets_tests.conftest import EMONET, REPO, run_emonet
-
-
-def run(args, tmp_path, **env):
-    return run_emonet(args, tmp_path, **env)
+from emonet_assets_tests.conftest import EMONET, REPO
+from emonet_assets_tests.conftest import run_emonet as run
 
 
 @pytest.fixture(scope="module")

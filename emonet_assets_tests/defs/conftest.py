@@ -3,15 +3,11 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
-from filelock import FileLock
 
-from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.demo_panel import land_demo_panel
 from emonet_assets.lib.fairness import image_demographics
 from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.profiles import load_profile
-from emonet_assets.runner import materialize_all, materialize_step, plan, run_sensor
+from emonet_assets.runner import materialize_step, plan
 
 
 def tiny_profile(root, generation=None, qc=None, **design):
@@ -71,33 +67,14 @@ def instance(tmp_path):
         yield instance
 
 
-def _materialize_tiny_graph(root) -> None:
-    profile = tiny_profile(root)
-    defs, instance = build_definitions(profile), dg.DagsterInstance.ephemeral()
-
-    def import_panel():
-        land_demo_panel(Store(str(root)), profile.annotation.landing, load_taxonomy())
-        return run_sensor(defs, instance, "annotation_landing_sensor")
-
-    reports = materialize_all(defs, instance, handlers={dg.AssetKey("annotation_batches"): import_panel})
-    assert all(r.success for r in reports), [r.error for r in reports]
-    assert all(c.startswith("warning: ") for r in reports for c in r.checks_failed), [r.checks_failed for r in reports]
-
-
 @pytest.fixture(scope="session")
-def materialized_root(tmp_path_factory, worker_id):
-    """The tiny profile's whole graph with the demo panel's annotations, materialized once for the whole run (the
-    first pytest-xdist worker to ask builds it, the others wait and share it), as `make demo` does; read it only,
-    or copy it (root_copy) before changing anything. Only warning checks may fail (tiny cannot fill every cell)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base if worker_id == "master" else base.parent
-    root, done = shared / "tiny-graph" / "root", shared / "tiny-graph.done"
-    with FileLock(str(shared / "tiny-graph.lock")):
-        if not done.exists():
-            shutil.rmtree(root.parent, ignore_errors=True)
-            _materialize_tiny_graph(root)
-            done.touch()
-    return root
+def materialized_root(demo_run):
+    """The tiny profile's whole graph with the demo panel's annotations: the root `emonet demo` materialized, shared
+    by every test of the session; read it only, or copy it (root_copy) before changing anything. Only warning checks
+    may fail (tiny cannot fill every cell)."""
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    assert "FAIL" not in demo_run.stdout, demo_run.stdout
+    return demo_run.root
 
 
 @pytest.fixture
