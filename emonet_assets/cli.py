@@ -200,6 +200,9 @@ def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run
         done = set(Store(profile.root, _storage_options()).table_partitions("generated_images"))
         chosen += [k for k in known if k not in done and k not in chosen]
     if not chosen:
+        if missing:
+            console.print(f"nothing to generate: all {len(known)} shards have images")
+            return
         raise click.ClickException("name shards (shard-00000, shard-00000...shard-00004) or pass --missing")
     per_run = per_run or node.backfill_policy.max_partitions_per_run or len(chosen)
     run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
@@ -229,6 +232,8 @@ def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
                 raise click.ClickException(
                     f"unknown shard {key!r}; known: {known[0]} ... {known[-1]} ({len(known)} shards)"
                 )
+        if known.index(start) > known.index(end):
+            raise click.ClickException(f"shard range {item} is reversed: write it {end}...{start}")
         chosen += known[known.index(start) : known.index(end) + 1]
     return chosen
 
