@@ -420,7 +420,7 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A saved model folder (default: the newest emotion_model of the storage root).",
 )
-@click.option("--top", default=5, show_default=True, help="Emotions to print per image.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 40), help="Emotions to print per image.")
 @click.option(
     "--format",
     "fmt",
@@ -429,12 +429,16 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
     show_default=True,
     help="csv and json write all 40 intensities per image.",
 )
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write csv/json here.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write csv/json here (a .csv or .json name)."
+)
 @click.pass_context
 def predict(
     ctx: click.Context, images: tuple[Path, ...], model_dir: Path | None, top: int, fmt: str, output: Path | None
 ) -> None:
-    """Score image files with a saved emotion model: the top emotions with intensities (0–7), or all 40."""
+    """Score image files with a saved emotion model: the top emotions with intensities (0–7), or all 40.
+
+    Images come out in the order given."""
     import polars as pl
 
     from emonet_assets.lib.emotion_model import ModelCompatibilityError, ModelFileError
@@ -442,6 +446,10 @@ def predict(
     from emonet_assets.lib.storage import Store
     from emonet_assets.lib.taxonomy import load_taxonomy
 
+    if output and fmt == "table":
+        fmt = {".csv": "csv", ".json": "json"}.get(output.suffix.lower(), "")
+        if not fmt:
+            raise click.BadParameter(f"{output}: name a .csv or .json file, or pass --format", param_hint="--output")
     profile = _profile(ctx.obj["profile"])
     taxonomy = load_taxonomy()
     try:
@@ -450,13 +458,16 @@ def predict(
     except (FileNotFoundError, ModelCompatibilityError, ModelFileError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     names = {e.id: e.name for e in taxonomy.emotions}
-    scores = scores.with_columns(emotion=pl.col("emotion_id").replace_strict(names, default=None))
+    given = {str(path): i for i, path in enumerate(images)}
+    scores = scores.with_columns(emotion=pl.col("emotion_id").replace_strict(names, default=None)).sort(
+        pl.col("path").replace_strict(given, return_dtype=pl.Int64), maintain_order=True
+    )
     if fmt == "table":
-        for path, part in scores.sort("predicted", descending=True).group_by("path", maintain_order=True):
-            table = Table(title=escape(str(path[0])), title_justify="left")
+        for (path,), part in scores.group_by("path", maintain_order=True):
+            table = Table(title=escape(str(path)), title_justify="left")
             table.add_column("emotion")
             table.add_column("intensity (0–7)", justify="right")
-            for row in part.head(top).iter_rows(named=True):
+            for row in part.sort("predicted", descending=True, maintain_order=True).head(top).iter_rows(named=True):
                 table.add_row(escape(row["emotion"]), f"{row['predicted']:.2f}")
             console.print(table)
     else:

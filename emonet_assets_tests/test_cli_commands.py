@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -78,3 +80,80 @@ def test_verify_release_of_a_folder_without_a_manifest_says_it_is_not_a_release(
     assert result.exit_code == 1
     assert f"no manifest.json in {root}: not a release folder" in result.output
     assert "difference" not in result.output
+
+
+@pytest.fixture()
+def scored(tmp_path, monkeypatch):
+    """Two image files and a stand-in model that scores the second one higher on every emotion."""
+    from emonet_assets.lib import modeling
+    from emonet_assets.lib.taxonomy import load_taxonomy
+
+    ids = [e.id for e in load_taxonomy().emotions]
+    images = [tmp_path / "low.png", tmp_path / "high.png"]
+    for image in images:
+        image.write_bytes(b"png")
+
+    def predict_files(paths, folder, version):
+        rows = [
+            (str(p), e, (1.0 if p.name == "high.png" else 0.0) + i / 100)
+            for p in paths[::-1]
+            for i, e in enumerate(ids)
+        ]
+        frame = pl.DataFrame(rows, schema=["path", "emotion_id", "predicted"], orient="row")
+        return frame, pl.DataFrame(schema={"path": pl.String, "reason": pl.String})
+
+    monkeypatch.setattr(modeling, "predict_files", predict_files)
+    monkeypatch.setattr(modeling, "latest_model_dir", lambda store: tmp_path)
+    return images, ids
+
+
+@pytest.mark.parametrize("suffix", ["csv", "json"])
+def test_predict_output_writes_the_file_its_suffix_names_in_input_order(scored, tmp_path, suffix):
+    images, ids = scored
+    output = tmp_path / f"scores.{suffix}"
+    result = invoke(["predict", "--output", str(output), *map(str, images)])
+    assert result.exit_code == 0, result.output
+    if suffix == "csv":
+        written = pl.read_csv(output)
+        assert written["path"].to_list() == [str(p) for p in images] and written.columns == ["path", *ids]
+    else:
+        written = json.loads(output.read_text())
+        assert [row["path"] for row in written] == [str(p) for p in images] and list(written[0]) == ["path", *ids]
+    assert f"wrote 2 images x 40 emotions to {output}" in result.output
+
+
+def test_predict_prints_images_in_input_order_with_their_top_emotions(scored):
+    images, ids = scored
+    result = invoke(["predict", "--top", "2", *map(str, images)])
+    assert result.exit_code == 0, result.output
+    assert result.output.index("low.png") < result.output.index("high.png")
+    assert result.output.count("0.39") == 1 and result.output.count("1.39") == 1 and "0.37" not in result.output
+
+
+@pytest.mark.parametrize("top", ["0", "-3", "41"])
+def test_predict_top_must_be_between_1_and_40(scored, top):
+    images, _ = scored
+    result = invoke(["predict", "--top", top, str(images[0])])
+    assert result.exit_code == 2 and "--top" in result.output and "1<=x<=40" in result.output
+
+
+def test_predict_output_of_another_kind_is_refused(scored, tmp_path):
+    images, _ = scored
+    result = invoke(["predict", "--output", str(tmp_path / "scores.txt"), str(images[0])])
+    assert result.exit_code == 2 and "name a .csv or .json file, or pass --format" in result.output
+
+
+def test_a_folder_that_holds_a_model_folder_names_it(tmp_path):
+    from emonet_assets.lib.emotion_model import ModelFileError
+    from emonet_assets.lib.modeling import check_model_dir
+
+    (tmp_path / "emotion_model" / "fp-1").mkdir(parents=True)
+    (tmp_path / "emotion_model" / "fp-1" / "config.json").write_text("{}")
+    with pytest.raises(ModelFileError) as raised:
+        check_model_dir(tmp_path / "emotion_model")
+    assert str(raised.value) == (
+        f"{tmp_path / 'emotion_model'} is not a saved model folder: it has no config.json (a model folder holds "
+        f"config.json, model.safetensors and MODEL_CARD.md); the model folder inside it is "
+        f"{tmp_path / 'emotion_model' / 'fp-1'}"
+    )
+    check_model_dir(tmp_path / "emotion_model" / "fp-1")

@@ -16,7 +16,14 @@ import numpy as np
 import polars as pl
 
 from emonet_assets.lib.embedding import BackboneSpec, Embedder, embedding_matrix
-from emonet_assets.lib.emotion_model import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, TrainedModel, load_model
+from emonet_assets.lib.emotion_model import (
+    CARD_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    TrainedModel,
+    load_model,
+)
 from emonet_assets.lib.evaluation import beside_human, evaluate, random_baseline, rollup_metrics
 from emonet_assets.lib.external_sets import check_mapping, read_class_mapping, read_external_set, score_external
 from emonet_assets.lib.storage import Store
@@ -96,8 +103,27 @@ def saved_metadata(directory: Path) -> dict:
     return json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8")).get("metadata") or {}
 
 
+def check_model_dir(directory: Path) -> None:
+    """A folder without a model config is named with what a model folder holds, and the model folder inside it
+    when there is exactly one: people point at the emotion_model folder of a root rather than one model in it."""
+    directory = Path(directory)
+    if (directory / CONFIG_FILE).is_file():
+        return
+    message = (
+        f"{directory} is not a saved model folder: it has no {CONFIG_FILE} "
+        f"(a model folder holds {CONFIG_FILE}, {WEIGHTS_FILE} and {CARD_FILE})"
+    )
+    inside = sorted(p.parent for p in directory.glob(f"*/{CONFIG_FILE}"))
+    if len(inside) == 1:
+        message += f"; the model folder inside it is {inside[0]}"
+    elif inside:
+        message += f"; it holds {len(inside)} model folders, name one of them: {', '.join(p.name for p in inside)}"
+    raise ModelFileError(message)
+
+
 def open_model(directory: Path, taxonomy_version: str) -> tuple[TrainedModel, Embedder]:
     """The model and the backbone it was trained on; refuses a model of another taxonomy or backbone."""
+    check_model_dir(directory)
     metadata = saved_metadata(directory)
     backbone = metadata.get("backbone") or {}
     if not backbone.get("kind") or not backbone.get("source"):
