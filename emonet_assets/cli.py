@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emonet_assets.profiles import ProfileError, available_profiles, load_profile
-
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -56,24 +54,46 @@ def _postgres_settings(config: Path) -> str | None:
 
 
 def _profile(name: str | None):
+    from emonet_assets.profiles import ProfileError, load_profile
+
     try:
-        return load_profile(name)
+        return load_profile(name, given_by="--profile")
     except ProfileError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
+def _remember_profile(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["profile"] = value
+
+
+def profile_option(command):
+    """`--profile` before or after the subcommand's name (`emonet status --profile sdxl-turbo`); the later one
+    wins. Unset, the profile comes from EMONET_PROFILE, read where the profile loads, so errors name the source."""
+    return click.option(
+        "--profile",
+        expose_value=False,
+        callback=_remember_profile,
+        help="Profile name or file (default: EMONET_PROFILE, else tiny).",
+    )(command)
+
+
 @click.group()
-@click.option("--profile", "profile_name", envvar="EMONET_PROFILE", help="Profile name (default: tiny).")
+@profile_option
 @click.pass_context
-def main(ctx: click.Context, profile_name: str | None) -> None:
+def main(ctx: click.Context) -> None:
     """Build and maintain the EmoNet-Face benchmark."""
-    ctx.obj = {"profile": profile_name}
+    ctx.ensure_object(dict).setdefault("profile", None)
 
 
 @main.command()
-def profiles() -> None:
+@profile_option
+@click.pass_context
+def profiles(ctx: click.Context) -> None:
     """List the profiles and what each sets."""
-    active = os.environ.get("EMONET_PROFILE", "tiny")
+    from emonet_assets.profiles import available_profiles, load_profile, requested_profile
+
+    active, _ = requested_profile(ctx.obj["profile"])
     for name in available_profiles():
         p = load_profile(name, env={})
         d, g = p.design, p.generation
@@ -98,6 +118,7 @@ CHECK_ALERT_SENSOR = "check_failure_alert_sensor"
 
 
 @main.command()
+@profile_option
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Materialize the whole asset graph in-process, then say where the outputs are."""
@@ -170,6 +191,7 @@ def demo(ctx: click.Context) -> None:
 
 
 @main.command()
+@profile_option
 @click.argument("shards", nargs=-1)
 @click.option("--missing", is_flag=True, help="Every shard that has no images yet.")
 @click.option("--per-run", type=int, default=None, help="Shards per run (default: the asset's backfill policy).")
@@ -239,6 +261,7 @@ def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
 
 
 @main.command("import-annotations")
+@profile_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", "long", "hq", "label-studio"]), default="auto", show_default=True
@@ -358,6 +381,7 @@ def _step_label(assets: list[str]) -> str:
 
 
 @main.command()
+@profile_option
 @click.option("--collection", help="Only this collection (generated = the platform's own images).")
 @click.pass_context
 def agreement(ctx: click.Context, collection: str | None) -> None:
@@ -413,6 +437,7 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
 
 
 @main.command()
+@profile_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--model",
@@ -485,6 +510,7 @@ def predict(
 
 
 @main.command("verify-release")
+@profile_option
 @click.argument("path")
 def verify_release(path: str) -> None:
     """Check a release folder (local or s3://), or the releases/latest.json that points at one, against its
@@ -531,6 +557,7 @@ def _release_store(path: str):
 
 
 @main.command()
+@profile_option
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Which assets are materialized under the current root, when, and with how many rows."""

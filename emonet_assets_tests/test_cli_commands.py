@@ -15,7 +15,8 @@ SHARDS = ["shard-00000", "shard-00001", "shard-00002"]
 
 
 def invoke(args: list[str], **env):
-    return CliRunner().invoke(main, args, env={"COLUMNS": "80", **env})
+    """`emonet ARGS` in an 80-column terminal, with EMONET_PROFILE unset unless given."""
+    return CliRunner().invoke(main, args, env={"COLUMNS": "80", "EMONET_PROFILE": None, **env})
 
 
 @pytest.fixture()
@@ -157,3 +158,38 @@ def test_a_folder_that_holds_a_model_folder_names_it(tmp_path):
         f"{tmp_path / 'emotion_model' / 'fp-1'}"
     )
     check_model_dir(tmp_path / "emotion_model" / "fp-1")
+
+
+def _active(output: str) -> list[str]:
+    return [line.split()[0] for line in output.splitlines() if line.endswith("(active)")]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "active"),
+    [
+        (["profiles"], {}, ["tiny"]),
+        (["profiles"], {"EMONET_PROFILE": "sdxl-turbo"}, ["sdxl-turbo"]),
+        (["--profile", "flux-schnell", "profiles"], {"EMONET_PROFILE": "sdxl-turbo"}, ["flux-schnell"]),
+        (["profiles", "--profile", "flux-schnell"], {}, ["flux-schnell"]),
+        (["--profile", "tiny", "profiles", "--profile", "sdxl-turbo"], {}, ["sdxl-turbo"]),
+    ],
+)
+def test_profiles_marks_the_profile_that_is_active(args, env, active):
+    result = invoke(args, **env)
+    assert result.exit_code == 0, result.output
+    assert _active(result.output) == active
+
+
+@pytest.mark.parametrize("command", ["demo", "generate", "import-annotations", "agreement", "predict", "status"])
+def test_every_command_takes_profile_after_its_name(command):
+    """An unknown profile is refused by name, so reaching the profile check proves the option was accepted."""
+    paths = [__file__] if command in ("import-annotations", "predict") else []
+    result = invoke([command, "--profile", "nope", *paths])
+    assert result.exit_code == 1, result.output
+    assert "unknown profile 'nope' (set by --profile); valid profiles: flux-schnell, sdxl-turbo, tiny" in result.output
+
+
+def test_an_unknown_profile_names_the_variable_that_set_it():
+    result = invoke(["status"], EMONET_PROFILE="sdxl")
+    assert result.exit_code == 1
+    assert "unknown profile 'sdxl' (set by EMONET_PROFILE)" in result.output

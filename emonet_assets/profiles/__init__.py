@@ -287,19 +287,32 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_profile(name: str | None = None, env: dict | None = None) -> Profile:
-    """A shipped profile by name, or any profile file by path (a name ending in .yaml)."""
+def requested_profile(
+    name: str | None = None, env: dict | None = None, given_by: str | None = None
+) -> tuple[str, str | None]:
+    """The profile asked for and who asked: `given_by` for a name, else EMONET_PROFILE, else the default. An error
+    must blame the setting the user actually made, and `emonet profiles` marks the same one active."""
     env = os.environ if env is None else env
-    name = name or env.get("EMONET_PROFILE") or DEFAULT_PROFILE
+    if name:
+        return name, given_by
+    if env.get("EMONET_PROFILE"):
+        return env["EMONET_PROFILE"], "EMONET_PROFILE"
+    return DEFAULT_PROFILE, None
+
+
+def load_profile(name: str | None = None, env: dict | None = None, given_by: str | None = None) -> Profile:
+    """A shipped profile by name, or any profile file by path (a name ending in .yaml); a name wins over
+    EMONET_PROFILE, and `given_by` (`--profile`) is named in the error for an unknown one."""
+    env = os.environ if env is None else env
+    name, given_by = requested_profile(name, env, given_by)
+    source = f" (set by {given_by})" if given_by else ""
     path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
     if path.suffix and name.endswith((".yaml", ".yml")):
         if not path.exists():
-            raise ProfileError(f"profile file {path} not found")
+            raise ProfileError(f"profile file {path}{source} not found")
         name = path.stem
     elif not path.exists():
-        raise ProfileError(
-            f"unknown profile {name!r} (EMONET_PROFILE); valid profiles: {', '.join(available_profiles())}"
-        )
+        raise ProfileError(f"unknown profile {name!r}{source}; valid profiles: {', '.join(available_profiles())}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
