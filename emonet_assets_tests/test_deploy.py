@@ -15,6 +15,8 @@ import yaml
 from emonet_assets_tests.conftest import S3_TEST_KEY, S3_TEST_REGION, S3_TEST_SECRET
 from emonet_assets_tests.local_servers import free_port, postgres_bin, postgres_server
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 EMONET = Path(sys.executable).parent / "emonet"
 

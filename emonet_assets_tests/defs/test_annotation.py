@@ -23,6 +23,8 @@ from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 
+pytestmark = pytest.mark.slow
+
 SENSOR = "annotation_landing_sensor"
 
 

@@ -25,6 +25,8 @@ from emonet_assets_tests.defs.test_ui import (
 )
 from emonet_assets_tests.local_servers import free_port
 
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 SHARDS = [f"shard-0000{i}" for i in range(5)]
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.profiles import load_profile
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 EMONET = Path(sys.executable).parent / "emonet"

@@ -4,11 +4,14 @@ itself when an annotation batch lands."""
 from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.runner import RANGE_END_TAG, RANGE_START_TAG, materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
+
+pytestmark = pytest.mark.slow
 
 GENERATED = dg.AssetKey("generated_images")
 NIGHT = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)

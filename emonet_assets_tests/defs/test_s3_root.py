@@ -1,6 +1,7 @@
 """The whole graph on an s3:// storage root, against a moto server on 127.0.0.1."""
 
 import dagster as dg
+import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib import catalog
@@ -9,6 +10,8 @@ from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_all, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
+
+pytestmark = pytest.mark.slow
 
 
 def test_graph_materializes_on_s3_and_the_catalog_reads_it(moto_s3, tmp_path, monkeypatch):

@@ -24,6 +24,8 @@ from emonet_assets_tests.browser import browser_page
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 from emonet_assets_tests.local_servers import WebhookServer, free_port, serving
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
 GENERATED = dg.AssetKey("generated_images")
