@@ -172,7 +172,7 @@ def demo(ctx: click.Context) -> None:
     tick_sensor(defs, instance, CHECK_ALERT_SENSOR, alerts_from)
     if not all(r.success for r in reports):
         raise click.ClickException("the demo stopped at a failed step (see above)")
-    _print_status(profile, instance)
+    _print_status(profile)
     console.print("agreement     emonet agreement (per-emotion alpha, kappa, human ceiling)")
     store = Store(profile.root, _storage_options())
     console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
@@ -321,10 +321,7 @@ def import_annotations(
         done = "re-imported" if sha in imported_before else "imported"
         outcomes.append((path, sha, done if report.success else report.error, report.run_id))
     log = batch_log(store)
-    table = Table(title="Annotation batches", title_justify="left")
-    for column in ("file", "batch", "outcome", "read", "accepted", "rejected", "skipped", "reasons"):
-        table.add_column(column, justify="right" if column in ("read", "accepted", "rejected", "skipped") else "left")
-    failures, notes = [], []
+    rows, batches, failures, notes = [], [], [], []
     for path, sha, outcome, _ in outcomes:
         row = log.filter(log["batch_id"] == sha).row(0, named=True) if sha in log["batch_id"] else None
         counts = [
@@ -349,8 +346,11 @@ def import_annotations(
         if not ok:
             failures.append(f"{path.name}: {outcome}")
         shown = f"[green]{escape(outcome)}[/green]" if ok else "[red]rejected[/red]"
-        table.add_row(escape(path.name), sha[:12], shown, *counts, escape(reasons))
-    console.print(table)
+        rows.append([escape(path.name), shown, *counts])
+        batches.append(f"batch {sha[:12]}  {path.name}" + (f": {reasons}" if reasons else ""))
+    console.print(_batches_table(rows))
+    for batch in batches:
+        console.print(escape(batch), soft_wrap=True)
     for note in notes:
         console.print(f"[yellow]note[/yellow] {escape(note)}", soft_wrap=True)
     for failure in failures:
@@ -373,6 +373,19 @@ def import_annotations(
                     raise click.ClickException(report.error or "refreshing consensus failed")
     if failures:
         raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")
+
+
+def _batches_table(rows: list[list[str]]) -> Table:
+    """File, outcome and counts only, so that it fits 80 columns: batch ids and reject reasons go on lines below,
+    and a long file name folds rather than pushing a count out of sight."""
+    table = Table(title="Annotation batches", title_justify="left")
+    table.add_column("file", overflow="fold", min_width=12)
+    table.add_column("outcome")
+    for column in ("read", "accepted", "rejected", "skipped"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _step_label(assets: list[str]) -> str:
@@ -400,32 +413,30 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
             raise click.ClickException(f"no collection {collection!r}; known: {known}")
         rows = rows.filter(pl.col("collection") == collection)
 
-    def fmt(value, low=None, high=None) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    def with_ci(value, low, high) -> str:
+        return fmt(value) + (f"\n{low:.2f}–{high:.2f}" if low is not None and high is not None else "")
 
     for (name, scale), part in rows.sort("alpha_interval", descending=True, nulls_last=True).group_by(
         "collection", "scale", maintain_order=True
     ):
         table = Table(title=f"{name} ({scale})", title_justify="left")
-        for column in (
-            "emotion",
-            "images",
-            "ratings",
-            "alpha interval [95% CI]",
-            "alpha ordinal [95% CI]",
-            "kappa (quadratic)",
-            "human ceiling (rho)",
-        ):
-            table.add_column(column, justify="left" if column == "emotion" else "right")
+        # Fixed numeric widths keep the table within 80 columns: the CI goes under its alpha, headers wrap, and
+        # the emotion column takes the rest (rich would otherwise squeeze every column alike and cut values).
+        table.add_column("emotion", overflow="fold")
+        table.add_column("images / ratings", justify="right", max_width=9)
+        table.add_column("alpha interval [95% CI]", justify="right", width=11)
+        table.add_column("alpha ordinal [95% CI]", justify="right", width=11)
+        table.add_column("kappa quadratic", justify="right", max_width=9)
+        table.add_column("human ceiling (rho)", justify="right", max_width=7)
         for r in part.iter_rows(named=True):
             table.add_row(
                 escape(r["emotion"] or r["emotion_id"]),
-                f"{r['n_images']:,}",
-                f"{r['n_ratings']:,}",
-                fmt(r["alpha_interval"], r["alpha_interval_ci_low"], r["alpha_interval_ci_high"]),
-                fmt(r["alpha_ordinal"], r["alpha_ordinal_ci_low"], r["alpha_ordinal_ci_high"]),
+                f"{r['n_images']:,} / {r['n_ratings']:,}",
+                with_ci(r["alpha_interval"], r["alpha_interval_ci_low"], r["alpha_interval_ci_high"]),
+                with_ci(r["alpha_ordinal"], r["alpha_ordinal_ci_low"], r["alpha_ordinal_ci_high"]),
                 fmt(r["kappa_quadratic_mean"]),
                 fmt(r["human_ceiling_spearman"]),
             )
@@ -560,38 +571,44 @@ def _release_store(path: str):
 @profile_option
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Which assets are materialized under the current root, when, and with how many rows."""
-    _print_status(_profile(ctx.obj["profile"]), _instance())
+    """Which assets are written under the current root, when, and with how many rows."""
+    _print_status(_profile(ctx.obj["profile"]))
 
 
-def _print_status(profile, instance) -> None:
-    import dagster as dg
-
-    from emonet_assets.lib.storage import Store
+def _print_status(profile) -> None:
+    """Read from the storage root alone, the system of record, so that it is quick and shows what is there, whichever
+    Dagster instance wrote it."""
+    from emonet_assets.lib.storage import FILE_ASSETS, Store
 
     store = Store(profile.root, _storage_options())
-    table = Table(title=f"Storage root {store.root}", title_justify="left")
-    for column in ("asset", "partitions", "rows", "size", "last materialized"):
-        table.add_column(column, justify="right" if column in ("partitions", "rows", "size") else "left")
-    names = store.table_names()
-    for name in names:
-        info = store.table_info(name)
-        event = instance.get_latest_materialization_event(dg.AssetKey(name))
-        when = (
-            _format_time(event.timestamp)
-            if event
-            else (info.modified.strftime("%Y-%m-%d %H:%M:%S UTC") + " (file)" if info.modified else "-")
-        )
-        table.add_row(name, str(info.partitions), f"{info.rows:,}", _format_bytes(info.bytes), when)
-    if not names:
+    tables = [store.table_info(name) for name in store.table_names()]
+    folders = [store.folder_info(name, folder) for name, folder in FILE_ASSETS.items()]
+    folders = [info for info in folders if info.partitions]
+    if not tables and not folders:
         console.print(f"Nothing materialized under {store.root} yet: run `make demo` or `emonet demo`.")
         return
+    table = Table(title=f"Storage root {store.root}", title_justify="left")
+    table.add_column("asset", no_wrap=True)
+    for column in ("partitions", "rows", "size"):
+        table.add_column(column, justify="right")
+    table.add_column("written (UTC)")
+    for info in tables:
+        table.add_row(info.name, str(info.partitions), f"{info.rows:,}", _format_bytes(info.bytes), _written(info))
+    for info in folders:
+        table.add_row(info.name, "-", f"{info.partitions:,} files", _format_bytes(info.bytes), _written(info))
     console.print(table)
+    console.print("written       when the newest file of the asset was written under the root")
     images = store.count_images()
     if images:
         console.print(f"images        {images:,} files under {store.url('images')}")
     console.print(f"tables        {store.url('tables')}/<asset>/<partition>.parquet")
+    for info in folders:
+        console.print(f"files         {store.url(FILE_ASSETS[info.name])}/ ({info.name})")
     console.print(f"catalog       {profile.catalog_path} (DuckDB; views over the tables)")
+
+
+def _written(info) -> str:
+    return info.modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if info.modified else "-"
 
 
 def _alerts_since(store, started) -> int:
@@ -605,12 +622,6 @@ def _alerts_since(store, started) -> int:
 def _storage_options() -> dict:
     endpoint = os.environ.get("EMONET_S3_ENDPOINT_URL")
     return {"endpoint_url": endpoint} if endpoint else {}
-
-
-def _format_time(timestamp: float) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _format_bytes(n: int) -> str:

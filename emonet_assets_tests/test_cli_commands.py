@@ -160,6 +160,12 @@ def test_a_folder_that_holds_a_model_folder_names_it(tmp_path):
     check_model_dir(tmp_path / "emotion_model" / "fp-1")
 
 
+def assert_tables_fit(output: str) -> None:
+    """Every table line fits 80 columns and no cell is cut short with an ellipsis."""
+    lines = [line for line in output.splitlines() if line[:1] in "┏┃┡│└╭╰"]
+    assert lines and max(map(len, lines)) <= 80 and "…" not in output, output
+
+
 def _active(output: str) -> list[str]:
     return [line.split()[0] for line in output.splitlines() if line.endswith("(active)")]
 
@@ -193,3 +199,82 @@ def test_an_unknown_profile_names_the_variable_that_set_it():
     result = invoke(["status"], EMONET_PROFILE="sdxl")
     assert result.exit_code == 1
     assert "unknown profile 'sdxl' (set by EMONET_PROFILE)" in result.output
+
+
+def test_status_lists_tables_and_file_assets_readably_in_80_columns(tmp_path):
+    from emonet_assets.lib.storage import FILE_ASSETS, Store
+
+    store = Store(str(tmp_path / "root"))
+    store.write_table("fairness_emotion_by_group", pl.DataFrame({"x": range(1234)}))
+    store.write_table("generated_images", pl.DataFrame({"x": [1]}), "shard-00000")
+    for folder in FILE_ASSETS.values():
+        store.write_bytes(f"{folder}/a.json", b"{}")
+        store.write_bytes(f"{folder}/b/c.json", b"{}")
+    result = invoke(["status"], EMONET_ROOT=store.root)
+    assert result.exit_code == 0, result.output
+    assert_tables_fit(result.output)
+    rows = {cells[1].strip(): cells[2:] for line in result.output.splitlines() if len(cells := line.split("│")) > 5}
+    assert [c.strip() for c in rows["fairness_emotion_by_group"][:2]] == ["1", "1,234"]
+    for name in FILE_ASSETS:
+        assert [c.strip() for c in rows[name][:2]] == ["-", "2 files"]
+    assert "written       when the newest file of the asset was written under the root" in result.output
+    assert f"files         {store.url('releases')}/ (benchmark_release)" in result.output
+
+
+def test_file_assets_are_assets_of_the_graph_and_name_the_folders_they_write():
+    from emonet_assets.definitions import build_definitions
+    from emonet_assets.defs.fairness.assets import REPORT_PATH
+    from emonet_assets.lib.release import LATEST
+    from emonet_assets.lib.storage import FILE_ASSETS
+    from emonet_assets.profiles import load_profile
+
+    graph = build_definitions(load_profile(env={})).resolve_asset_graph()
+    assert set(FILE_ASSETS) <= {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert REPORT_PATH.startswith(FILE_ASSETS["fairness_report"] + "/")
+    assert LATEST.startswith(FILE_ASSETS["benchmark_release"] + "/")
+
+
+def test_agreement_tables_are_readable_in_80_columns(tmp_path):
+    from emonet_assets.lib.storage import Store
+
+    store = Store(str(tmp_path / "root"))
+    row = {
+        "collection": "emonet-hq-sample",
+        "scale": "intensity",
+        "emotion_id": "thankfulness_gratitude",
+        "emotion": "Thankfulness/Gratitude",
+        "n_images": 12_345,
+        "n_ratings": 123_456,
+        "alpha_interval": -0.123,
+        "alpha_interval_ci_low": -0.95,
+        "alpha_interval_ci_high": -0.05,
+        "alpha_ordinal": 0.5,
+        "alpha_ordinal_ci_low": -0.25,
+        "alpha_ordinal_ci_high": 0.75,
+        "kappa_quadratic_mean": -0.25,
+        "human_ceiling_spearman": 0.5,
+    }
+    store.write_table("emotion_agreement", pl.DataFrame([row, {**row, "emotion": "Emotional Numbness"}]))
+    result = invoke(["agreement"], EMONET_ROOT=store.root)
+    assert result.exit_code == 0, result.output
+    assert_tables_fit(result.output)
+    assert "-0.95–-0.05" in result.output and "12,345 /" in result.output and "123,456" in result.output
+
+
+def test_the_annotation_batches_table_is_readable_in_80_columns():
+    from rich.console import Console
+
+    from emonet_assets.cli import _batches_table
+
+    console = Console(width=80, record=True)
+    console.print(
+        _batches_table(
+            [
+                ["project-12-at-2026-11-20-10-31-4f2a.json", "already imported: no change", *["1,234,567"] * 4],
+                ["panel.csv", "re-imported", "7", "6", "1", "0"],
+            ]
+        )
+    )
+    output = console.export_text()
+    assert_tables_fit(output)
+    assert output.count("1,234,567") == 4 and "re-imported" in output

@@ -20,6 +20,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 UNPARTITIONED = "all"
+FILE_ASSETS = {
+    "benchmark_release": "releases",
+    "fairness_report": "reports/fairness",
+    "reannotation_tasks": "exports/label_studio",
+}
+"""The assets that write files rather than a table, each with the folder under the root it writes."""
 
 
 class StorageError(RuntimeError):
@@ -204,6 +210,12 @@ class Store:
             if stamp and (modified is None or stamp > modified):
                 modified = stamp
         return TableInfo(name=name, partitions=len(parts), rows=rows, bytes=size, modified=modified)
+
+    def folder_info(self, name: str, folder: str) -> TableInfo:
+        """A folder of files summarized like a table: `partitions` counts its files, `rows` is 0."""
+        files = self.list_files(folder)
+        stamps = [stamp for _, _, stamp in files if stamp]
+        return TableInfo(name, len(files), 0, sum(size for _, size, _ in files), max(stamps, default=None))
 
     def image_paths(self) -> set[str]:
         """Every stored image, as paths relative to the root; one listing, not a request per image."""
