@@ -172,7 +172,7 @@ def demo(ctx: click.Context) -> None:
     tick_sensor(defs, instance, CHECK_ALERT_SENSOR, alerts_from)
     if not all(r.success for r in reports):
         raise click.ClickException("the demo stopped at a failed step (see above)")
-    _print_status(profile)
+    _print_status(profile.root, profile.catalog_path)
     console.print("agreement     emonet agreement (per-emotion alpha, kappa, human ceiling)")
     store = Store(profile.root, _storage_options())
     console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
@@ -572,15 +572,22 @@ def _release_store(path: str):
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Which assets are written under the current root, when, and with how many rows."""
-    _print_status(_profile(ctx.obj["profile"]))
+    from emonet_assets.lib.profile_files import ProfileError, catalog_path, read_profile
+
+    try:
+        name, _, settings = read_profile(ctx.obj["profile"], given_by="--profile")
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    storage = settings["storage"]
+    _print_status(storage["root"], catalog_path(name, storage["root"], storage.get("catalog")))
 
 
-def _print_status(profile) -> None:
-    """Read from the storage root alone, the system of record, so that it is quick and shows what is there, whichever
-    Dagster instance wrote it."""
+def _print_status(root: str, catalog: str) -> None:
+    """Read from the storage root alone, the system of record, so that it is quick (no Dagster, no profile
+    validation) and shows what is there, whichever Dagster instance wrote it."""
     from emonet_assets.lib.storage import FILE_ASSETS, Store
 
-    store = Store(profile.root, _storage_options())
+    store = Store(root, _storage_options())
     tables = [store.table_info(name) for name in store.table_names()]
     folders = [store.folder_info(name, folder) for name, folder in FILE_ASSETS.items()]
     folders = [info for info in folders if info.partitions]
@@ -589,22 +596,23 @@ def _print_status(profile) -> None:
         return
     table = Table(title=f"Storage root {store.root}", title_justify="left")
     table.add_column("asset", no_wrap=True)
-    for column in ("partitions", "rows", "size"):
-        table.add_column(column, justify="right")
-    table.add_column("written (UTC)")
+    for column in ("files", "rows", "size"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("written (UTC)", no_wrap=True)
     for info in tables:
-        table.add_row(info.name, str(info.partitions), f"{info.rows:,}", _format_bytes(info.bytes), _written(info))
+        table.add_row(info.name, f"{info.partitions:,}", f"{info.rows:,}", _format_bytes(info.bytes), _written(info))
     for info in folders:
-        table.add_row(info.name, "-", f"{info.partitions:,} files", _format_bytes(info.bytes), _written(info))
+        table.add_row(info.name, f"{info.partitions:,}", "-", _format_bytes(info.bytes), _written(info))
     console.print(table)
-    console.print("written       when the newest file of the asset was written under the root")
+    console.print("files         one Parquet file per partition of a table; an asset that writes files counts them")
+    console.print("written       when the newest of those files was written under the root")
     images = store.count_images()
     if images:
         console.print(f"images        {images:,} files under {store.url('images')}")
     console.print(f"tables        {store.url('tables')}/<asset>/<partition>.parquet")
     for info in folders:
-        console.print(f"files         {store.url(FILE_ASSETS[info.name])}/ ({info.name})")
-    console.print(f"catalog       {profile.catalog_path} (DuckDB; views over the tables)")
+        console.print(f"folder        {store.url(FILE_ASSETS[info.name])}/ ({info.name})")
+    console.print(f"catalog       {catalog} (DuckDB; views over the tables)")
 
 
 def _written(info) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import polars as pl
@@ -216,9 +219,9 @@ def test_status_lists_tables_and_file_assets_readably_in_80_columns(tmp_path):
     rows = {cells[1].strip(): cells[2:] for line in result.output.splitlines() if len(cells := line.split("│")) > 5}
     assert [c.strip() for c in rows["fairness_emotion_by_group"][:2]] == ["1", "1,234"]
     for name in FILE_ASSETS:
-        assert [c.strip() for c in rows[name][:2]] == ["-", "2 files"]
-    assert "written       when the newest file of the asset was written under the root" in result.output
-    assert f"files         {store.url('releases')}/ (benchmark_release)" in result.output
+        assert [c.strip() for c in rows[name][:2]] == ["2", "-"]
+    assert "written       when the newest of those files was written under the root" in result.output
+    assert f"folder        {store.url('releases')}/ (benchmark_release)" in result.output
 
 
 def test_file_assets_are_assets_of_the_graph_and_name_the_folders_they_write():
@@ -278,3 +281,20 @@ def test_the_annotation_batches_table_is_readable_in_80_columns():
     output = console.export_text()
     assert_tables_fit(output)
     assert output.count("1,234,567") == 4 and "re-imported" in output
+
+
+def test_help_and_status_import_no_heavy_library(tmp_path):
+    """Each command imports what it needs when it runs: `emonet --help` and `emonet status` stay quick."""
+    code = (
+        "import sys\n"
+        "from emonet_assets.cli import main\n"
+        "heavy = ('dagster', 'torch', 'polars', 'duckdb', 'sklearn')\n"
+        "for args in (['--help'], ['status']):\n"
+        "    main(args, standalone_mode=False)\n"
+        "    print('imported', *args, [m for m in heavy if m in sys.modules])\n"
+    )
+    env = {**os.environ, "EMONET_ROOT": str(tmp_path / "root")}
+    env.pop("EMONET_PROFILE", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "imported --help []" in result.stdout and "imported status []" in result.stdout, result.stdout

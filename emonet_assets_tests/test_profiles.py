@@ -54,7 +54,7 @@ def test_root_and_catalog_come_from_the_environment(tmp_path):
 
 
 def test_invalid_profile_file_names_the_file_and_field(tmp_path, monkeypatch):
-    import emonet_assets.profiles as profiles
+    import emonet_assets.lib.profile_files as profiles
 
     (tmp_path / "broken.yaml").write_text(
         "description: x\ndesign: {total: 5}\ngeneration: {model: m, license: mit, batch_size: 0}\n"

@@ -14,10 +14,13 @@ import posixpath
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import fsspec
-import polars as pl
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import polars as pl
 
 UNPARTITIONED = "all"
 FILE_ASSETS = {
@@ -178,6 +181,8 @@ class Store:
         return sorted(n[: -len(".parquet")] for n in names if n.endswith(".parquet"))
 
     def read_table(self, name: str, partitions: list[str] | None = None) -> pl.DataFrame:
+        import polars as pl  # here, not at import: `emonet status` reads no table and starts quicker without it
+
         parts = self.table_partitions(name) if partitions is None else partitions
         if not parts:
             raise StorageError(f"table {name!r} has not been written under {self.root}")

@@ -1,25 +1,20 @@
-"""Named configurations. `EMONET_PROFILE` picks one (default `tiny`); `EMONET_ROOT` moves the storage root."""
+"""Named configurations. `EMONET_PROFILE` picks one (default `tiny`); `EMONET_ROOT` moves the storage root.
+Finding and reading the file is lib/profile_files.py; this module validates it into settings."""
 
 from __future__ import annotations
 
 import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emonet_assets.lib.licenses import RELEASE_LICENSES, normalize
+from emonet_assets.lib.profile_files import ProfileError, catalog_path, read_profile
+from emonet_assets.lib.profile_files import available_profiles as available_profiles
+from emonet_assets.lib.profile_files import requested_profile as requested_profile
 from emonet_assets.lib.prompt_design import DesignSpec
-
-PROFILE_DIR = Path(__file__).resolve().parent
-DEFAULT_PROFILE = "tiny"
-
-
-class ProfileError(ValueError):
-    """An unknown or invalid profile; the message names the profile file or lists the valid ones."""
 
 
 class _Section(BaseModel):
@@ -276,55 +271,13 @@ class Profile(_Section):
 
     @property
     def catalog_path(self) -> str:
-        if self.storage.catalog:
-            return self.storage.catalog
-        if "://" not in self.root:
-            return str((Path(self.root) / "catalog.duckdb").absolute())
-        return str((Path(".emonet") / self.name / "catalog.duckdb").absolute())
-
-
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-def requested_profile(
-    name: str | None = None, env: dict | None = None, given_by: str | None = None
-) -> tuple[str, str | None]:
-    """The profile asked for and who asked: `given_by` for a name, else EMONET_PROFILE, else the default. An error
-    must blame the setting the user actually made, and `emonet profiles` marks the same one active."""
-    env = os.environ if env is None else env
-    if name:
-        return name, given_by
-    if env.get("EMONET_PROFILE"):
-        return env["EMONET_PROFILE"], "EMONET_PROFILE"
-    return DEFAULT_PROFILE, None
+        return catalog_path(self.name, self.root, self.storage.catalog)
 
 
 def load_profile(name: str | None = None, env: dict | None = None, given_by: str | None = None) -> Profile:
-    """A shipped profile by name, or any profile file by path (a name ending in .yaml); a name wins over
-    EMONET_PROFILE, and `given_by` (`--profile`) is named in the error for an unknown one."""
-    env = os.environ if env is None else env
-    name, given_by = requested_profile(name, env, given_by)
-    source = f" (set by {given_by})" if given_by else ""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
-    if path.suffix and name.endswith((".yaml", ".yml")):
-        if not path.exists():
-            raise ProfileError(f"profile file {path}{source} not found")
-        name = path.stem
-    elif not path.exists():
-        raise ProfileError(f"unknown profile {name!r}{source}; valid profiles: {', '.join(available_profiles())}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile must be a YAML mapping")
-    data.setdefault("storage", {})
-    if env.get("EMONET_ROOT"):
-        data["storage"]["root"] = env["EMONET_ROOT"]
-    if env.get("EMONET_CATALOG"):
-        data["storage"]["catalog"] = env["EMONET_CATALOG"]
-    data["storage"].setdefault("root", str(Path("data") / name))
+    """A profile file read by `read_profile` (a name wins over EMONET_PROFILE; `given_by`, e.g. `--profile`, is
+    named in the error for an unknown one), validated into its settings."""
+    name, path, data = read_profile(name, env, given_by)
     data["design"] = {**data.get("design", {}), "source": f"profile {name} ({path})"}
     try:
         return Profile(name=name, source=str(path), **data)
