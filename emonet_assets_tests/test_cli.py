@@ -14,6 +14,8 @@ import pytest
 from emonet_assets_tests.conftest import EMONET, REPO
 from emonet_assets_tests.conftest import run_emonet as run
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo(demo_run):
