@@ -50,13 +50,21 @@ class _CheckSensor:
             self.cursor = self.sensor(context).cursor
 
 
+@pytest.fixture
+def root(root_copy):
+    """A copy of the demo's root without the alerts the demo recorded for its own warned checks, so a test sees
+    exactly the alerts it causes."""
+    shutil.rmtree(root_copy / "tables" / "alerts", ignore_errors=True)
+    return root_copy
+
+
 def _payloads(server) -> list[dict]:
     return [json.loads(body) for body in server.bodies]
 
 
-def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_copy, instance, webhook_server):
-    target = plant_gender_disparity(Store(str(root_copy)))
-    defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url))
+def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root, instance, webhook_server):
+    target = plant_gender_disparity(Store(str(root)))
+    defs = build_definitions(_profile(root, webhook_url=webhook_server.url))
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
 
@@ -80,17 +88,17 @@ def test_failing_fairness_gate_on_a_planted_disparity_alerts_the_webhook(root_co
     assert payload["text"].startswith("ERROR: Check failed: fairness_report / fairness_gap_mean_spearman")
     assert f"<{UI}/runs/{report.run_id}|{report.run_id}>" in json.dumps(payload["blocks"])
 
-    local = Store(str(root_copy)).read_table("alerts")
+    local = Store(str(root)).read_table("alerts")
     assert set(local["check"]) == set(alerts) and set(local["run_id"]) == {report.run_id}
 
     sensor.tick()
     assert len(webhook_server.bodies) == len(alerts), "a failure already alerted is not sent again"
 
 
-def test_checks_below_the_minimum_severity_are_not_alerted(root_copy, instance, webhook_server):
-    plant_gender_disparity(Store(str(root_copy)))
+def test_checks_below_the_minimum_severity_are_not_alerted(root, instance, webhook_server):
+    plant_gender_disparity(Store(str(root)))
     defs = build_definitions(
-        _profile(root_copy, gate_severity="WARN", webhook_url=webhook_server.url, min_check_severity="ERROR")
+        _profile(root, gate_severity="WARN", webhook_url=webhook_server.url, min_check_severity="ERROR")
     )
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
@@ -100,10 +108,10 @@ def test_checks_below_the_minimum_severity_are_not_alerted(root_copy, instance, 
     assert webhook_server.bodies == []
 
 
-def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(root_copy, instance, webhook_server):
-    plant_gender_disparity(Store(str(root_copy)))
+def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(root, instance, webhook_server):
+    plant_gender_disparity(Store(str(root)))
     webhook_server.statuses.extend([500] * 100)
-    defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url, webhook_retries=1))
+    defs = build_definitions(_profile(root, webhook_url=webhook_server.url, webhook_retries=1))
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
     report = materialize_step(defs, instance, [dg.AssetKey("fairness_report")])
@@ -112,17 +120,15 @@ def test_webhook_answering_500_is_retried_then_logged_and_the_local_alert_kept(r
 
     failed = report.checks_failed
     assert len(webhook_server.bodies) == 2 * len(failed), "each alert: one try and one retry"
-    assert Store(str(root_copy)).read_table("alerts").height == len(failed)
+    assert Store(str(root)).read_table("alerts").height == len(failed)
 
 
-def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(
-    root_copy, instance, webhook_server, smtp_server
-):
-    store = Store(str(root_copy))
-    shutil.rmtree(root_copy / "tables" / "model_test_predictions")
+def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(root, instance, webhook_server, smtp_server):
+    store = Store(str(root))
+    shutil.rmtree(root / "tables" / "model_test_predictions")
     defs = build_definitions(
         _profile(
-            root_copy,
+            root,
             webhook_url=webhook_server.url,
             smtp_host="127.0.0.1",
             smtp_port=smtp_server.port,
@@ -173,10 +179,10 @@ class _SlowClock:
 
 
 def test_a_tick_out_of_time_stops_between_runs_and_the_next_sends_the_rest_once(
-    root_copy, instance, webhook_server, monkeypatch
+    root, instance, webhook_server, monkeypatch
 ):
-    plant_gender_disparity(Store(str(root_copy)))
-    defs = build_definitions(_profile(root_copy, webhook_url=webhook_server.url))
+    plant_gender_disparity(Store(str(root)))
+    defs = build_definitions(_profile(root, webhook_url=webhook_server.url))
     sensor = _CheckSensor(defs, instance)
     sensor.tick()
     runs = [materialize_step(defs, instance, [dg.AssetKey("fairness_report")]).run_id for _ in range(2)]

@@ -49,14 +49,19 @@ def test_demo_generates_every_shard_with_a_manifest_row_per_prompt(materialized_
     assert (joined["seed"] == joined["seed_design"]).all()
 
 
-def test_same_design_and_model_give_the_same_pixels_in_another_root(materialized_root, tmp_path):
-    defs = build_definitions(tiny_profile(tmp_path / "other"))
-    instance = dg.DagsterInstance.ephemeral()
-    upstream(defs, instance)
-    report = materialize_step(defs, instance, [GENERATED], partition="shard-00001")
-    assert report.success, report.error
-    first = manifest(materialized_root).filter(pl.col("shard") == "shard-00001")
-    assert manifest(tmp_path / "other").equals(first)
+def test_same_design_and_model_give_the_same_pixels_in_another_root(tmp_path):
+    """Both roots are generated in this process: pixels are compared only between runs on the same processor and
+    thread count, as float kernels round differently elsewhere."""
+    manifests = []
+    for name in ("one", "other"):
+        defs = build_definitions(tiny_profile(tmp_path / name))
+        instance = dg.DagsterInstance.ephemeral()
+        upstream(defs, instance)
+        report = materialize_step(defs, instance, [GENERATED], partition="shard-00001")
+        assert report.success, report.error
+        manifests.append(manifest(tmp_path / name))
+    assert manifests[0].height == 16
+    assert manifests[1].equals(manifests[0])
 
 
 def test_rerun_generates_nothing_and_changes_nothing(root_copy):
