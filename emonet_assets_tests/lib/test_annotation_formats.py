@@ -279,12 +279,13 @@ EXCEL_UNICODE_TEXT = "image\tannotator\tvalue\temotion\r\n" + f"{LS_SHA}\tJosé\
 @pytest.mark.parametrize(
     ("name", "data"),
     [
-        ("ratings.csv.gz", gzip.compress(EXCEL_UNICODE_TEXT.encode())),
-        ("ratings.csv", gzip.compress(EXCEL_UNICODE_TEXT.encode())),
+        ("ratings.csv.gz", gzip.compress(EXCEL_UNICODE_TEXT.encode(), mtime=0)),
+        ("ratings.csv", gzip.compress(EXCEL_UNICODE_TEXT.encode(), mtime=0)),
         ("ratings.txt", codecs.BOM_UTF16_LE + EXCEL_UNICODE_TEXT.encode("utf-16-le")),
         ("ratings.txt", codecs.BOM_UTF16_BE + EXCEL_UNICODE_TEXT.encode("utf-16-be")),
-        ("ratings.txt.gz", gzip.compress(codecs.BOM_UTF16_LE + EXCEL_UNICODE_TEXT.encode("utf-16-le"))),
+        ("ratings.txt.gz", gzip.compress(codecs.BOM_UTF16_LE + EXCEL_UNICODE_TEXT.encode("utf-16-le"), mtime=0)),
     ],
+    ids=["gzip", "gzip-without-suffix", "utf16-le-bom", "utf16-be-bom", "gzip-utf16"],
 )
 def test_gzip_and_utf16_with_a_byte_order_mark_are_read(name, data, taxonomy, images):
     parsed = parse_annotation_file(name, data)
@@ -299,12 +300,13 @@ def test_gzip_and_utf16_with_a_byte_order_mark_are_read(name, data, taxonomy, im
     ("name", "data", "message"),
     [
         ("r.csv.gz", b"path,annotator\n", "compress it again with gzip, or import it uncompressed"),
-        ("r.csv.gz", gzip.compress(b"path,annotator,value,emotion\n")[:-4], "not a readable gzip file"),
+        ("r.csv.gz", gzip.compress(b"path,annotator,value,emotion\n", mtime=0)[:-4], "not a readable gzip file"),
         ("r.xlsx", b"PK\x03\x04\x14\x00", "a ZIP archive (an Excel .xlsx workbook is one), not text: save it as CSV"),
         ("r.txt", "path,annotator".encode("utf-16-le"), "NUL bytes (UTF-16 without a byte-order mark?); save it as"),
         ("r.txt", codecs.BOM_UTF16_LE + b"p\x00\x00\xdc", "UTF-16 text that cannot be decoded at byte 4; save it"),
         ("r.csv", b"path,annotator\n\xfc", "cannot be decoded; save it as CSV UTF-8"),
     ],
+    ids=["gz-suffix-not-gzip", "truncated-gzip", "xlsx", "utf16-no-bom", "utf16-undecodable", "not-utf8"],
 )
 def test_files_still_refused_say_what_to_do(name, data, message):
     with pytest.raises(AnnotationFileError) as caught:
