@@ -89,7 +89,9 @@ def test_postgres_that_cannot_be_reached_is_a_clear_error_naming_the_settings(mo
         "DAGSTER_PG_DB": "dagster",
     }
     env = _deployment(tmp_path, moto_s3, unreachable)
-    result = subprocess.run([EMONET, "status"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # `status` reads the storage root alone; `generate` opens the instance first.
+    command = [EMONET, "generate", "--missing"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"Error: cannot reach the Postgres storage that {env['DAGSTER_HOME']}/dagster.yaml")
