@@ -134,6 +134,9 @@ def group_ids(images: pl.DataFrame, near_duplicate_distance: int = 4) -> pl.Seri
     their group names. A group without any prompt id (images from outside the design) is named by its smallest
     image_sha256, the only identity it has.
     """
+    from scipy.sparse import coo_matrix  # scipy loads in a second: only the steps that split pay for it
+    from scipy.sparse.csgraph import connected_components
+
     nodes = images.select("image_sha256", "prompt_id").with_row_index("node")
     same_prompt = (
         nodes.drop_nulls("prompt_id").with_columns(other=pl.col("node").min().over("prompt_id")).select("node", "other")
@@ -145,9 +148,6 @@ def group_ids(images: pl.DataFrame, near_duplicate_distance: int = 4) -> pl.Seri
         .join(index.rename({"image_sha256": "image_b", "node": "other"}), on="image_b")
         .select("node", "other")
     )
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     edges = pl.concat([same_prompt, links])
     graph = coo_matrix(
         (np.ones(edges.height, dtype=np.int8), (edges["node"].to_numpy(), edges["other"].to_numpy())),
