@@ -308,7 +308,7 @@ def import_annotations(
     batch_key = dg.AssetKey("annotation_batches")
     log = batch_log(store)
     imported_before = set(log.filter(log["status"] == "imported")["batch_id"].to_list())
-    outcomes, changed = [], False
+    outcomes = []
     for path in paths:
         _, sha, redeclared = land_file(store, profile.annotation.landing, path.name, path.read_bytes(), declaration)
         if sha in imported_before and not redeclared:
@@ -317,13 +317,15 @@ def import_annotations(
         if not instance.has_dynamic_partition(annotation_batch_partitions.name, sha):
             instance.add_dynamic_partitions(annotation_batch_partitions.name, [sha])
         report = materialize_step(defs, instance, [batch_key], partition=sha, log_level="CRITICAL")
-        changed |= report.success
         done = "re-imported" if sha in imported_before else "imported"
         outcomes.append((path, sha, done if report.success else report.error, report.run_id))
     log = batch_log(store)
     rows, batches, failures, notes = [], [], [], []
+    # Consensus is rebuilt only when ratings changed: a new batch that accepted some, or a re-imported one.
+    changed = False
     for path, sha, outcome, _ in outcomes:
         row = log.filter(log["batch_id"] == sha).row(0, named=True) if sha in log["batch_id"] else None
+        changed |= outcome == "re-imported" or (outcome == "imported" and bool(row and row["accepted"]))
         counts = [
             f"{row[c]:,}" if row and row["status"] == "imported" and row[c] is not None else "-"
             for c in ("rows_read", "accepted", "rejected", "skipped")
@@ -371,6 +373,8 @@ def import_annotations(
                     if report.output_tail:
                         console.print(escape(report.output_tail), soft_wrap=True)
                     raise click.ClickException(report.error or "refreshing consensus failed")
+    elif any(outcome == "imported" for _, _, outcome, _ in outcomes):
+        console.print("no new ratings accepted: consensus is unchanged and was not rebuilt")
     if failures:
         raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -298,3 +299,18 @@ def test_help_and_status_import_no_heavy_library(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "imported --help []" in result.stdout and "imported status []" in result.stdout, result.stdout
+
+
+def test_an_import_that_accepts_nothing_new_does_not_rebuild_consensus(demo_run, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    shutil.copytree(demo_run.root, root)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("image,annotator,emotion,value\nnot-an-image,expert-1,Elation,3\n", encoding="utf-8")
+    before = sorted((root / "tables" / "consensus_labels").glob("*.parquet"))[0].stat().st_mtime_ns
+    result = invoke(["import-annotations", str(unknown)], EMONET_ROOT=str(root))
+    assert result.exit_code == 0, result.output
+    assert "no new ratings accepted: consensus is unchanged and was not rebuilt" in result.output
+    assert "consensus_labels" not in result.output
+    assert sorted((root / "tables" / "consensus_labels").glob("*.parquet"))[0].stat().st_mtime_ns == before
