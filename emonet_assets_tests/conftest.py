@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +42,9 @@ class DemoRun:
     stderr: str
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, worker_id) -> DemoRun:
-    """`emonet demo` on the tiny profile, run once for the whole test session: the first pytest-xdist worker to ask
-    runs it, the others wait for it and share the result. Read its root, or copy it before changing anything."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base if worker_id == "master" else base.parent
+def _run_demo_once(shared: Path) -> DemoRun:
+    """`emonet demo` under `shared`, unless a process of this test session already ran it: the first to take the
+    lock runs it, the others wait for it and read its result."""
     folder, result_file = shared / "demo", shared / "demo.json"
     with FileLock(str(shared / "demo.lock")):
         if not result_file.exists():
@@ -55,6 +53,14 @@ def demo_run(tmp_path_factory, worker_id) -> DemoRun:
             outcome = {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
             result_file.write_text(json.dumps(outcome))
     return DemoRun(folder=folder, root=folder / "root", **json.loads(result_file.read_text()))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, worker_id) -> DemoRun:
+    """`emonet demo` on the tiny profile, run once for the whole test session and shared by the pytest-xdist
+    workers. Read its root, or copy it before changing anything."""
+    base = tmp_path_factory.getbasetemp()
+    return _run_demo_once(base if worker_id == "master" else base.parent)
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,23 @@ def moto_s3():
         werkzeug_log.setLevel(previous_level)
 
 
-def pytest_collection_modifyitems(items):
-    """Modules marked slow first: pytest-xdist hands out test files in this order, so the longest never start last
-    and leave one core idle while the other finishes them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+def pytest_collection_modifyitems(config, items):
+    """Order test files for pytest-xdist, which hands them out in this order: slow files first, so the longest never
+    start last and leave one core idle, and within each, files that need the shared demo after those that do not.
+    A worker also starts the demo in the background as soon as it knows a test needs it, so the demo runs beside
+    the first files instead of a worker waiting for it."""
+    files: dict[str, tuple[bool, bool]] = {}
+    for item in items:
+        slow, needs_demo = files.get(item.path, (False, False))
+        files[item.path] = (slow or item.get_closest_marker("slow") is not None, needs_demo or _needs_demo(item))
+    items.sort(key=lambda item: (not files[item.path][0], files[item.path][1]))
+    if hasattr(config, "workerinput") and any(needs_demo for _, needs_demo in files.values()):
+        shared = Path(config.option.basetemp).parent
+        threading.Thread(target=_run_demo_once, args=(shared,), name="demo", daemon=True).start()
+
+
+def _needs_demo(item) -> bool:
+    return "demo_run" in getattr(item, "fixturenames", ())
 
 
 def pytest_configure(config):
