@@ -129,7 +129,7 @@ def demo(ctx: click.Context) -> None:
     from emonet_assets.lib.release import latest_release
     from emonet_assets.lib.storage import StorageError, Store
     from emonet_assets.lib.taxonomy import Taxonomy
-    from emonet_assets.runner import materialize_all, run_sensor, tick_sensor
+    from emonet_assets.runner import describe_alerts, materialize_all, run_sensor, step_lines, tick_sensor
 
     profile = _profile(ctx.obj["profile"])
     console.print(f"[bold]emonet demo[/bold]: profile {profile.name}, storage root {profile.root}")
@@ -141,20 +141,8 @@ def demo(ctx: click.Context) -> None:
     instance = _instance()
 
     def show(report) -> None:
-        mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
-        name = escape(_step_label(report.assets) + (f" [{report.partition}]" if report.partition else ""))
-        rows = ", ".join(f"{n:,} rows" for n in report.rows.values())
-        checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
-        console.print(f"  {mark} {name:<30} {rows:<22} {checks:<11} {report.seconds:5.1f}s")
-        for failure in report.checks_failed:
-            if failure.startswith("warning: "):
-                console.print(f"       [yellow]check warned[/yellow] {escape(failure.removeprefix('warning: '))}")
-            else:
-                console.print(f"       [red]check failed[/red] {escape(failure)}")
-        if report.error:
-            console.print(f"       [red]{escape(report.error)}[/red]")
-            if report.output_tail:
-                console.print(escape(report.output_tail), soft_wrap=True)
+        for line in step_lines(report, _step_label(report.assets)):
+            console.print(line)
 
     def import_panel():
         store = Store(profile.root, _storage_options())
@@ -177,9 +165,9 @@ def demo(ctx: click.Context) -> None:
     store = Store(profile.root, _storage_options())
     console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
     console.print(f"fairness      {store.url('reports/fairness/report.html')} (its summary: fairness_report in the UI)")
-    alerted = _alerts_since(store, started)
+    alerted = describe_alerts(_alerts_since(store, started))
     console.print(
-        f"alerts        {alerted} failed checks recorded in {store.url('tables/alerts')} "
+        f"alerts        {alerted}; alerts are recorded in {store.url('tables/alerts')} "
         "(a webhook or e-mail: the profile's `alerts` section)"
     )
     console.print("predict       emonet predict IMAGE... (the newest emotion model of this root)")
@@ -623,12 +611,13 @@ def _written(info) -> str:
     return info.modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if info.modified else "-"
 
 
-def _alerts_since(store, started) -> int:
+def _alerts_since(store, started) -> list[tuple[str, str]]:
+    """(kind, severity) of each alert sent since `started`."""
     import polars as pl
 
     if not store.table_partitions("alerts"):
-        return 0
-    return store.read_table("alerts").filter(pl.col("created_at") >= started).height
+        return []
+    return store.read_table("alerts").filter(pl.col("created_at") >= started).select("kind", "severity").rows()
 
 
 def _storage_options() -> dict:

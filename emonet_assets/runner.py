@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import graphlib
 import io
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster import DagsterEventType
+from rich.markup import escape
 
 # The tags with which Dagster's backfill daemon asks one run for a range of partitions.
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# How a StepReport marks a check that failed at WARN severity.
+WARNED = "warning: "
 
 
 @dataclass
@@ -114,11 +119,60 @@ def materialize_step(
         if evaluation.passed:
             report.checks_passed += 1
         else:
-            warned = "warning: " if evaluation.severity == dg.AssetCheckSeverity.WARN else ""
+            warned = WARNED if evaluation.severity == dg.AssetCheckSeverity.WARN else ""
             report.checks_failed.append(
                 f"{warned}{evaluation.asset_check_key.name}: {evaluation.description or 'failed'}"
             )
     return report
+
+
+SHORT_HASH = 12
+
+
+def partition_label(partition: str) -> str:
+    """A partition named by a sha256 (an annotation batch) is shown by its first 12 characters, as git shortens
+    commits; shard names and ranges stay whole."""
+    return partition[:SHORT_HASH] if re.fullmatch(r"[0-9a-f]{64}", partition) else partition
+
+
+def step_lines(report: StepReport, label: str) -> list[str]:
+    """The demo's lines for one step, as Rich markup: status, name, rows, checks passed and seconds; a step that
+    wrote several tables gets a line naming each beside its own row count; each check that did not pass follows,
+    as warned or failed by its severity."""
+    mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+    name = label + (f" [{partition_label(report.partition)}]" if report.partition else "")
+    single = len(report.assets) == 1 and len(report.rows) == 1
+    rows = f"{next(iter(report.rows.values())):,} rows" if single else ""
+    checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
+    lines = [f"  {mark} {escape(f'{name:<34}')} {rows:<12} {checks:<12} {report.seconds:5.1f}s"]
+    if report.rows and not single:
+        tables = ", ".join(f"{asset} {count:,}" for asset, count in sorted(report.rows.items()))
+        lines.append(f"       rows: {escape(tables)}")
+    for failure in report.checks_failed:
+        if failure.startswith(WARNED):
+            lines.append(f"       [yellow]check warned[/yellow] {escape(failure.removeprefix(WARNED))}")
+        else:
+            lines.append(f"       [red]check failed[/red] {escape(failure)}")
+    if report.error:
+        lines.append(f"       [red]{escape(report.error)}[/red]")
+        if report.output_tail:
+            lines.append(escape(report.output_tail))
+    return lines
+
+
+def describe_alerts(alerts: list[tuple[str, str]]) -> str:
+    """(kind, severity) of each alert sent, counted in words: a WARN check warned, an ERROR check failed."""
+    counts = Counter(alerts)
+    parts = []
+    for (kind, severity), verb in (
+        (("check_failure", "ERROR"), "failed"),
+        (("check_failure", "WARN"), "warned"),
+        (("run_failure", "ERROR"), "failed"),
+    ):
+        if n := counts.get((kind, severity)):
+            noun = "check" if kind == "check_failure" else "run"
+            parts.append(f"{n} {noun}{'s' if n > 1 else ''} {verb}")
+    return ", ".join(parts) if parts else "no check failed or warned"
 
 
 def partition_runs(partition_keys: list[str], per_run: int, wanted: list[str] | None = None) -> list[tuple[str, str]]:
