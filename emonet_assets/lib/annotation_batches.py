@@ -14,7 +14,7 @@ import polars as pl
 
 from emonet_assets.lib.annotation_formats import AnnotationFileError, parse_annotation_file
 from emonet_assets.lib.annotation_import import BatchResult, ImageIndex, import_batch, validate_collection_name
-from emonet_assets.lib.landing import LandingError, find_batch_file, read_declaration
+from emonet_assets.lib.landing import RATERS, BatchDeclaration, LandingError, find_batch_file, read_declaration
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import Taxonomy
@@ -47,6 +47,7 @@ LOG_SCHEMA = {
     "format": pl.String,
     "scale": pl.String,
     "collection": pl.String,
+    "raters": pl.String,
     "status": pl.String,
     "message": pl.String,
     "rows_read": pl.Int64,
@@ -93,6 +94,7 @@ def import_landed_batch(
     now = now or datetime.now(UTC)
     landed = find_batch_file(store, landing, batch_id)
     log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch_id, "source_file": landed.path, "imported_at": now}
+    declaration = None
     try:
         declaration = read_declaration(store, landed.path)
         collection = validate_collection_name(declaration.collection) if declaration.collection else None
@@ -112,6 +114,7 @@ def import_landed_batch(
             "extras": 0,
             "notes": [],
             "collection": declaration_collection(store, landed.path),
+            "raters": declaration.raters if declaration else None,
         }
         store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
         return LandedBatch(log)
@@ -125,6 +128,7 @@ def import_landed_batch(
         "format": parsed.format,
         "scale": parsed.scale,
         "collection": collection or "generated",
+        "raters": declaration.raters,
         "status": "imported",
         "notes": [*parsed.notes, *positional, *result.label_notes()],
         **result.counts,
@@ -152,19 +156,39 @@ def rejects_and_skips(result: BatchResult) -> pl.DataFrame:
 
 
 def batch_log(store: Store) -> pl.DataFrame:
-    if not store.table_partitions(LOG_TABLE):
-        return pl.DataFrame(schema=LOG_SCHEMA)
-    return store.read_table(LOG_TABLE).sort("imported_at")
+    """Every batch's log row. Rows written before `raters` was recorded read as the declaration's default, expert."""
+    parts = store.table_partitions(LOG_TABLE)
+    frames = [pl.DataFrame(schema=LOG_SCHEMA), *(store.read_table(LOG_TABLE, [part]) for part in parts)]
+    log = pl.concat(frames, how="diagonal_relaxed").select(list(LOG_SCHEMA))
+    return log.with_columns(pl.col("raters").fill_null(BatchDeclaration().raters)).sort("imported_at")
+
+
+def rating_sources(ratings: pl.DataFrame) -> pl.DataFrame:
+    """Who gave these ratings (rows of the `annotations` table): per kind of rater, the batches, raters and ratings.
+    A table written before `raters` was recorded reads as the declaration's default, expert."""
+    if "raters" not in ratings.columns:
+        ratings = ratings.with_columns(raters=pl.lit(BatchDeclaration().raters))
+    return (
+        ratings.group_by("raters")
+        .agg(
+            batches=pl.col("batch_id").n_unique(),
+            annotators=pl.col("annotator").n_unique(),
+            ratings=pl.len(),
+        )
+        .sort(pl.col("raters").replace_strict({kind: i for i, kind in enumerate(RATERS)}, default=len(RATERS)))
+    )
 
 
 def collect_annotations(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The accepted ratings of every imported batch, and the external images they registered."""
+    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), and the
+    external images they registered."""
     log = batch_log(store)
     imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
     if not imported:
         ratings = pl.DataFrame(schema=ACCEPTED_SCHEMA)
     else:
         ratings = store.read_table(ACCEPTED_TABLE, imported).sort("imported_at", "batch_id", "source_row")
+    ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
     external = (
         ratings.filter(pl.col("collection") != "generated")
         .group_by("collection", "image_id", maintain_order=True)

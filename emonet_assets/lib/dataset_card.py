@@ -7,6 +7,7 @@ datasheet prose the card and the Croissant file share in data/templates/datashee
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from emonet_assets.lib.fairness_report import render_markdown
+from emonet_assets.lib.landing import describe_rating_sources
+from emonet_assets.lib.lineage import DATA_VERSION_MEANS, data_version
 from emonet_assets.lib.release import FEATURES, FIELD_DESCRIPTIONS, SPLITS
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "templates"
@@ -26,7 +29,11 @@ CARD_TEMPLATE = TEMPLATES / "dataset_card.md"
 DATASHEET = TEMPLATES / "datasheet.yaml"
 CROISSANT_CONTEXT = TEMPLATES / "croissant_context.json"
 CROISSANT_CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
-TAGS = ["emotion-recognition", "facial-expression", "synthetic", "fairness", "expert-annotated", "croissant"]
+TAGS = ["emotion-recognition", "facial-expression", "synthetic", "fairness", "croissant"]
+# The Hugging Face `annotations_creators` value and a tag for each kind of rater (landing.RATERS).
+ANNOTATION_CREATORS = {"expert": "expert-generated", "crowd": "crowdsourced", "simulated": "machine-generated"}
+RATER_TAGS = {"expert": "expert-annotated", "crowd": "crowd-annotated", "simulated": "simulated-annotations"}
+FAIRNESS_REPORT = "reports/fairness/report.html"
 CITATION = (
     "@inproceedings{schuhmann2025emonetface, title={EmoNet-Face: An Expert-Annotated Benchmark for Synthetic "
     "Emotion Recognition}, author={Schuhmann, Christoph and others}, booktitle={NeurIPS}, year={2025}, "
@@ -50,8 +57,29 @@ class CardInputs:
     agreement: pl.DataFrame  # emotion_agreement of the generated collection, intensity scale
     evaluation: pl.DataFrame  # model_evaluation (per emotion)
     evaluation_summary: pl.DataFrame  # model_evaluation_summary (per predictor)
-    fairness: dict[str, pl.DataFrame]  # fairness_* tables by name (disparities, gates)
+    fairness: dict[str, pl.DataFrame]  # fairness_* tables by name (group_metrics, disparities, gates)
     provenance: dict
+    rating_sources: list[dict]  # annotation_batches.rating_sources rows over the released images' ratings
+    fairness_settings: dict = dataclasses.field(default_factory=dict)  # min_group_size, gate_severity
+
+
+def _rater_kinds(inputs: CardInputs) -> list[str]:
+    return [source["raters"] for source in inputs.rating_sources]
+
+
+def tags(inputs: CardInputs) -> list[str]:
+    return TAGS + [RATER_TAGS[kind] for kind in _rater_kinds(inputs) if kind in RATER_TAGS]
+
+
+def ratings_statement(inputs: CardInputs) -> str:
+    """Who rated, said where a reader looks first: simulated ratings are never to pass for people's."""
+    sentence = f"Ratings: {describe_rating_sources(inputs.rating_sources)}."
+    if "simulated" in _rater_kinds(inputs):
+        sentence += (
+            " The ratings are simulated: this release exercises the pipeline, and nothing in it measures how people"
+            " perceive these faces."
+        )
+    return sentence
 
 
 def size_category(n: int) -> str:
@@ -201,6 +229,7 @@ def _numbers(inputs: CardInputs) -> dict:
         "n_ethnicity_groups": rows["ethnicity_group"].n_unique(),
         "n_annotators": annotators["ratings"].drop_nulls().n_unique(),
         "n_batches": batches["annotation_batch_ids"].drop_nulls().n_unique(),
+        "raters": describe_rating_sources(inputs.rating_sources),
         "design_versions": ", ".join(inputs.provenance["design_versions"]),
         "generation_models": ", ".join(models),
         "license": inputs.license,
@@ -227,7 +256,8 @@ def card_data(inputs: CardInputs) -> DatasetCardData:
     total = sum(size for _, size in inputs.data_files.values())
     return DatasetCardData(
         license=inputs.license,
-        annotations_creators=["expert-generated"],
+        annotations_creators=sorted({ANNOTATION_CREATORS.get(kind, "other") for kind in _rater_kinds(inputs)})
+        or ["no-annotation"],
         language_creators=["machine-generated"],
         language=["en"],
         multilinguality="monolingual",
@@ -236,7 +266,7 @@ def card_data(inputs: CardInputs) -> DatasetCardData:
         task_categories=["image-classification"],
         task_ids=["multi-label-image-classification"],
         pretty_name=inputs.pretty_name,
-        tags=TAGS,
+        tags=tags(inputs),
         configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SPLITS]}],
         dataset_info={
             "features": FEATURES._to_yaml_list(),
@@ -253,7 +283,7 @@ def render_card(inputs: CardInputs) -> str:
     fingerprints = inputs.provenance["model_fingerprints"]
     versions = {
         "model": fingerprints.get("emotion_model"),
-        "data": inputs.version,
+        "data": data_version(inputs.rows),
         "taxonomy": ", ".join(inputs.provenance["taxonomy_versions"]),
     }
     card = DatasetCard.from_template(
@@ -261,6 +291,10 @@ def render_card(inputs: CardInputs) -> str:
         template_path=str(CARD_TEMPLATE),
         pretty_name=inputs.pretty_name,
         version=inputs.version,
+        data_version=versions["data"],
+        data_version_means=DATA_VERSION_MEANS,
+        ratings=ratings_statement(inputs),
+        fairness_report=FAIRNESS_REPORT,
         license=inputs.license,
         n_images=inputs.rows.height,
         n_emotions=inputs.emotions.height,
@@ -280,11 +314,11 @@ def render_card(inputs: CardInputs) -> str:
         gender_by_ethnicity=by_ethnicity,
         emotions=_emotions(inputs),
         models=_models(inputs.evaluation_summary),
-        fairness=render_markdown(inputs.fairness, versions, []),
+        fairness=render_markdown(inputs.fairness, versions, [], **inputs.fairness_settings),
         generation=_generation(inputs.rows),
         fields=[[f"`{name}`", _type_name(feature), FIELD_DESCRIPTIONS[name]] for name, feature in FEATURES.items()],
         datasheet=datasheet(inputs),
-        provenance=_provenance_rows(inputs.provenance),
+        provenance=[["data", f"`{versions['data']}` ({DATA_VERSION_MEANS})"], *_provenance_rows(inputs.provenance)],
     )
     return str(card)
 
@@ -375,19 +409,25 @@ def croissant(inputs: CardInputs) -> dict:
         "license": inputs.license,
         "version": inputs.version,
         "citeAs": CITATION,
-        "keywords": TAGS,
+        "keywords": tags(inputs),
         "isLiveDataset": False,
         "distribution": files + file_sets,
         "recordSet": record_sets,
         "rai:dataCollection": sheet["collection"],
-        "rai:dataCollectionType": ["Synthetic data (text-to-image generation)", "Manual Human Curator"],
+        "rai:dataCollectionType": ["Synthetic data (text-to-image generation)"]
+        + (["Manual Human Curator"] if set(_rater_kinds(inputs)) - {"simulated"} else [])
+        + (["Software Collection"] if "simulated" in _rater_kinds(inputs) else []),
         "rai:dataPreprocessingProtocol": [sheet["preprocessing"]],
         "rai:dataAnnotationProtocol": (
-            f"{numbers['n_annotators']} experts rate every image on a 0-7 intensity scale for all "
+            f"{ratings_statement(inputs)} Each rater rates every image on a 0-7 intensity scale for all "
             f"{numbers['n_emotions']} emotions; consensus is the median per image and emotion."
         ),
-        "rai:annotationsPerItem": f"{numbers['ratings_per_image']} expert ratings per image and emotion on average",
-        "rai:annotatorDemographics": "Not recorded: annotators appear under pseudonymous ids only.",
+        "rai:annotationsPerItem": f"{numbers['ratings_per_image']} ratings per image and emotion on average",
+        "rai:annotatorDemographics": (
+            "None: no person rated these images (the ratings are simulated)."
+            if set(_rater_kinds(inputs)) == {"simulated"}
+            else "Not recorded: annotators appear under pseudonymous ids only."
+        ),
         "rai:dataBiases": [sheet["biases"]],
         "rai:dataLimitations": [sheet["limitations"]],
         "rai:personalSensitiveInformation": [sheet["sensitive_information"]],

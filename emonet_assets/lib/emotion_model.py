@@ -32,6 +32,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from emonet_assets.lib.landing import describe_rating_sources
+
 SMALL_HIDDEN = (128, 32)
 LARGE_HIDDEN = (1024, 512, 256)
 ARCHITECTURES = ("heads", "shared")
@@ -323,8 +325,9 @@ def save_model(model: TrainedModel, directory: str | Path, metadata: Mapping[str
 
     Metadata keys the card renders: ``taxonomy_version``, ``backbone_name``, ``backbone_fingerprint``,
     ``lineage`` (name → hash), ``metrics`` (name → value, or split → {name → value}), ``real_photo_evaluation``
-    and ``demographic_metrics`` (same shapes as ``metrics``). ``taxonomy_version`` and ``backbone_fingerprint``
-    are what ``load_model`` checks. Any other JSON-serialisable key is stored and listed.
+    and ``demographic_metrics`` (same shapes as ``metrics``), ``ratings`` (`annotation_batches.rating_sources`
+    rows). ``taxonomy_version`` and ``backbone_fingerprint`` are what ``load_model`` checks. Any other
+    JSON-serialisable key is stored and listed.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -435,8 +438,24 @@ def describe_architecture(config: ModelConfig, input_dim: int, n_outputs: int) -
     return f"one shared MLP {widths} → {n_outputs} (ReLU, dropout {config.dropout})"
 
 
-def render_model_card(document: Mapping[str, Any], fingerprint: str) -> str:
-    """Everything stated as measured comes from the saved document; absent measurements are said to be absent."""
+def _ratings_line(sources: list[dict] | None) -> str:
+    """Where the labels come from, as recorded at training: a card must not call simulated ratings expert ones."""
+    bounds = "they measure perceived expression, not felt emotion, and rater disagreement bounds attainable accuracy."
+    if not sources:
+        return f"- Intensity labels are consensus medians of ratings whose raters this model did not record; {bounds}"
+    line = f"- Intensity labels are consensus medians of ratings: {describe_rating_sources(sources)}; {bounds}"
+    if any(source["raters"] == "simulated" for source in sources):
+        line += " The ratings are simulated, so the model learns the simulation, not how people perceive these faces."
+    return line
+
+
+def render_model_card(document: Mapping[str, Any], fingerprint: str, fairness: Mapping[str, Any] | None = None) -> str:
+    """Everything stated as measured comes from the saved document; absent measurements are said to be absent.
+
+    `fairness` (``headline``, ``gates`` as metric → outcome, ``report`` path, ``link`` from the card to it, ``data``
+    version) is the fairness report of this model, added once that report exists: the report is measured after
+    training, so the card written at training says it is not measured yet.
+    """
     config = ModelConfig.from_dict(document["config"])
     metadata = document.get("metadata") or {}
     emotion_ids = document["emotion_ids"]
@@ -480,7 +499,10 @@ def render_model_card(document: Mapping[str, Any], fingerprint: str) -> str:
         real_photo_line = "- Not validated on real photographs; expect a domain shift from synthetic faces."
     demographic = metadata.get("demographic_metrics")
     demographic_line = "- Performance may differ across demographic groups (apparent age, gender, ethnicity); " + (
-        "per-group results below." if demographic else "no per-group breakdown was recorded with this model."
+        "per-group results below."
+        if demographic or fairness
+        else "not measured yet: the fairness_report asset measures it on the test split after evaluation and adds "
+        "it to this card."
     )
     lines += [
         "",
@@ -492,8 +514,7 @@ def render_model_card(document: Mapping[str, Any], fingerprint: str) -> str:
         "## Limitations",
         "",
         "- Trained only on synthetic (generated) face images; the images carry the generator's biases.",
-        "- Intensity labels come from a small number of expert raters; they measure perceived expression, not felt"
-        " emotion, and rater disagreement bounds attainable accuracy.",
+        _ratings_line(metadata.get("ratings")),
         "- Not for decisions about individuals (hiring, education, policing, health, access to services).",
         real_photo_line,
         demographic_line,
@@ -502,8 +523,15 @@ def render_model_card(document: Mapping[str, Any], fingerprint: str) -> str:
         lines += ["", "### Real-photo evaluation", "", *_metrics_table(real_photo, "")]
     if demographic:
         lines += ["", "### Demographic breakdown", "", *_metrics_table(demographic, "")]
+    if fairness:
+        lines += ["", "### Fairness report", "", fairness["headline"], ""]
+        lines += [f"- gate {metric}: {outcome}" for metric, outcome in fairness["gates"].items()]
+        lines.append(
+            f"- the report: [{fairness['report']}]({fairness['link']}) under the storage root, on data "
+            f"`{fairness['data']}` (the hash of the image-to-split assignment, the `splits` lineage hash above)"
+        )
 
-    rendered = {"taxonomy_version", "backbone_name", "backbone_fingerprint", "lineage", "metrics"}
+    rendered = {"taxonomy_version", "backbone_name", "backbone_fingerprint", "lineage", "metrics", "ratings"}
     rendered |= {"real_photo_evaluation", "demographic_metrics"}
     other = {k: v for k, v in metadata.items() if k not in rendered}
     if other:

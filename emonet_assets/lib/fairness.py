@@ -434,26 +434,19 @@ def gate_table(disparity_table: pl.DataFrame, thresholds: Mapping[str, float]) -
 
 
 def fairness_notes(group_table: pl.DataFrame, disparity_table: pl.DataFrame) -> list[str]:
-    """Plain sentences for the degenerate cases a reader could otherwise mistake for a result."""
+    """Plain sentences for the degenerate cases a reader could otherwise mistake for a result, each said once: values
+    missing from the demographics and attributes with a single group. Groups too small to rank are not notes: the
+    report says once how many there are and why, and counts them per attribute."""
     if group_table.is_empty():
         return ["no test predictions joined to consensus: no group metrics or disparities, so gates compare nothing"]
     said = []
-    groups = group_table.select("attribute", "group", "n_images", "too_small").unique(maintain_order=True)
+    groups = group_table.select("attribute", "group", "n_images").unique(maintain_order=True)
     for (attribute,), part in groups.group_by("attribute", maintain_order=True):
         missing = part.filter(pl.col("group") == MISSING)
         if missing.height and SEPARATOR not in attribute:
             said.append(f"{attribute}: {missing['n_images'][0]} images lack a value, reported as group '{MISSING}'")
-        small = part.filter(pl.col("too_small"))
-        if small.height:
-            said.append(
-                f"{attribute}: {small.height} of {part.height} groups are below the minimum size and are not "
-                f"ranked ({', '.join(small['group'].head(5).to_list())}{', ...' if small.height > 5 else ''})"
-            )
-    for attribute, note in (
-        disparity_table.drop_nulls("note").select("attribute", "note").unique(maintain_order=True).rows()
-    ):
-        said.append(f"{attribute}: {note}")
-    return said
+    single = disparity_table.filter(pl.col("note") == SINGLE_GROUP)["attribute"].unique(maintain_order=True)
+    return said + [f"{attribute}: {SINGLE_GROUP}" for attribute in single]
 
 
 @dataclass(frozen=True)

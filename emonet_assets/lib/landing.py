@@ -1,8 +1,8 @@
 """The annotation landing zone: files dropped under the storage root become batches keyed by their sha256.
 
-A file may carry a sidecar `<file>.batch.json` declaring its format, external collection or positional ids, so
-the declaration travels with the file whoever drops it (the CLI writes one when given --format, --collection or
---positional-ids).
+A file may carry a sidecar `<file>.batch.json` declaring its format, external collection, positional ids or who
+rated (`raters`: expert, crowd or simulated), so the declaration travels with the file whoever drops it (the CLI
+writes one when given --format, --collection or --positional-ids).
 """
 
 from __future__ import annotations
@@ -23,18 +23,44 @@ class LandingError(ValueError):
     """A landing-zone file or declaration that cannot be used; the message names the file."""
 
 
+# Who gave a batch's ratings, as the cards say it: experts (the default, the benchmark's design), a crowd, or a
+# simulation (the demo's panel), which must never be presented as people's judgements.
+RATERS = ("expert", "crowd", "simulated")
+
+RATER_WORDS = {
+    "expert": "expert raters",
+    "crowd": "crowd raters",
+    "simulated": "simulated raters (a program imitating expert raters, not people)",
+}
+
+
+def describe_rating_sources(sources: list[dict]) -> str:
+    """One sentence a card can carry from `annotation_batches.rating_sources` rows: how many raters of each kind gave
+    how many ratings, in how many batches."""
+    if not sources:
+        return "no ratings"
+    return "; ".join(
+        f"{r['annotators']} {RATER_WORDS.get(r['raters'], r['raters'])} gave {r['ratings']:,} ratings in "
+        f"{r['batches']} batch{'es' if r['batches'] != 1 else ''}"
+        for r in sources
+    )
+
+
 @dataclass(frozen=True)
 class BatchDeclaration:
     """`positional_ids`: bare-number image references are prompt positions of the generated images. Off by
-    default, since the EmoNet-Face release numbers its own images the same way."""
+    default, since the EmoNet-Face release numbers its own images the same way. `raters`: one of RATERS."""
 
     format: str = "auto"
     collection: str | None = None
     positional_ids: bool = False
+    raters: str = "expert"
 
     def __post_init__(self) -> None:
         if not isinstance(self.positional_ids, bool):
             raise ValueError(f"`positional_ids` is true or false, not {self.positional_ids!r}")
+        if self.raters not in RATERS:
+            raise ValueError(f"`raters` is one of {', '.join(RATERS)}, not {self.raters!r}")
         if self.positional_ids and self.collection:
             raise ValueError(
                 "positional ids name generated images, but a collection's images are its own: "
@@ -84,12 +110,13 @@ def read_declaration(store: Store, path: str) -> BatchDeclaration:
         return BatchDeclaration()
     try:
         data = json.loads(store.read_bytes(sidecar))
-        if not isinstance(data, dict) or set(data) - {"format", "collection", "positional_ids"}:
-            raise ValueError("expected an object with `format`, `collection` and/or `positional_ids`")
+        if not isinstance(data, dict) or set(data) - {"format", "collection", "positional_ids", "raters"}:
+            raise ValueError("expected an object with `format`, `collection`, `positional_ids` and/or `raters`")
         return BatchDeclaration(
             format=data.get("format") or "auto",
             collection=data.get("collection") or None,
             positional_ids=data.get("positional_ids", False),
+            raters=data.get("raters") or "expert",
         )
     except ValueError as exc:
         raise LandingError(f"{sidecar}: not a valid batch declaration: {exc}") from exc
@@ -113,6 +140,7 @@ def land_file(
             "format": declaration.format,
             "collection": declaration.collection,
             "positional_ids": declaration.positional_ids,
+            "raters": declaration.raters,
         }
         store.write_bytes(sidecar, json.dumps(body, indent=2).encode())
     if not landed:

@@ -6,7 +6,6 @@ local copy is what torch reads, so object-store roots work the same way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -66,12 +65,6 @@ def split_data(
         shas, x = embedding_matrix(table)
         data[split] = SplitData(shas, x, consensus_matrix(consensus, shas, emotion_ids))
     return data
-
-
-def frame_hash(frame: pl.DataFrame) -> str:
-    """Content hash of a table, independent of row order, for model-card lineage."""
-    rows = frame.select(sorted(frame.columns)).sort(sorted(frame.columns)).write_csv().encode()
-    return hashlib.sha256(rows).hexdigest()[:16]
 
 
 def predictions_frame(image_ids: list[str], predicted: np.ndarray, emotion_ids: list[str]) -> pl.DataFrame:

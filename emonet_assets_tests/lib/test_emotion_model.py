@@ -16,6 +16,7 @@ from emonet_assets.lib.emotion_model import (
     StackedHeads,
     load_model,
     model_fingerprint,
+    render_model_card,
     save_model,
     train_model,
 )
@@ -229,6 +230,31 @@ def test_model_card_says_when_nothing_was_measured(saved, tmp_path):
     card = (save_model(model, tmp_path, {}) / CARD_FILE).read_text()
     assert "No evaluation metrics were recorded." in card
     assert "No lineage hashes were recorded" in card
+    assert "ratings whose raters this model did not record" in card
+    assert "demographic groups (apparent age, gender, ethnicity); not measured yet: the fairness_report asset" in card
+
+
+def test_model_card_says_who_rated_and_links_the_fairness_report_once_it_exists(saved, tmp_path):
+    model, _ = saved
+    ratings = [{"raters": "simulated", "batches": 3, "annotators": 4, "ratings": 9000}]
+    directory = save_model(model, tmp_path, {"ratings": ratings})
+    card = (directory / CARD_FILE).read_text()
+    assert "consensus medians of ratings: 4 simulated raters (a program imitating expert raters, not people)" in card
+    assert "The ratings are simulated, so the model learns the simulation" in card
+    assert "expert raters;" not in card and "Other metadata" not in card
+    fairness = {
+        "headline": "Gates: 3 passed. Widest ranked gap: mean_spearman 0.100 across gender.",
+        "gates": {"mean_spearman": "passed"},
+        "report": "reports/fairness/report.html",
+        "link": "../../../reports/fairness/report.html",
+        "data": "f3b332948e2f3aa1",
+    }
+    document = json.loads((directory / CONFIG_FILE).read_text())
+    updated = render_model_card(document, model_fingerprint(directory), fairness)
+    assert "not measured yet" not in updated and "per-group results below." in updated
+    assert "### Fairness report\n\nGates: 3 passed. Widest ranked gap" in updated
+    assert "[reports/fairness/report.html](../../../reports/fairness/report.html)" in updated
+    assert "data `f3b332948e2f3aa1`" in updated
 
 
 def test_fingerprint_tracks_content(saved, tmp_path):

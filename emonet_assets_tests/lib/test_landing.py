@@ -5,6 +5,7 @@ import pytest
 from emonet_assets.lib.landing import (
     BatchDeclaration,
     LandingError,
+    describe_rating_sources,
     file_sha256,
     find_batch_file,
     land_file,
@@ -72,6 +73,7 @@ def test_a_new_declaration_replaces_the_old_one_and_says_it_changed(store):
     [
         (b'{"collection": "release", "positional_ids": true}', "a collection or positional ids, not both"),
         (b'{"positional_ids": "yes"}', "`positional_ids` is true or false"),
+        (b'{"raters": "students"}', "`raters` is one of expert, crowd, simulated, not 'students'"),
     ],
 )
 def test_a_declaration_that_contradicts_itself_is_refused(store, sidecar, message):
@@ -80,3 +82,24 @@ def test_a_declaration_that_contradicts_itself_is_refused(store, sidecar, messag
 
     with pytest.raises(LandingError, match=message):
         read_declaration(store, f"{PREFIX}/a.csv")
+
+
+def test_who_rated_travels_with_the_file_and_defaults_to_experts(store):
+    data = b"path,annotator,value,emotion\n00001,a,True,Elation\n"
+    rel, _, _ = land_file(store, PREFIX, "panel.csv", data, BatchDeclaration(raters="simulated"))
+    assert read_declaration(store, rel).raters == "simulated"
+    store.write_bytes(f"{PREFIX}/by-hand.csv", data)
+    store.write_bytes(f"{PREFIX}/by-hand.csv.batch.json", b'{"raters": "crowd"}')
+    assert read_declaration(store, f"{PREFIX}/by-hand.csv") == BatchDeclaration(raters="crowd")
+    assert BatchDeclaration().raters == "expert"
+
+
+def test_rating_sources_are_said_in_one_sentence():
+    sources = [
+        {"raters": "expert", "batches": 1, "annotators": 4, "ratings": 1200},
+        {"raters": "simulated", "batches": 3, "annotators": 4, "ratings": 9000},
+    ]
+    assert describe_rating_sources(sources) == (
+        "4 expert raters gave 1,200 ratings in 1 batch; 4 simulated raters (a program imitating expert raters, not "
+        "people) gave 9,000 ratings in 3 batches"
+    )

@@ -1,7 +1,8 @@
 import numpy as np
 import polars as pl
 
-from emonet_assets.lib.modeling import consensus_matrix, frame_hash, predictions_frame
+from emonet_assets.lib.lineage import frame_hash
+from emonet_assets.lib.modeling import consensus_matrix, predictions_frame
 
 
 def consensus(rows):

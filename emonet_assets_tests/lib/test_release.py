@@ -1,5 +1,6 @@
 """Release assembly, shard packing, licenses, release ids and verification on small synthetic tables."""
 
+import dataclasses
 import io
 import json
 
@@ -9,10 +10,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
 from PIL import Image
 
 from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card, size_category
+from emonet_assets.lib.fairness import disparities, gate_table, group_metrics
 from emonet_assets.lib.licenses import permits
+from emonet_assets.lib.lineage import data_version
 from emonet_assets.lib.release import (
     CARD,
     CROISSANT,
@@ -32,6 +36,7 @@ from emonet_assets.lib.release import (
     write_shards,
 )
 from emonet_assets.lib.storage import Store
+from emonet_assets_tests.lib.test_fairness import make_data as make_fairness_data
 
 EMOTIONS = ["joy", "anger", "fear"]
 SPLIT_OF = ["train"] * 6 + ["validation"] * 2 + ["test"] * 2
@@ -140,7 +145,10 @@ def build_release(store: Store, tables: ReleaseTables, budget: int = 1 << 20, li
     return {"folder": folder, "manifest": listed, "rows": rows}
 
 
-def card_inputs(rows, files, source, license_id="cc-by-4.0") -> CardInputs:
+EXPERTS = [{"raters": "expert", "batches": 2, "annotators": 3, "ratings": 120}]
+
+
+def card_inputs(rows, files, source, license_id="cc-by-4.0", sources=EXPERTS) -> CardInputs:
     empty = pl.DataFrame()
     return CardInputs(
         name="emonet-face-test",
@@ -160,6 +168,7 @@ def card_inputs(rows, files, source, license_id="cc-by-4.0") -> CardInputs:
             "design_versions": ["design-1"],
             "taxonomy_versions": ["tax-1"],
         },
+        rating_sources=sources,
     )
 
 
@@ -361,3 +370,54 @@ def test_a_release_on_s3_verifies_and_names_a_tampered_object(moto_s3):
     release.fs.invalidate_cache()
     result = verify(store.child(built["folder"]))
     assert result.differences() == [f"changed {key.removeprefix(prefix)}"]
+
+
+# Who rated, and the data version
+
+
+def release_inputs(tmp_path, sources, fairness=None):
+    store = Store(str(tmp_path / "root"))
+    rows = release_rows(make_tables(store), EMOTIONS, max_failed_qc_share=0.1)
+    files = write_shards(store, rows, 1 << 20)
+    inputs = card_inputs(rows, files, {"model_fingerprints": {"emotion_model": "fp-model"}}, sources=sources)
+    return dataclasses.replace(inputs, fairness=fairness or {})
+
+
+SIMULATED = [{"raters": "simulated", "batches": 3, "annotators": 4, "ratings": 9000}]
+
+
+def test_a_card_of_simulated_ratings_says_so_and_never_calls_them_expert(tmp_path):
+    inputs = release_inputs(tmp_path, SIMULATED)
+    card = DatasetCard(render_card(inputs))
+    assert card.data.annotations_creators == ["machine-generated"] and "simulated-annotations" in card.data.tags
+    assert "expert-annotated" not in card.data.tags and "expert" not in card.text.replace("imitating expert raters", "")
+    assert "Ratings: 4 simulated raters (a program imitating expert raters, not people) gave 9,000 ratings" in card.text
+    assert "The ratings are simulated" in card.text
+    collection = card.text.split("### Collection process")[1].split("###")[0]
+    assert "4 simulated raters" in collection
+    meta = croissant(inputs)
+    assert "simulated" in meta["rai:dataAnnotationProtocol"] and meta["rai:annotatorDemographics"].startswith("None")
+    assert "Manual Human Curator" not in meta["rai:dataCollectionType"]
+
+
+def test_a_card_of_declared_raters_names_each_kind(tmp_path):
+    sources = [EXPERTS[0], {"raters": "crowd", "batches": 1, "annotators": 20, "ratings": 500}]
+    card = DatasetCard(render_card(release_inputs(tmp_path, sources)))
+    assert card.data.annotations_creators == ["crowdsourced", "expert-generated"]
+    assert "Ratings: 3 expert raters gave 120 ratings in 2 batches; 20 crowd raters gave 500 ratings in 1 batch." in (
+        card.text
+    )
+    assert "simulated" not in card.text
+
+
+def test_the_card_names_the_data_version_as_the_fairness_report_does(tmp_path):
+    predictions, consensus, demographics = make_fairness_data(n_images=40)
+    groups = group_metrics(predictions, consensus, demographics, min_group_size=5, resamples=10)
+    found = disparities(groups)
+    fairness = {"group_metrics": groups, "disparities": found, "gates": gate_table(found, {"mean_spearman": 0.5})}
+    inputs = release_inputs(tmp_path, EXPERTS, fairness)
+    card = render_card(inputs)
+    version = data_version(inputs.rows.select("image_sha256", "split"))
+    assert f"data `{version}`" in card.split("## Fairness")[1] and f"on data `{version}`" in card
+    assert "data `0.0.1`" not in card and "Release version **0.0.1**" in card
+    assert "reports/fairness/report.html" in card.split("## Fairness")[1]

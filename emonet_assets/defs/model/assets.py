@@ -91,21 +91,23 @@ def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> 
 @dg.asset(
     group_name="model",
     kinds={"pytorch", "safetensors"},
-    deps=[image_embeddings, SPLITS_TABLE, "consensus_labels", "taxonomy"],
+    deps=[image_embeddings, SPLITS_TABLE, "consensus_labels", "annotations", "taxonomy"],
     pool="gpu",
     op_tags=gpu_step_tags(),
     description="40 emotion intensities (0–7) from embeddings: 40 independent MLP heads (the reference design) "
     "or one shared MLP, trained on train, early-stopped on validation, deterministic under the seed. Saved as "
-    "safetensors with its config and a model card carrying the training data's lineage hashes.",
+    "safetensors with its config and a model card carrying the training data's lineage hashes and who rated it.",
 )
 def emotion_model(
     storage: StorageResource,
     embedder: EmbedderResource,
     profile: ProfileResource,
 ) -> dg.MaterializeResult:
+    from emonet_assets.lib.annotation_batches import ANNOTATIONS_TABLE, rating_sources
     from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
     from emonet_assets.lib.emotion_model import train_model as fit
-    from emonet_assets.lib.modeling import frame_hash, split_data, store_model
+    from emonet_assets.lib.lineage import data_version, frame_hash
+    from emonet_assets.lib.modeling import split_data, store_model
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
@@ -135,10 +137,17 @@ def emotion_model(
         "backbone_fingerprint": backbone.fingerprint,
         "backbone": {"kind": embedder.settings.kind, "source": embedder.settings.source},
         "lineage": {
-            "splits": frame_hash(splits_table.select("image_sha256", "split")),
+            "splits": data_version(splits_table),
             "embeddings": frame_hash(embeddings.select("image_sha256", "backbone_fingerprint")),
             "consensus": frame_hash(consensus.select("collection", "scale", "image_id", "emotion_id", "median_rating")),
         },
+        "ratings": rating_sources(
+            store.read_table(ANNOTATIONS_TABLE).filter(
+                (pl.col("collection") == "generated")
+                & (pl.col("scale") == "intensity")
+                & pl.col("image_id").is_in(splits_table["image_sha256"].implode())
+            )
+        ).to_dicts(),
         "metrics": {"train_loss": best[1], "validation_loss": best[2], "best_epoch": model.best_epoch},
         "images": {split: len(d.image_sha256) for split, d in data.items()},
     }

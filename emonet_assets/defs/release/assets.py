@@ -9,6 +9,7 @@ from emonet_assets.defs.fairness.assets import TABLE_PREFIX
 from emonet_assets.defs.model.assets import MODEL_TABLE
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
+from emonet_assets.lib.annotation_batches import rating_sources
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
 
@@ -118,8 +119,17 @@ def benchmark_release(
         ),
         evaluation=store.read_table("model_evaluation"),
         evaluation_summary=store.read_table("model_evaluation_summary"),
-        fairness={name: store.read_table(f"{TABLE_PREFIX}{name}") for name in ("disparities", "gates")},
+        fairness={
+            name: store.read_table(f"{TABLE_PREFIX}{name}") for name in ("group_metrics", "disparities", "gates")
+        },
         provenance=source,
+        rating_sources=rating_sources(
+            tables.annotations.filter(pl.col("image_id").is_in(rows["image_sha256"].implode()))
+        ).to_dicts(),
+        fairness_settings={
+            "min_group_size": profile.fairness.min_group_size,
+            "gate_severity": profile.fairness.gate_severity,
+        },
     )
     try:
         card = render_card(inputs)
