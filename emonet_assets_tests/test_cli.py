@@ -42,12 +42,33 @@ def test_demo_materializes_every_asset_and_says_where_outputs_are(demo):
     assert (root / "reports" / "fairness" / "report.html").exists() and "reports/fairness/report.html" in out
 
 
+def test_demo_pairs_each_table_with_its_rows_and_shortens_batch_hashes(demo):
+    _, root, result = demo
+    lines = result.stdout.splitlines()
+    assert not re.search(r"\b[0-9a-f]{64}\b", result.stdout), "a full sha256 in the demo's output"
+    batches = [line for line in lines if line.lstrip().startswith("ok   annotation_batches [")]
+    assert batches and all(re.search(r"annotation_batches \[[0-9a-f]{12}\]", line) for line in batches)
+    design = lines[lines.index(next(line for line in lines if "design_cells, prompt_design" in line)) + 1]
+    rows = {
+        name: pl.read_parquet(root / "tables" / name / "all.parquet").height
+        for name in ("design_cells", "prompt_design")
+    }
+    assert design.split() == [
+        "rows:",
+        "design_cells",
+        f"{rows['design_cells']:,},",
+        "prompt_design",
+        f"{rows['prompt_design']:,}",
+    ]
+
+
 def test_demo_records_an_alert_for_each_warned_check(demo):
     _, root, result = demo
     warned = result.stdout.count("check warned")
     alerts = pl.read_parquet(root / "tables" / "alerts" / "all.parquet")
     assert warned >= 1 and alerts.height == warned
-    assert f"alerts        {warned} failed checks recorded" in result.stdout
+    assert f"alerts        {warned} check{'s' if warned > 1 else ''} warned; alerts are recorded in" in result.stdout
+    assert "failed" not in next(line for line in result.stdout.splitlines() if line.startswith("alerts"))
     assert alerts["kind"].unique().to_list() == ["check_failure"] and set(alerts["severity"]) == {"WARN"}
     assert all(url.startswith("http://127.0.0.1:3000/runs/") for url in alerts["run_url"])
 

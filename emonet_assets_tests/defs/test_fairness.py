@@ -1,5 +1,7 @@
 """The fairness report on the tiny graph, and its gates on a planted disparity."""
 
+import re
+
 import dagster as dg
 import duckdb
 import numpy as np
@@ -10,7 +12,7 @@ from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.storage import Store
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_step
-from emonet_assets_tests.browser import view
+from emonet_assets_tests.browser import browser_page, view
 from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile
 
 
@@ -58,3 +60,27 @@ def test_gate_fails_on_a_planted_disparity_and_names_the_group(root_copy):
         (pl.col("attribute") == "gender") & (pl.col("metric") == "mean_mae")
     )
     assert gaps["worst_group"][0] == target and gaps["difference"][0] > 5
+
+
+def test_the_report_opens_with_a_headline_and_every_table_fits_the_page(materialized_root):
+    html = (materialized_root / "reports/fairness/report.html").read_text()
+    assert re.search(r'<h1>[^<]+</h1>\n<p class="headline">(Gates: |Nothing could be ranked: )', html)
+    assert not re.search(r"\bnan\b", re.sub(r"data:image/png;base64,[^\"]+", "", html), re.IGNORECASE)
+    with browser_page(800) as (page, errors):
+        page.goto((materialized_root / "reports/fairness/report.html").as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 800
+        assert errors == []
+
+
+def test_the_model_card_links_the_report_of_its_model(materialized_root):
+    store = Store(str(materialized_root))
+    model = store.read_table("emotion_model").row(-1, named=True)
+    folder = materialized_root / model["path"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    report = (materialized_root / "reports/fairness/report.html").read_text()
+    [data] = re.findall(r"<td>data</td><td>([0-9a-f]{16})</td>", report)
+    [link] = re.findall(r"- the report: \[reports/fairness/report.html\]\(([^)]+)\)", card)
+    assert (folder / link).resolve() == (materialized_root / "reports/fairness/report.html").resolve()
+    assert f"data `{data}`" in card and f"| splits | `{data}` |" in card
+    assert "no per-group breakdown" not in card and "small number of expert raters" not in card
+    assert model["model_fingerprint"] in report

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_card_has_the_hub_header_and_renders_in_headless_chromium(materialized_r
     for heading in (
         "Splits",
         "Demographic cells",
-        "Emotions, expert agreement and model results",
+        "Emotions, rater agreement and model results",
         "Fairness",
         "Generation models",
         "Datasheet",
@@ -116,6 +117,14 @@ def test_card_has_the_hub_header_and_renders_in_headless_chromium(materialized_r
     assert "data/models/tiny-sd" in page.text and "MIT" in page.text and "Elation" in page.text
     shot = np.asarray(Image.open(page.screenshot).convert("L"))
     assert shot.shape[0] > 900 and shot.std() > 10, "a long page with content, not a blank one"
+
+
+def test_the_card_and_the_fairness_report_name_the_data_by_one_value(materialized_root):
+    report = (materialized_root / "reports/fairness/report.html").read_text()
+    [version] = re.findall(r"<td>data</td><td>([0-9a-f]{16})</td>", report)
+    card = (release_folder(materialized_root) / CARD).read_text()
+    assert f"on data `{version}`" in card and f"data `{version}`" in card.split("## Fairness")[1]
+    assert f"data `{tiny_profile(materialized_root).release.version}`" not in card
 
 
 def test_croissant_hashes_match_the_files_and_mlcroissant_reads_the_test_split(materialized_root):
