@@ -147,7 +147,8 @@ def demo(ctx: click.Context) -> None:
     def import_panel():
         store = Store(profile.root, _storage_options())
         landing = profile.annotation.landing
-        landed = land_demo_panel(store, landing, Taxonomy.from_table(store.read_table("taxonomy")))
+        taxonomy = Taxonomy.from_table(store.read_table("taxonomy"))
+        landed = land_demo_panel(store, landing, taxonomy, defs.resources["embedder"].embedder())
         console.print(
             f"  landed {len(landed)} simulated expert files in {store.url(landing)}; the sensor imports them:"
         )

@@ -1,8 +1,15 @@
 """A simulated expert panel with a known ground truth, written in every export format the importers read, so the
-demo and the tests can check agreement and consensus against something true."""
+demo and the tests can check agreement and consensus against something true.
+
+The truth comes from one of two places. `perceived_truth` is what the demo's panel sees in an image: a fixed
+function of features computed from its pixels (PERCEPTION says which), so a model that reads the same pixels can
+learn it. `ground_truth` is drawn at random per image reference, for images the panel has no pixels of (an external
+collection named only by id) and for tests of the formats and of agreement.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 from collections.abc import Callable
@@ -13,20 +20,84 @@ import numpy as np
 import polars as pl
 
 MAX_INTENSITY = 7
+# The random stream of the perception directions, apart from the raters' draws (stream 1), so rater noise can change
+# without changing what the panel sees.
+_PERCEPTION_STREAM = 2
+
+PERCEPTION = (
+    "expected rating of emotion e on image i = 7 * sigmoid(gain * (s[i, e] - threshold)), where s = z @ W with "
+    "z the image features (the profile's embedding of the image's pixels) standardised per dimension over the "
+    "images rated together, W a fixed matrix of standard normals drawn from the panel seed (one column per "
+    "emotion, in taxonomy order), and each column of s standardised over those images; each annotator then rates "
+    "that + their own constant bias + Gaussian noise, rounded and clipped to 0..7"
+)
 
 
 @dataclass(frozen=True)
 class PanelSpec:
+    """`gain` and `threshold` shape perception (see PERCEPTION): an emotion is rated about 3.5 where its score sits
+    `threshold` standard deviations above the images' mean, and `gain` sets how fast ratings rise past that."""
+
     annotators: int = 4
     noise: float = 1.0
     bias_sd: float = 0.5
     missing: float = 0.05
     present_share: float = 0.2
     seed: int = 7
+    gain: float = 1.5
+    threshold: float = 1.0
+
+    def metadata(self) -> dict:
+        """What a reader needs to know about how these ratings were made; the demo writes it beside its files."""
+        return {
+            "raters": "simulated: a program imitating expert raters, not people",
+            "perception": PERCEPTION,
+            **dataclasses.asdict(self),
+        }
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """Each column to mean 0 and standard deviation 1 over the rows; a constant column becomes 0."""
+    spread = values.std(axis=0)
+    return (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+
+
+def perceive(features: np.ndarray, n_emotions: int, spec: PanelSpec) -> np.ndarray:
+    """Expected rating (0..7) of each emotion (columns) on each image (rows of `features`), as PERCEPTION describes.
+
+    A fixed function of the features: the same features and seed give the same ratings on every machine, and images
+    whose features differ are rated differently. Standardising over the images rated together stands for raters
+    calibrating to the set in front of them, and makes the scale the same whatever the features' units.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must be one row per image, got shape {features.shape}")
+    directions = np.random.default_rng([spec.seed, _PERCEPTION_STREAM]).standard_normal((features.shape[1], n_emotions))
+    scores = _standardised(_standardised(features) @ directions)
+    return MAX_INTENSITY / (1.0 + np.exp(-spec.gain * (scores - spec.threshold)))
+
+
+def perceived_truth(
+    image_refs: list[str], features: np.ndarray, emotion_names: list[str], spec: PanelSpec
+) -> pl.DataFrame:
+    """True intensity of every (image, emotion) as the panel perceives it from each image's features (`perceive`);
+    the same long table as `ground_truth`, with the intensity a real number for the raters to round."""
+    if len(image_refs) != len(features):
+        raise ValueError(f"{len(image_refs)} image references but {len(features)} rows of features")
+    expected = perceive(features, len(emotion_names), spec)
+    return pl.DataFrame(
+        {
+            "image_ref": np.repeat(image_refs, len(emotion_names)).tolist(),
+            "emotion": np.tile(emotion_names, len(image_refs)).tolist(),
+            "intensity": expected.ravel(),
+        },
+        schema={"image_ref": pl.String, "emotion": pl.String, "intensity": pl.Float64},
+    )
 
 
 def ground_truth(image_refs: list[str], emotion_names: list[str], spec: PanelSpec) -> pl.DataFrame:
-    """True intensity of every (image, emotion): 0 where absent, uniform 1..7 where present."""
+    """True intensity of every (image, emotion), drawn without looking at any image: 0 where absent, uniform 1..7
+    where present."""
     rng = np.random.default_rng(spec.seed)
     shape = (len(image_refs), len(emotion_names))
     present = rng.random(shape) < spec.present_share
@@ -42,7 +113,8 @@ def ground_truth(image_refs: list[str], emotion_names: list[str], spec: PanelSpe
 
 
 def simulate_ratings(truth: pl.DataFrame, spec: PanelSpec) -> pl.DataFrame:
-    """Each annotator rates truth + their constant bias + Gaussian noise, rounded and clipped to 0..7; a share of
+    """Each annotator rates truth + their constant bias + Gaussian noise, rounded and clipped to 0..7 (the truth from
+    `ground_truth` or `perceived_truth`); a share of
     ratings is missing. Noise is drawn as standard normals scaled by `spec.noise`, so specs that differ only in
     noise see the same draws and their agreement can be compared."""
     rng = np.random.default_rng([spec.seed, 1])

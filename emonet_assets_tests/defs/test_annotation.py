@@ -59,7 +59,7 @@ def annotated(materialized_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("annotated") / "root"
     shutil.copytree(materialized_root, root)
     env = Annotated(root)
-    land_demo_panel(env.store, env.landing, load_taxonomy())
+    land_demo_panel(env.store, env.landing, load_taxonomy(), env.defs.resources["embedder"].embedder())
     reports = env.sensor()
     assert len(reports) == 5 and all(r.success for r in reports), [r.error for r in reports]
     env.consensus_reports = consensus_steps(env.defs, env.instance)

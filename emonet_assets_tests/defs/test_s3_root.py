@@ -20,7 +20,7 @@ def test_graph_materializes_on_s3_and_the_catalog_reads_it(moto_s3, tmp_path, mo
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("EMONET_S3_ENDPOINT_URL", moto_s3.endpoint_url)
     root = f"s3://{moto_s3.bucket}/graph"
-    profile = tiny_profile(root)
+    profile = tiny_profile(root, total=80)
     profile = profile.model_copy(
         update={"storage": profile.storage.model_copy(update={"catalog": str(tmp_path / "catalog.duckdb")})}
     )
@@ -29,7 +29,7 @@ def test_graph_materializes_on_s3_and_the_catalog_reads_it(moto_s3, tmp_path, mo
     store = Store(root, {"endpoint_url": moto_s3.endpoint_url})
 
     def import_panel():
-        land_demo_panel(store, profile.annotation.landing, load_taxonomy())
+        land_demo_panel(store, profile.annotation.landing, load_taxonomy(), defs.resources["embedder"].embedder())
         return run_sensor(defs, instance, "annotation_landing_sensor")
 
     reports = materialize_all(defs, instance, handlers={dg.AssetKey("annotation_batches"): import_panel})

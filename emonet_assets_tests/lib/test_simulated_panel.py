@@ -7,8 +7,12 @@ import pytest
 
 from emonet_assets.lib.agreement import alpha_interval, item_stats
 from emonet_assets.lib.simulated_panel import (
+    MAX_INTENSITY,
+    PERCEPTION,
     PanelSpec,
     ground_truth,
+    perceive,
+    perceived_truth,
     simulate_ratings,
     write_hq_csv,
     write_label_studio_json,
@@ -137,3 +141,51 @@ def test_agreement_falls_as_noise_rises():
         alphas.append([alpha_interval(stats.filter(pl.col("emotion_id") == emotion)) for emotion in emotions])
     assert (np.diff(alphas, axis=0) < 0).all(), alphas
     assert min(alphas[0]) > 0.9
+
+
+def features(n_images=40, dim=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n_images, dim))
+
+
+def test_perception_is_a_fixed_function_of_the_features():
+    seen = features()
+    expected = perceive(seen, len(EMOTIONS), PanelSpec())
+    assert expected.shape == (40, len(EMOTIONS))
+    assert ((expected > 0) & (expected < MAX_INTENSITY)).all()
+    np.testing.assert_array_equal(perceive(seen.copy(), len(EMOTIONS), PanelSpec()), expected)
+    assert not np.allclose(perceive(seen, len(EMOTIONS), PanelSpec(seed=8)), expected)
+    changed = seen.copy()
+    changed[0] = -changed[0]
+    moved = perceive(changed, len(EMOTIONS), PanelSpec())
+    assert np.abs(moved[0] - expected[0]).max() > 0.5, "an image that looks different is rated differently"
+    assert not np.allclose(expected[1:], expected[1])
+
+
+def test_perception_rates_most_emotions_faint_and_some_strong():
+    expected = perceive(features(n_images=500), 20, PanelSpec())
+    assert np.mean(expected < 2) > 0.5
+    assert np.mean(expected > 5) > 0.05
+    assert (expected.std(axis=0) > 1).all(), "every emotion is rated differently across images"
+
+
+def test_the_panel_rates_around_what_it_perceives():
+    refs = [f"i{k}" for k in range(200)]
+    spec = PanelSpec(noise=0.5, bias_sd=0.2)
+    truth = perceived_truth(refs, features(n_images=200), EMOTIONS, spec)
+    assert truth.schema == pl.Schema({"image_ref": pl.String, "emotion": pl.String, "intensity": pl.Float64})
+    assert truth["image_ref"].to_list()[: len(EMOTIONS) + 1] == ["i0"] * len(EMOTIONS) + ["i1"]
+    mean = simulate_ratings(truth, spec).group_by("image_ref", "emotion").agg(mean=pl.col("value").mean())
+    joined = truth.join(mean, on=["image_ref", "emotion"])
+    assert np.corrcoef(joined["intensity"], joined["mean"])[0, 1] > 0.9
+
+
+def test_perception_refuses_features_that_do_not_match_the_images():
+    with pytest.raises(ValueError, match="3 image references but 40 rows of features"):
+        perceived_truth(["a", "b", "c"], features(), EMOTIONS, PanelSpec())
+
+
+def test_the_panel_metadata_says_the_ratings_are_simulated_and_how():
+    metadata = PanelSpec().metadata()
+    assert metadata["raters"].startswith("simulated")
+    assert metadata["perception"] == PERCEPTION and "embedding" in PERCEPTION
+    assert {"annotators", "noise", "bias_sd", "seed", "gain", "threshold"} <= set(metadata)
