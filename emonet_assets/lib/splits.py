@@ -25,6 +25,7 @@ HASH_BITS = 64
 _CANDIDATES_PER_CHUNK = 1 << 22
 _TEST = SPLITS.index("test")
 _TRAIN = SPLITS.index("train")
+POOL = "pool of small cells"
 
 LEAKAGE_SCHEMA = {"kind": pl.String, "key": pl.String, "splits": pl.List(pl.String), "images": pl.List(pl.String)}
 LINK_SCHEMA = {"image_a": pl.String, "image_b": pl.String, "distance": pl.Int64}
@@ -33,11 +34,28 @@ LINK_SCHEMA = {"image_a": pl.String, "image_b": pl.String, "distance": pl.Int64}
 @dataclass(frozen=True)
 class SplitResult:
     """`assignments`: the input rows, in input order, plus `group_id` and `split`; `warnings`: one sentence per
-    cell that could not be split as asked; `summary`: split, images, groups, share."""
+    cell that could not be split as asked; `summary`: split, images, groups, share; `warned`: the cell each warning
+    is about ("anger x Black"; "pool of small cells"), in the same order."""
 
     assignments: pl.DataFrame
     warnings: list[str]
     summary: pl.DataFrame
+    warned: list[str]
+
+    def warning_line(self, examples: int = 3) -> str | None:
+        """All the warnings as one sentence with their count and a few cells, for a log that one line per cell
+        would flood (a small design has hundreds); None when there are none."""
+        if not self.warnings:
+            return None
+        cells = [label for label in self.warned if label != POOL]
+        counted = f"{len(cells)} cell{'s' if len(cells) != 1 else ''}"
+        shown = ", ".join(cells[:examples])
+        more = f" and {len(cells) - examples} more" if len(cells) > examples else ""
+        pool = "; nor could their pool" if POOL in self.warned else ""
+        return (
+            f"{counted} could not be split as asked (too few groups for every split, or too few test images), "
+            f"e.g. {shown}{more}{pool}; each is listed in the splits asset's `warnings` metadata"
+        )
 
 
 def validate_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
@@ -237,7 +255,7 @@ def assign_splits(
         order=pl.Series([_order_key(seed, group_id) for group_id in groups["group_id"]], dtype=pl.String)
     ).sort([*strata, "order"], nulls_last=True)
 
-    warnings, split_ids, pooled = [], {}, []
+    warnings, warned, split_ids, pooled = [], [], {}, []
     for cell, members in groups.group_by(strata, maintain_order=True):
         sizes = members["images"].to_list()
         name = ", ".join(f"{column}={value}" for column, value in zip(strata, cell, strict=True))
@@ -245,22 +263,25 @@ def assign_splits(
         if len(sizes) < len(SPLITS):
             pooled.append(members)
             warnings.append(f"cell {name}: {reach} cannot fill {'/'.join(SPLITS)}; dealt in the pool of small cells")
+            warned.append(" x ".join(map(str, cell)))
             continue
         splits, problem = _deal(sizes, ratios, min_test_per_cell)
         split_ids.update(zip(members["group_id"], splits, strict=True))
         if problem:
             warnings.append(f"cell {name}: {reach}, {problem}")
+            warned.append(" x ".join(map(str, cell)))
     if pooled:
         pool = pl.concat(pooled).sort("order")
         splits, problem = _deal(pool["images"].to_list(), ratios, min_test_per_cell)
         split_ids.update(zip(pool["group_id"], splits, strict=True))
         if problem:
             warnings.append(f"pool of small cells: {pool.height} groups ({pool['images'].sum()} images), {problem}")
+            warned.append(POOL)
     split_of = groups.select("group_id").with_columns(
         split=pl.col("group_id").replace_strict({g: SPLITS[i] for g, i in split_ids.items()}, return_dtype=pl.String)
     )
     assignments = labelled.join(split_of, on="group_id", how="left", maintain_order="left")
-    return SplitResult(assignments, warnings, summarise(assignments))
+    return SplitResult(assignments, warnings, summarise(assignments), warned)
 
 
 def summarise(assignments: pl.DataFrame) -> pl.DataFrame:

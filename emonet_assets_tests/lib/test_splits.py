@@ -223,6 +223,19 @@ def test_small_cells_are_pooled_named_and_dealt_to_the_ratios():
     small = result.assignments.filter(pl.col("ethnicity_group") == "Black")
     shares = dict(small.group_by("split").len().iter_rows())
     assert shares == {"train": 32, "validation": 4, "test": 4}
+    line = result.warning_line()
+    assert "\n" not in line
+    assert line.startswith("40 cells could not be split as asked")
+    assert "e.g. emotion0 x Black, emotion1 x Black, emotion10 x Black and 37 more;" in line
+    assert assign_splits(pl.DataFrame(rows[:30])).warning_line() is None
+
+
+def test_the_warning_line_says_when_the_pool_too_could_not_be_split():
+    result = assign_splits(small_cell_data())
+    assert result.warned == ["awe x Black", "pool of small cells"]
+    line = result.warning_line()
+    assert line.startswith("1 cell could not be split as asked (too few groups for every split")
+    assert "e.g. awe x Black; nor could their pool;" in line
 
 
 def test_a_pool_too_small_to_split_sends_its_first_group_to_test_or_all_to_train():

@@ -38,8 +38,8 @@ def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile:
         near_duplicate_distance=settings.near_duplicate_distance,
         min_test_per_cell=settings.min_test_per_cell,
     )
-    for warning in result.warnings:
-        context.log.warning(warning)
+    if result.warnings:
+        context.log.warning(result.warning_line())
     path = store.write_table(SPLITS_TABLE, result.assignments)
     return dg.MaterializeResult(
         metadata={
@@ -47,6 +47,6 @@ def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile:
             "summary": dg.MetadataValue.md(markdown_table(result.summary)),
             "groups": result.assignments["group_id"].n_unique(),
             "small_cell_warnings": len(result.warnings),
-            "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings[:50]) or "none"),
+            "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in result.warnings) or "none"),
         }
     )

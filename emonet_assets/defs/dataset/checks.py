@@ -28,7 +28,7 @@ def splits_do_not_leak(storage: StorageResource, profile: ProfileResource) -> dg
 def cells_have_test_images(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
     settings = profile.dataset
     thin = thin_test_cells(read_splits(storage), settings.min_test_per_cell)
-    cells = [f"{row['emotion_id']} x {row['ethnicity_group']}" for row in thin.head(10).iter_rows(named=True)]
+    cells = [f"{row['emotion_id']} x {row['ethnicity_group']}" for row in thin.head(3).iter_rows(named=True)]
     return dg.AssetCheckResult(
         passed=thin.is_empty(),
         severity=dg.AssetCheckSeverity[settings.thin_cell_severity],
@@ -39,7 +39,8 @@ def cells_have_test_images(storage: StorageResource, profile: ProfileResource) -
         },
         description=None
         if thin.is_empty()
-        else f"{thin.height} cells below {settings.min_test_per_cell} test images, e.g. {', '.join(cells)}",
+        else f"{thin.height} cells below {settings.min_test_per_cell} test images, e.g. {', '.join(cells)} "
+        "(more in the `cells` metadata)",
     )
 
 
