@@ -75,9 +75,10 @@ def land_demo_panel(
         release_id=pl.col("position").cast(pl.String).str.zfill(5)
     )
     groups = [images[i::4] for i in range(4)]
-    generated = BatchDeclaration()
+    generated = BatchDeclaration(raters="simulated")
+    positional = BatchDeclaration(positional_ids=True, raters="simulated")
     plan = [
-        ("panel-intensity.csv", groups[0], "release_id", "long", BatchDeclaration(positional_ids=True)),
+        ("panel-intensity.csv", groups[0], "release_id", "long", positional),
         ("panel-hq.csv", groups[1], "image_sha256", "hq", generated),
         ("panel-label-studio.json", groups[2], "image_path", "label-studio", generated),
         ("panel-binary.csv", groups[3], "prompt_id", "binary", generated),
@@ -109,7 +110,7 @@ def land_demo_panel(
             ground_truth(external_refs, emotions, external_spec),
             external_spec,
             "hq",
-            BatchDeclaration(collection=EXTERNAL_COLLECTION),
+            BatchDeclaration(collection=EXTERNAL_COLLECTION, raters="simulated"),
         )
     store.write_bytes(PANEL_METADATA_PATH, json.dumps(spec.metadata(), indent=1).encode())
     return landed

@@ -12,6 +12,7 @@ from PIL import Image
 from emonet_assets.lib.demo_panel import PANEL_METADATA_PATH, land_demo_panel, perceived_images
 from emonet_assets.lib.embedding import BackboneSpec, Embedder, build_tiny_backbone
 from emonet_assets.lib.generation import encode_png
+from emonet_assets.lib.landing import read_declaration
 from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.simulated_panel import PERCEPTION, PanelSpec
 from emonet_assets.lib.storage import Store
@@ -74,3 +75,5 @@ def test_the_demo_panel_lands_every_format_and_says_how_it_rated(tmp_path, embed
     assert metadata["perception"] == PERCEPTION and metadata["raters"].startswith("simulated")
     hq = pl.read_csv(store.read_bytes(landed["panel-hq.csv"]))
     assert hq["image"].n_unique() == 4 and hq["annotator"].n_unique() == 4
+    declared = {name: read_declaration(store, path).raters for name, path in landed.items()}
+    assert declared == dict.fromkeys(landed, "simulated"), "the cards must not call the demo's ratings expert"
