@@ -83,7 +83,7 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_a_clean_run(tmp_path):
     profile_file.write_text(
         (REPO / "emonet_assets" / "profiles" / "tiny.yaml")
         .read_text()
-        .replace("total: 80", "total: 96")
+        .replace("total: 240", "total: 96")
         .replace("shard_size: 16", "shard_size: 96")
         .replace("batch_size: 8", "batch_size: 2")
     )

@@ -58,11 +58,11 @@ def test_qc_quarantines_corrupt_and_duplicate_images_and_the_gate_fails_above_it
     )
     store.write_table("generated_images", copied, "shard-00001")
 
-    profile = tiny_profile(root_copy, qc={"max_quarantine_share": 0.01})
+    profile = tiny_profile(root_copy, qc={"max_quarantine_share": 0.005})
     defs = build_definitions(profile)
     report = materialize_step(defs, dg.DagsterInstance.ephemeral(), [QC])
     assert not report.success
-    assert report.checks_failed == ["quarantine_within_limit: 2.5% of images quarantined, above the 1.0% limit"]
+    assert report.checks_failed == ["quarantine_within_limit: 0.8% of images quarantined, above the 0.5% limit"]
 
     qc = store.read_table("image_qc")
     failed = {r["prompt_id"]: r["reasons"] for r in qc.filter(~pl.col("passed")).iter_rows(named=True)}

@@ -30,7 +30,7 @@ def _ranges(tick) -> list[tuple[str, str]]:
 
 
 def test_nightly_schedule_generates_the_next_shards_without_images(tmp_path, instance):
-    profile = tiny_profile(tmp_path / "root")
+    profile = tiny_profile(tmp_path / "root", total=80)
     schedules = profile.schedules.model_copy(update={"nightly_shards": 2})
     defs = build_definitions(profile.model_copy(update={"schedules": schedules}))
     upstream(defs, instance)

@@ -192,7 +192,7 @@ def test_a_non_commercial_model_fails_the_license_check_naming_it_and_latest_sta
         )
     report = release(root_copy)
     [failure] = [c for c in report.checks_failed if c.startswith("release_license_compatible")]
-    assert "licenses that forbid a cc-by-4.0 release: models/sdxl-turbo (sai-nc-community, 60 images)" in failure
+    assert "licenses that forbid a cc-by-4.0 release: models/sdxl-turbo (sai-nc-community, 180 images)" in failure
     assert not failure.startswith("warning: ")
     rejected = [p.name for p in (root_copy / "releases").iterdir() if p.is_dir() and p.name != before]
     assert len(rejected) == 1 and (root_copy / "releases" / rejected[0] / MANIFEST).exists()
@@ -218,18 +218,18 @@ def test_a_release_over_missing_consensus_is_refused_with_counts_and_examples(ro
     store.write_table("consensus_labels", consensus.filter(pl.col("image_id") != victim))
     report = release(root_copy)
     assert not report.success
-    assert "release refused: 1 of 60 split images lack intensity consensus" in report.error
+    assert "release refused: 1 of 180 split images lack intensity consensus" in report.error
     assert f"{victim[:12]}" in report.error and "40 missing" in report.error
 
 
 def test_a_release_over_too_many_failed_qc_images_is_refused(root_copy):
     store = Store(str(root_copy))
     qc = store.read_table("image_qc")
-    store.write_table("image_qc", qc.with_columns(passed=pl.int_range(pl.len()) >= 20, reasons=pl.lit(["blank"])))
+    store.write_table("image_qc", qc.with_columns(passed=pl.int_range(pl.len()) >= 60, reasons=pl.lit(["blank"])))
     report = release(root_copy)
     assert not report.success
     assert (
-        "20 of 80 generated images (25.0%) failed QC, above the profile's release.max_failed_qc_share" in report.error
+        "60 of 240 generated images (25.0%) failed QC, above the profile's release.max_failed_qc_share" in report.error
     )
 
 
