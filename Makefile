@@ -5,11 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# The venv as if activated: dagster-dbt runs the `dbt` it finds on PATH, and `dg` checks it is the project's.
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup test-tools demo test dev lint bench validate clean
 
-setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+DBT_PROJECT := emonet_assets/dbt_project
+MANIFEST := $(DBT_PROJECT)/target/manifest.json
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
 
 # torch first from the CPU wheel, then the rest under the full lock so pip never swaps it for a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -17,6 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet torch==2.13.0 2> >(grep -v "^WARNING: Location" >&2)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
 	touch $(STAMP)
+
+# dagster-dbt's own preparation (dbt parse) whenever the dbt project changed; `dg dev` also prepares on each load.
+$(MANIFEST): $(STAMP) $(shell find $(DBT_PROJECT) \( -name target -o -name logs \) -prune -o -type f -print)
+	$(BIN)/dagster-dbt project prepare-and-package --file emonet_assets/defs/consensus/project.py
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -44,10 +54,10 @@ test: setup test-tools
 	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-2} --dist loadfile --durations=15
 
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+	$(BIN)/dg dev -h 127.0.0.1 -p $${PORT:-3000}
 
 validate: setup
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dg check defs
 
 lint: setup
 	$(BIN)/ruff check emonet_assets emonet_assets_tests bench

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from bench.common import dbt_build, in_process, peak_rss_mb
+from emonet_assets.lib.tables import Table
 
 ANNOTATORS = 4
 # What splits and the fairness tables read: the consensus and the per-item statistics agreement is built from.
@@ -34,7 +35,6 @@ def _store(root: Path):
 
 def stage_prompts(root: Path, images: int) -> dict:
     from emonet_assets.lib.prompt_design import DesignSpec, build_design
-    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
     from emonet_assets.lib.taxonomy import load_taxonomy
 
     started = time.perf_counter()
@@ -55,9 +55,9 @@ def stage_prompts(root: Path, images: int) -> dict:
         }
     )
     store = _store(root)
-    for name, frame in (("prompt_design", prompts), (MANIFEST_TABLE, manifest), ("image_qc", qc)):
+    for name, frame in ((Table.PROMPT_DESIGN, prompts), (Table.GENERATED_IMAGES, manifest), (Table.IMAGE_QC, qc)):
         store.write_table(name, frame)
-    store.write_table("taxonomy", taxonomy.table())
+    store.write_table(Table.TAXONOMY, taxonomy.table())
     return {
         "seconds": time.perf_counter() - started,
         "design_s": designed,
@@ -70,15 +70,14 @@ def stage_prompts(root: Path, images: int) -> dict:
 def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
     from emonet_assets.lib.annotation_formats import parse_annotation_file
     from emonet_assets.lib.annotation_import import ImageIndex, import_batch
-    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
     from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
     from emonet_assets.lib.taxonomy import load_taxonomy
 
     store = _store(root)
     taxonomy = load_taxonomy()
     emotions = [e.name for e in taxonomy.emotions]
-    prompts = store.read_table("prompt_design")
-    index = ImageIndex.from_tables(store.read_table(MANIFEST_TABLE), prompts)
+    prompts = store.read_table(Table.PROMPT_DESIGN)
+    index = ImageIndex.from_tables(store.read_table(Table.GENERATED_IMAGES), prompts)
     refs = prompts["prompt_id"].to_list()
     seconds = {"simulate": 0.0, "csv": 0.0, "parse": 0.0, "validate": 0.0, "parquet": 0.0}
     accepted = rejected = 0
@@ -101,7 +100,7 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
         clock = time.perf_counter()
         # Partition per batch: the dbt source reads every file of the table.
         accepted_rows = result.accepted.with_columns(imported_at=pl.lit(datetime.now(UTC)))
-        store.write_table("annotations", accepted_rows, partition=f"batch-{number:03d}")
+        store.write_table(Table.ANNOTATIONS, accepted_rows, partition=f"batch-{number:03d}")
         seconds["parquet"] += time.perf_counter() - clock
         accepted += result.counts["accepted"]
         rejected += result.counts["rejected"]
@@ -135,7 +134,6 @@ def _labelled_item_stats(root: Path, demographics: pl.DataFrame, where: str) -> 
 
 
 def stage_splits(root: Path) -> dict:
-    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
     from emonet_assets.lib.splits import assign_splits, rated_images
 
     started = time.perf_counter()
@@ -143,11 +141,14 @@ def stage_splits(root: Path) -> dict:
     # The asset reads every consensus row; the images with one are all rated_images uses.
     consensus = _catalog(root, "select distinct collection, scale, image_id from consensus_labels")
     images = rated_images(
-        store.read_table(MANIFEST_TABLE), store.read_table("image_qc"), store.read_table("prompt_design"), consensus
+        store.read_table(Table.GENERATED_IMAGES),
+        store.read_table(Table.IMAGE_QC),
+        store.read_table(Table.PROMPT_DESIGN),
+        consensus,
     )
     loaded = time.perf_counter() - started
     result = assign_splits(images)
-    store.write_table("splits", result.assignments)
+    store.write_table(Table.SPLITS, result.assignments)
     counts = dict(result.assignments.group_by("split").len().iter_rows())
     return {
         "seconds": time.perf_counter() - started,
@@ -160,11 +161,10 @@ def stage_splits(root: Path) -> dict:
 
 def stage_fairness(root: Path, resamples: int) -> dict:
     from emonet_assets.lib import fairness
-    from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 
     store = _store(root)
     started = time.perf_counter()
-    splits = store.read_table("splits")
+    splits = store.read_table(Table.SPLITS)
     test = splits.filter(pl.col("split") == "test").select(image_id="image_sha256")
     generated = "collection = 'generated' and scale = 'intensity'"
     consensus = _catalog(
@@ -179,7 +179,9 @@ def stage_fairness(root: Path, resamples: int) -> dict:
         "emotion_id",
         predicted=(pl.col("median_rating") + rng.normal(0.0, 1.0, consensus.height)).clip(0, 7),
     )
-    demographics = fairness.image_demographics(store.read_table(MANIFEST_TABLE), store.read_table("prompt_design"))
+    demographics = fairness.image_demographics(
+        store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)
+    )
     loaded = time.perf_counter() - started
     seconds = {"load": loaded}
 
@@ -200,7 +202,7 @@ def stage_fairness(root: Path, resamples: int) -> dict:
         resamples,
     )
     gaps = timed("disparities", fairness.disparities, groups)
-    balance = timed("data_balance", fairness.data_balance, splits, store.read_table("image_qc"), demographics)
+    balance = timed("data_balance", fairness.data_balance, splits, store.read_table(Table.IMAGE_QC), demographics)
     item_stats = timed("load_item_stats", _labelled_item_stats, root, demographics, generated)
     agreement = timed("agreement", fairness.agreement_from_item_stats, item_stats, demographics)
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,14 +13,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from emonet_assets.lib.tables import Table as StoredTable
+
 console = Console(highlight=False, soft_wrap=True)
 
 
 def _instance():
+    """The Dagster instance of DAGSTER_HOME, by default the project folder's .dagster_home (the one `make` uses),
+    wherever `emonet` runs from."""
     import dagster as dg
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
+    from emonet_assets.lib.profile_files import project_dir
+
+    home = Path(os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster_home").expanduser().absolute()
+    os.environ["DAGSTER_HOME"] = str(home)
+    _set_up_home(home)
     try:
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)
@@ -32,6 +40,23 @@ def _instance():
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return instance
+
+
+def _set_up_home(home: Path) -> None:
+    """A Dagster home that the CLI starts (a missing or empty folder) gets the project's instance settings, as
+    `make` gives its own: the pools that serialize GPU work and catalog writes, and no telemetry."""
+    import shutil
+
+    from emonet_assets.lib.profile_files import INSTANCE_SETTINGS
+
+    if home.is_dir() and any(home.iterdir()):
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    if INSTANCE_SETTINGS.is_file():
+        shutil.copyfile(INSTANCE_SETTINGS, home / "dagster.yaml")
+        console.print(f"new Dagster instance in {home}, with the settings of {INSTANCE_SETTINGS}", soft_wrap=True)
+    else:
+        console.print(f"new Dagster instance in {home}", soft_wrap=True)
 
 
 def _postgres_settings(config: Path) -> str | None:
@@ -91,6 +116,7 @@ def main(ctx: click.Context) -> None:
 @click.pass_context
 def profiles(ctx: click.Context) -> None:
     """List the profiles and what each sets."""
+    from emonet_assets.lib.profile_files import model_source
     from emonet_assets.profiles import available_profiles, load_profile, requested_profile
 
     active, _ = requested_profile(ctx.obj["profile"])
@@ -111,6 +137,9 @@ def profiles(ctx: click.Context) -> None:
             f"  generation    {g.model} ({g.license}), {g.width}x{g.height}, {g.steps} steps, "
             f"guidance {g.guidance}, batch {g.batch_size}, device {g.device}, dtype {g.dtype}"
         )
+        console.print(f"  weights       {model_source(g.model, g.build_tiny)}", soft_wrap=True)
+        e = p.embedding
+        console.print(f"  backbone      {e.kind}: {model_source(e.source, e.build_tiny)}", soft_wrap=True)
         console.print(f"  rollups       {p.taxonomy.rollups or 'built-in only'}")
 
 
@@ -141,13 +170,13 @@ def demo(ctx: click.Context) -> None:
     instance = _instance()
 
     def show(report) -> None:
-        for line in step_lines(report, _step_label(report.assets)):
+        for line in step_lines(report, _step_label(defs, report.assets)):
             console.print(line)
 
     def import_panel():
         store = Store(profile.root, _storage_options())
         landing = profile.annotation.landing
-        taxonomy = Taxonomy.from_table(store.read_table("taxonomy"))
+        taxonomy = Taxonomy.from_table(store.read_table(StoredTable.TAXONOMY))
         landed = land_demo_panel(store, landing, taxonomy, defs.resources["embedder"].embedder())
         console.print(
             f"  landed {len(landed)} simulated expert files in {store.url(landing)}; the sensor imports them:"
@@ -189,48 +218,212 @@ def demo(ctx: click.Context) -> None:
 def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run: int | None, repair: bool) -> None:
     """Generate images for prompt shards: SHARD names, START...END ranges, or --missing.
 
-    Shards are the partitions of `generated_images`; materialize `prompt_shards` first (`emonet demo`).
+    Shards are the partitions of `generated_images`; on a new storage root the prompt design and its shards are
+    materialized first. Ctrl-C stops the command and names the shards left to generate.
     """
     import dagster as dg
 
     from emonet_assets.definitions import build_definitions
+    from emonet_assets.defs.execution.runs import partition_runs
     from emonet_assets.lib.storage import Store
-    from emonet_assets.runner import materialize_step, partition_runs
 
     profile = _profile(ctx.obj["profile"])
+    if not shards and not missing:
+        raise click.ClickException("name shards (shard-00000, shard-00000...shard-00004) or pass --missing")
     defs = build_definitions(profile)
     instance = _instance()
     node = defs.resolve_asset_graph().get(dg.AssetKey("generated_images"))
     known = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-    if not known:
-        raise click.ClickException(
-            "no prompt shards registered in this Dagster instance: materialize prompt_shards first"
-        )
+    store = Store(profile.root, _storage_options())
+    if not known or not (store.has_table(StoredTable.PROMPT_DESIGN) or store.has_table(StoredTable.GENERATED_IMAGES)):
+        # A new root or a new Dagster instance: the design and its shards first (prompt_shards registers them).
+        _materialize_missing(defs, instance, store, ["prompt_shards"], always=("prompt_shards",))
+        known = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
     chosen = _select_shards(shards, known)
     if missing:
-        done = set(Store(profile.root, _storage_options()).table_partitions("generated_images"))
+        done = set(store.table_partitions(StoredTable.GENERATED_IMAGES))
         chosen += [k for k in known if k not in done and k not in chosen]
     if not chosen:
-        if missing:
-            console.print(f"nothing to generate: all {len(known)} shards have images")
-            return
-        raise click.ClickException("name shards (shard-00000, shard-00000...shard-00004) or pass --missing")
+        console.print(f"nothing to generate: all {len(known)} shards have images")
+        return
     per_run = per_run or node.backfill_policy.max_partitions_per_run or len(chosen)
-    run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
-    failed = 0
-    for start, end in partition_runs(known, per_run, chosen):
-        report = materialize_step(
-            defs, instance, [dg.AssetKey("generated_images")], partition_range=(start, end), run_config=run_config
-        )
-        mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+    runs = partition_runs(known, per_run, chosen)
+    rerun = _rerun_command(ctx, known, per_run if per_run != node.backfill_policy.max_partitions_per_run else None)
+    outcome = _generate_runs(defs, instance, store, known, runs, repair)
+    if outcome.interrupted:
+        finished = _finished_shards(store, chosen, outcome.succeeded)
+        rest = [k for k in chosen if k not in finished]
         console.print(
-            f"  {mark} generated_images {escape(f'[{start}...{end}]')}  {report.seconds:5.1f}s  run {report.run_id}"
+            f"[yellow]interrupted[/yellow]: {len(finished)} of {len(chosen)} shards finished"
+            + (f" ({_shard_ranges(finished, known)})" if finished else "")
+            + "; images already written are kept, and a re-run resumes where this one stopped"
         )
-        if report.error:
-            console.print(f"       [red]{report.error}[/red]")
-            failed += 1
-    if failed:
-        raise click.ClickException(f"{failed} run(s) failed; re-run the shards they name alone: emonet generate SHARD")
+        console.print(f"re-run the rest: {rerun(rest, repair)}", soft_wrap=True)
+        ctx.exit(130)
+    if outcome.missing_files is not None:
+        lost = outcome.missing_files
+        shown = ", ".join(lost["image_path"].head(3).to_list()) + (
+            f" and {lost.height - 3} more" if lost.height > 3 else ""
+        )
+        damaged = lost["shard"].unique(maintain_order=True).to_list()
+        made = _shard_ranges(outcome.succeeded + outcome.generated, known)
+        rest = [k for k in chosen if k not in outcome.succeeded and k not in outcome.generated]
+        files = "1 image file" if lost.height == 1 else f"{lost.height} image files"
+        raise click.ClickException(
+            f"{made} generated, but {files} of {_shard_ranges(damaged, known)} listed in the manifest "
+            f"{'is' if lost.height == 1 else 'are'} missing from {store.url('images')}: {shown}. "
+            f"Regenerate {'it' if lost.height == 1 else 'them'} with: {rerun(damaged, True)}"
+            + (f"; then generate the rest with: {rerun(rest, repair)}" if rest else "")
+        )
+    if outcome.failed:
+        raise click.ClickException(
+            f"{len(outcome.failed)} run(s) failed; re-run the shards they name alone: emonet generate SHARD"
+        )
+
+
+@dataclass
+class _GenerateOutcome:
+    succeeded: list[str] = field(default_factory=list)  # shards of the runs that succeeded
+    generated: list[str] = field(default_factory=list)  # shards of runs that wrote images but failed a check
+    failed: list[str] = field(default_factory=list)  # failed runs, as their ranges
+    interrupted: bool = False
+    missing_files: object = None  # the manifest rows whose image file is missing, when that failed a run
+
+
+def _generate_runs(defs, instance, store, known: list[str], runs: list[tuple[str, str]], repair: bool):
+    """One run per range, its line printed as it ends. Ctrl-C stops the command, not only the run it lands in
+    (Dagster turns it into that run's failure); a manifest check that finds image files missing stops it too,
+    since every later run would fail on the same files."""
+    import logging
+
+    import dagster as dg
+
+    from emonet_assets.lib.shard_generation import missing_images
+    from emonet_assets.runner import materialize_step
+
+    run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
+    outcome = _GenerateOutcome()
+    try:
+        for start, end in runs:
+            shards = known[known.index(start) : known.index(end) + 1]
+            # The step's log lines would print Dagster's stack traces around a failure that the line below names.
+            report = materialize_step(
+                defs,
+                instance,
+                [dg.AssetKey("generated_images")],
+                partition_range=(start, end),
+                run_config=run_config,
+                log_level="CRITICAL",
+            )
+            mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+            label = escape(f"[{start}...{end}]")
+            console.print(f"  {mark} generated_images {label}  {report.seconds:5.1f}s  run {report.run_id}")
+            for record in instance.all_logs(report.run_id):
+                if record.level == logging.WARNING and not record.is_dagster_event:
+                    console.print(f"       [yellow]warning[/yellow] {escape(record.user_message)}", soft_wrap=True)
+            if report.interrupted:
+                outcome.interrupted = True
+                return outcome
+            if report.success:
+                outcome.succeeded += shards
+                continue
+            if any(f.startswith("manifest_matches_shards") for f in report.checks_failed):
+                lost = missing_images(store, store.read_table(StoredTable.GENERATED_IMAGES))
+                if lost.height:  # the command's closing message names them and the repair
+                    outcome.generated += shards
+                    outcome.missing_files = lost
+                    return outcome
+            for failure in report.checks_failed:
+                console.print(f"       [red]check failed[/red] {escape(failure)}", soft_wrap=True)
+            if not report.checks_failed:
+                console.print(f"       [red]{escape(report.error or 'step failed')}[/red]", soft_wrap=True)
+            outcome.failed.append(f"{start}...{end}")
+    except KeyboardInterrupt:  # between runs, where Dagster is not listening for it
+        outcome.interrupted = True
+    return outcome
+
+
+def _finished_shards(store, chosen: list[str], succeeded: list[str]) -> list[str]:
+    """The chosen shards whose runs succeeded, and those an interrupted run completed before it stopped."""
+    import polars as pl
+
+    written = set(store.table_partitions(StoredTable.GENERATED_IMAGES))
+    candidates = [k for k in chosen if k not in succeeded and k in written]
+    if not candidates:
+        return [k for k in chosen if k in succeeded]
+    wanted = dict(
+        store.read_table(StoredTable.PROMPT_DESIGN).group_by("shard").agg(pl.col("prompt_id").n_unique()).rows()
+    )
+    have = dict(
+        store.read_table(StoredTable.GENERATED_IMAGES, candidates)
+        .group_by("shard")
+        .agg(pl.col("prompt_id").n_unique())
+        .rows()
+    )
+    return [k for k in chosen if k in succeeded or (k in have and have[k] >= wanted.get(k, 0))]
+
+
+def _shard_ranges(shards: list[str], known: list[str]) -> str:
+    """Shards as the arguments `emonet generate` takes: consecutive ones as START...END."""
+    positions = sorted(known.index(k) for k in set(shards))
+    groups: list[list[int]] = []
+    for position in positions:
+        if groups and position == groups[-1][-1] + 1:
+            groups[-1].append(position)
+        else:
+            groups.append([position])
+    return " ".join(known[g[0]] if len(g) == 1 else f"{known[g[0]]}...{known[g[-1]]}" for g in groups)
+
+
+def _rerun_command(ctx: click.Context, known: list[str], per_run: int | None):
+    """The `emonet generate` line for some shards, with the profile and --per-run this command was given."""
+
+    def command(shards: list[str], repair: bool) -> str:
+        words = ["emonet", "generate"]
+        if ctx.obj.get("profile"):
+            words += ["--profile", ctx.obj["profile"]]
+        if repair:
+            words.append("--repair")
+        if per_run:
+            words += ["--per-run", str(per_run)]
+        return " ".join([*words, _shard_ranges(shards, known)])
+
+    return command
+
+
+def _materialize_missing(defs, instance, store, needed: list[str], always: tuple[str, ...] = ()) -> None:
+    """Materialize, through Dagster so that their lineage is recorded as the demo's would be, the assets a command
+    needs that the storage root lacks, with their missing upstream: on a new root `import-annotations` needs the
+    taxonomy and `generate` the prompt design and its shards. Only unpartitioned assets are made so; `always`
+    names assets made even when present (prompt_shards registers its partitions in a new Dagster instance)."""
+    import dagster as dg
+
+    from emonet_assets.runner import materialize_step, plan
+
+    graph = defs.resolve_asset_graph()
+    wanted, todo = set(), [dg.AssetKey(name) for name in needed]
+    while todo:
+        key = todo.pop()
+        if key not in wanted:
+            wanted.add(key)
+            todo += graph.get(key).parent_keys
+    for keys in plan(defs):
+        names = [k.to_user_string() for k in keys if k in wanted]
+        absent = [n for n in names if not store.table_partitions(n)]
+        if not absent and not set(names) & set(always):
+            continue
+        if graph.get(keys[0]).partitions_def is not None:
+            raise click.ClickException(
+                f"nothing materialized under {store.root} yet ({', '.join(names)} missing): "
+                "run `emonet demo`, or `emonet generate` for the images"
+            )
+        report = materialize_step(defs, instance, keys)
+        mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
+        label = _step_label(defs, report.assets)
+        why = "needed, not yet under the root" if absent else "registers its partitions in this Dagster instance"
+        console.print(f"  {mark} {escape(label):<30} {report.seconds:5.1f}s  ({why})")
+        if not report.success:
+            raise click.ClickException(f"materializing {label} failed: {report.error or 'see above'}")
 
 
 def _select_shards(requested: tuple[str, ...], known: list[str]) -> list[str]:
@@ -275,7 +468,7 @@ def import_annotations(
 
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
-    from emonet_assets.lib.annotation_batches import REJECTS_TABLE, batch_log
+    from emonet_assets.lib.annotation_batches import batch_log
     from emonet_assets.lib.annotation_import import validate_collection_name
     from emonet_assets.lib.landing import BatchDeclaration, land_file
     from emonet_assets.lib.storage import Store
@@ -294,6 +487,7 @@ def import_annotations(
     store = Store(profile.root, _storage_options())
     defs = build_definitions(profile)
     instance = _instance()
+    _materialize_missing(defs, instance, store, ["taxonomy"])
     batch_key = dg.AssetKey("annotation_batches")
     log = batch_log(store)
     imported_before = set(log.filter(log["status"] == "imported")["batch_id"].to_list())
@@ -321,7 +515,12 @@ def import_annotations(
         ]
         reasons = ""
         if row and row["status"] == "imported" and row["rejected"] + row["skipped"]:
-            rejects = store.read_table(REJECTS_TABLE, [sha]).group_by("reason").len().sort("len", descending=True)
+            rejects = (
+                store.read_table(StoredTable.ANNOTATION_REJECTS, [sha])
+                .group_by("reason")
+                .len()
+                .sort("len", descending=True)
+            )
             reasons = ", ".join(f"{n:,} {reason}" for reason, n in rejects.iter_rows())
             positional = dict(rejects.iter_rows()).get("positional_id")
             if positional:
@@ -354,7 +553,7 @@ def import_annotations(
                 report = materialize_step(defs, instance, keys)
                 mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
                 checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
-                label = _step_label(report.assets)
+                label = _step_label(defs, report.assets)
                 console.print(f"  {mark} {escape(label):<40} {checks:<12} {report.seconds:5.1f}s")
                 for failure in report.checks_failed:
                     console.print(f"       [red]check failed[/red] {escape(failure)}")
@@ -381,9 +580,15 @@ def _batches_table(rows: list[list[str]]) -> Table:
     return table
 
 
-def _step_label(assets: list[str]) -> str:
-    """Only the dbt build makes more than a few assets in one step; 13 model names would fill the line."""
-    return ", ".join(assets) if len(assets) <= 3 else f"dbt build: {len(assets)} models"
+def _step_label(defs, assets: list[str]) -> str:
+    """A step is named by its assets, or when it makes more than three (they would fill the line) by its node:
+    the multi-asset's name (annotation_batches, model_evaluation, fairness_report), the dbt build by its models."""
+    import dagster as dg
+
+    if len(assets) <= 3:
+        return ", ".join(assets)
+    node = defs.resolve_asset_graph().get(dg.AssetKey.from_user_string(assets[0]))
+    return f"dbt build: {len(assets)} models" if "dbt" in node.kinds else node.assets_def.node_def.name
 
 
 @main.command()
@@ -398,8 +603,11 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
 
     store = Store(_profile(ctx.obj["profile"]).root, _storage_options())
     if "emotion_agreement" not in store.table_names():
-        raise click.ClickException("no agreement yet: import annotations first (emonet import-annotations)")
-    rows = store.read_table("emotion_agreement")
+        raise click.ClickException(
+            f"no agreement under {store.root} yet: import ratings with `emonet import-annotations FILE`, "
+            "or run `emonet demo`"
+        )
+    rows = store.read_table(StoredTable.EMOTION_AGREEMENT)
     if collection:
         if collection not in rows["collection"].unique().to_list():
             known = ", ".join(sorted(rows["collection"].unique().to_list()))
@@ -616,9 +824,11 @@ def _alerts_since(store, started) -> list[tuple[str, str]]:
     """(kind, severity) of each alert sent since `started`."""
     import polars as pl
 
-    if not store.table_partitions("alerts"):
+    if not store.has_table(StoredTable.ALERTS):
         return []
-    return store.read_table("alerts").filter(pl.col("created_at") >= started).select("kind", "severity").rows()
+    return (
+        store.read_table(StoredTable.ALERTS).filter(pl.col("created_at") >= started).select("kind", "severity").rows()
+    )
 
 
 def _storage_options() -> dict:

@@ -1,13 +1,12 @@
-"""The one code location: everything under defs/, bound to the active profile's resources."""
+"""The one code location: everything under defs/ (assets, checks, sensors, schedules, automation, the executor),
+bound to the active profile's resources."""
 
 import os
 
 import dagster as dg
 
-import emonet_assets.defs
-from emonet_assets.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor
 from emonet_assets.defs.consensus.project import dbt_resource
-from emonet_assets.k8s_steps import step_executor
+from emonet_assets.lib.package_data import package_path
 from emonet_assets.profiles import AlertSettings, Profile, load_profile
 from emonet_assets.resources import (
     CatalogResource,
@@ -16,13 +15,6 @@ from emonet_assets.resources import (
     NotifierResource,
     ProfileResource,
     StorageResource,
-)
-
-# Running by default, unlike the one Dagster adds on its own: annotation imports refresh consensus through it.
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "default_automation_condition_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 
 # Secrets stay out of profile files: set, these variables replace the profile's alert settings.
@@ -35,7 +27,11 @@ def _alert_settings(profile: Profile) -> AlertSettings:
 
 
 def build_definitions(profile: Profile) -> dg.Definitions:
-    storage = StorageResource(root=profile.root, endpoint_url=os.environ.get("EMONET_S3_ENDPOINT_URL"))
+    """The defs folder, found through the dg project settings shipped in the package (dg.toml, the same as
+    pyproject's [tool.dg]: a wheel has no pyproject.toml), with `profile`'s resources."""
+    storage = StorageResource(
+        root=profile.root, endpoint_url=os.environ.get("EMONET_S3_ENDPOINT_URL"), catalog=profile.catalog_path
+    )
     resources = {
         "storage": storage,
         "catalog": CatalogResource(database=profile.catalog_path),
@@ -46,12 +42,8 @@ def build_definitions(profile: Profile) -> dg.Definitions:
         "notifier": NotifierResource(storage=storage, settings=_alert_settings(profile)),
     }
     return dg.Definitions.merge(
-        dg.load_defs(defs_root=emonet_assets.defs),
-        dg.Definitions(
-            sensors=[automation_sensor, run_failure_alert_sensor, check_failure_alert_sensor],
-            resources=resources,
-            executor=step_executor(),
-        ),
+        dg.load_from_defs_folder(path_within_project=package_path()),
+        dg.Definitions(resources=resources),
     )
 
 

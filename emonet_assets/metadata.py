@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 import polars as pl
+
+from emonet_assets.lib.tables import LINEAGE_KEYS
 
 
 def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:
@@ -20,13 +24,21 @@ def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def table_metadata(frame: pl.DataFrame, url: str, preview_rows: int = 10) -> dict:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    """The frame's columns and types; the lineage keys (image sha256, prompt id, batch id, model) described."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=LINEAGE_KEYS.get(name)) for name, dtype in frame.schema.items()
+        ]
+    )
+
+
+def table_metadata(frame: pl.DataFrame, url: str, preview_rows: int = 10, preview_drop: Sequence[str] = ()) -> dict:
     return {
         "dagster/row_count": frame.height,
-        "dagster/column_schema": schema,
+        "dagster/column_schema": column_schema(frame),
         "path": dg.MetadataValue.path(url),
-        "preview": dg.MetadataValue.md(markdown_table(frame, preview_rows)),
+        "preview": dg.MetadataValue.md(markdown_table(frame.drop(preview_drop, strict=False), preview_rows)),
     }
 
 

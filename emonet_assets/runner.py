@@ -15,8 +15,8 @@ import dagster as dg
 from dagster import DagsterEventType
 from rich.markup import escape
 
-# The tags with which Dagster's backfill daemon asks one run for a range of partitions.
-RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG, error_message, partition_runs
+
 # How a StepReport marks a check that failed at WARN severity.
 WARNED = "warning: "
 
@@ -33,17 +33,24 @@ class StepReport:
     error: str | None = None
     run_id: str | None = None
     output_tail: str = ""
+    interrupted: bool = False  # Ctrl-C (SIGINT) stopped the run; Dagster reports it as a failed step
 
 
-def error_message(error) -> str:
-    """Dagster wraps the user's exception in its own; the user's message is the one worth reading."""
-    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-        error = error.cause
-    if error is None:
-        return "step failed"
-    message = error.message.strip()
-    qualified, _, rest = message.partition(": ")
-    return rest if rest and qualified.split(".")[-1] == error.cls_name else message
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster._core.execution.plan.objects import ErrorSource
+
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE and (
+            event.step_failure_data.error_source == ErrorSource.INTERRUPT
+        ):
+            return True
+        if event.event_type == DagsterEventType.RUN_FAILURE:
+            error = event.job_failure_data.error
+            names = {"KeyboardInterrupt", DagsterExecutionInterruptedError.__name__}
+            if error is not None and error.cls_name in names:
+                return True
+    return False
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str | None:
@@ -78,7 +85,10 @@ def materialize_step(
     run_config: dict | None = None,
     log_level: str = "WARNING",
 ) -> StepReport:
-    """One run: the given asset node for one partition, a range of partitions, or unpartitioned."""
+    """One run: the given asset node for one partition, a range of partitions, or unpartitioned. An asset of a
+    multi-asset that cannot run in part brings the node's other assets along."""
+    graph = defs.resolve_asset_graph()
+    keys = sorted(dg.AssetSelection.assets(*keys).required_multi_asset_neighbors().resolve(graph))
     tags = {}
     if partition_range:
         tags = {
@@ -109,6 +119,7 @@ def materialize_step(
         error=None if result.success else _failure_message(result),
         output_tail="\n".join(echoed.getvalue().splitlines()[-20:]),
         run_id=result.run_id,
+        interrupted=not result.success and _interrupted(result),
     )
     for mat in result.get_asset_materialization_events():
         materialization = mat.step_materialization_data.materialization
@@ -142,7 +153,8 @@ def step_lines(report: StepReport, label: str) -> list[str]:
     mark = "[green]ok[/green]  " if report.success else "[red]FAIL[/red]"
     name = label + (f" [{partition_label(report.partition)}]" if report.partition else "")
     single = len(report.assets) == 1 and len(report.rows) == 1
-    rows = f"{next(iter(report.rows.values())):,} rows" if single else ""
+    count = next(iter(report.rows.values()), 0)
+    rows = f"{count:,} row{'' if count == 1 else 's'}" if single else ""
     checks = f"checks {report.checks_passed}/{report.checks_passed + len(report.checks_failed)}"
     lines = [f"  {mark} {escape(f'{name:<34}')} {rows:<12} {checks:<12} {report.seconds:5.1f}s"]
     if report.rows and not single:
@@ -173,22 +185,6 @@ def describe_alerts(alerts: list[tuple[str, str]]) -> str:
             noun = "check" if kind == "check_failure" else "run"
             parts.append(f"{n} {noun}{'s' if n > 1 else ''} {verb}")
     return ", ".join(parts) if parts else "no check failed or warned"
-
-
-def partition_runs(partition_keys: list[str], per_run: int, wanted: list[str] | None = None) -> list[tuple[str, str]]:
-    """Ranges of at most `per_run` partitions covering `wanted` (default: all), the way a multi-run backfill packs
-    them. A range never spans a partition that is not wanted: a run materializes everything between its ends."""
-    chosen = set(partition_keys if wanted is None else wanted)
-    runs: list[list[str]] = []
-    previous = None
-    for position, key in enumerate(partition_keys):
-        if key not in chosen:
-            continue
-        if not runs or previous != position - 1 or len(runs[-1]) == per_run:
-            runs.append([])
-        runs[-1].append(key)
-        previous = position
-    return [(run[0], run[-1]) for run in runs]
 
 
 def tick_sensor(

@@ -31,6 +31,20 @@ def run_emonet(args: list, tmp_path: Path, **env) -> subprocess.CompletedProcess
     return subprocess.run([EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
 
 
+def small_profile_file(folder: Path, **design) -> Path:
+    """The tiny profile as a file in `folder`, with its design settings replaced (say total=8, shard_size=2), for
+    commands that must generate real images and stay quick; EMONET_PROFILE names it."""
+    import yaml
+
+    settings = yaml.safe_load((REPO / "emonet_assets" / "profiles" / "tiny.yaml").read_text(encoding="utf-8"))
+    budget = {"total", "n_per_cell"}  # a design sets one of them
+    kept = {k: v for k, v in settings["design"].items() if not (k in budget and budget & set(design))}
+    settings["design"] = {**kept, **design}
+    path = folder / "small.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return path
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """What `emonet demo` printed and left: `root` is the storage root, `folder` holds its Dagster home."""
@@ -156,6 +170,38 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    if not hasattr(config, "workerinput"):
+        _prepare_a_stale_dbt_manifest()
+
+
+def _prepare_a_stale_dbt_manifest() -> None:
+    """No test runs on a dbt manifest older than the dbt project, with or without `make setup`: dagster-dbt prepares
+    it again, once, before any worker loads the definitions."""
+    from emonet_assets.lib.package_data import package_path
+
+    project = package_path("dbt_project")
+    manifest = project / "target" / "manifest.json"
+    written = {"target", "logs", "dbt_packages"}
+    sources = [p for p in project.rglob("*") if p.is_file() and not written & set(p.relative_to(project).parts)]
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return
+    from emonet_assets.defs.consensus.project import prepare_manifest
+
+    manifest.unlink(missing_ok=True)
+    prepare_manifest()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def absl_logs_to_the_real_stderr():
+    """absl's log handler (mlcroissant imports absl) keeps the stderr of the moment it was made: pytest's capture.
+    A Dagster run on an instance with a dagster.yaml applies logging.config.dictConfig, which closes every handler,
+    and absl's close() closes that stream when it is not the current sys.stderr, as inside a CliRunner call: pytest's
+    capture would then fail on a closed file. The real stderr is one that absl never closes."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 @pytest.fixture(scope="module")

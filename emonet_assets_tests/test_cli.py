@@ -309,3 +309,54 @@ def test_the_same_shard_started_twice_at_once_waits_for_the_gpu_slot_without_dup
 
     rows = pl.read_parquet(manifest)
     assert rows.height == 16 and rows["prompt_id"].n_unique() == 16 and rows["image_sha256"].n_unique() == 16
+
+
+def test_ctrl_c_stops_generate_and_names_the_shards_left_to_run(tmp_path):
+    """SIGINT lands while `emonet generate --missing --per-run 1` works through two shards: the command stops
+    instead of going on with the next run, says which shards finished, and the command it prints does the rest."""
+    import signal
+
+    from emonet_assets.definitions import build_definitions
+    from emonet_assets.profiles import load_profile
+    from emonet_assets_tests.conftest import small_profile_file
+    from emonet_assets_tests.defs.conftest import upstream
+
+    root = tmp_path / "root"
+    manifests = root / "tables" / "generated_images"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "EMONET_ROOT": str(root),
+        "EMONET_PROFILE": str(small_profile_file(tmp_path, total=4, shard_size=2)),
+        "COLUMNS": "200",
+    }
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        upstream(build_definitions(load_profile(env=env)), instance)
+    process = subprocess.Popen(
+        [EMONET, "generate", "--missing", "--per-run", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (manifests / "shard-00000.parquet").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+
+    complete = sorted(p.stem for p in manifests.glob("*.parquet") if pl.read_parquet(p).height == 2)
+    assert complete == ["shard-00000"], output  # it stopped: the next shard never started
+    assert "interrupted: 1 of 2 shards finished (shard-00000)" in output, output
+    command = "emonet generate --per-run 1 shard-00001"
+    assert f"re-run the rest: {command}\n" in output, output
+
+    rerun = subprocess.run([EMONET, *command.split()[1:]], cwd=REPO, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert sorted(p.stem for p in manifests.glob("*.parquet")) == ["shard-00000", "shard-00001"]
+    assert pl.read_parquet(manifests).height == 4

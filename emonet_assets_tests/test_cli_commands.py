@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -14,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from emonet_assets.cli import main
+from emonet_assets_tests.conftest import REPO
 
 SHARDS = ["shard-00000", "shard-00001", "shard-00002"]
 
@@ -314,3 +316,150 @@ def test_an_import_that_accepts_nothing_new_does_not_rebuild_consensus(demo_run,
     assert "no new ratings accepted: consensus is unchanged and was not rebuilt" in result.output
     assert "consensus_labels" not in result.output
     assert sorted((root / "tables" / "consensus_labels").glob("*.parquet"))[0].stat().st_mtime_ns == before
+
+
+def _rejected_only(tmp_path):
+    """A ratings file whose one row names no emotion of the taxonomy: reading it needs the taxonomy, and nothing is
+    accepted, so no consensus is rebuilt and the test stays quick."""
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("image,annotator,emotion,value\nimg_1,expert-1,Not-an-emotion,3\n", encoding="utf-8")
+    return ratings
+
+
+def test_import_annotations_into_an_empty_root_materializes_the_taxonomy_first(tmp_path):
+    root, home = tmp_path / "root", tmp_path / "home"
+    result = invoke(
+        ["import-annotations", "--collection", "outside", str(_rejected_only(tmp_path))],
+        EMONET_ROOT=str(root),
+        DAGSTER_HOME=str(home),
+    )
+    assert result.exit_code == 0, result.output
+    assert "has not been written" not in result.output
+    assert "taxonomy" in result.output and "needed, not yet under the root" in result.output
+    assert "imported" in result.output and "no new ratings accepted" in result.output
+    assert list((root / "tables" / "taxonomy").glob("*.parquet"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # made by a run, so its lineage is recorded
+        assert instance.get_latest_materialization_event(dg.AssetKey("taxonomy")) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["predict", __file__], "no trained emotion model under {root} yet: run `emonet demo`"),
+        (["agreement"], "no agreement under {root} yet: import ratings with `emonet import-annotations FILE`"),
+    ],
+)
+def test_commands_that_cannot_make_what_they_need_say_what_to_run_on_an_empty_root(tmp_path, args, expected):
+    root = tmp_path / "root"
+    result = invoke(args, EMONET_ROOT=str(root))
+    assert result.exit_code == 1
+    assert expected.format(root=root) in result.output, result.output
+
+
+def test_a_deleted_image_names_the_file_and_the_repair_that_brings_it_back(tmp_path, monkeypatch):
+    from emonet_assets.lib.storage import Store
+    from emonet_assets_tests.conftest import small_profile_file
+
+    root = tmp_path / "root"
+    env = {
+        "EMONET_PROFILE": str(small_profile_file(tmp_path, total=8, shard_size=4)),
+        "EMONET_ROOT": str(root),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    first = invoke(["generate", "shard-00000"], **env)
+    assert first.exit_code == 0, first.output
+    lost = Store(str(root)).read_table("generated_images")["image_path"][0]
+    (root / lost).unlink()
+
+    result = invoke(["generate", "shard-00001"], **env)
+    assert result.exit_code == 1
+    repair = "emonet generate --repair shard-00000"
+    assert f"1 image file of shard-00000 listed in the manifest is missing from {root / 'images'}: {lost}" in (
+        result.output
+    )
+    assert result.output.rstrip().endswith(f"Regenerate it with: {repair}"), result.output
+    assert "Traceback" not in result.output and "Stack Trace" not in result.output
+    assert "re-run the shards they name alone" not in result.output
+    assert result.output.count("Error:") == 1
+
+    repaired = invoke(repair.split()[1:], **env)
+    assert repaired.exit_code == 0, repaired.output
+    assert (root / lost).is_file()
+    again = invoke(["generate", "shard-00001"], **env)
+    assert again.exit_code == 0, again.output
+
+
+def _hub_snapshot(cache, repo_id: str):
+    """A model in a Hugging Face cache folder, laid out as `hf download` leaves it: refs/main names a snapshot."""
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    return snapshot
+
+
+def test_gpu_profiles_hint_a_download_that_works_and_find_the_model_in_the_hugging_face_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from emonet_assets.lib.generation import GenerationError, resolve_model
+    from emonet_assets.profiles import load_profile
+    from emonet_assets.resources import ImageGeneratorResource
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert (Path(sys.executable).parent / "hf").exists(), "the hint's command is the venv's hf"
+    models = {"sdxl-turbo": "stabilityai/sdxl-turbo", "flux-schnell": "black-forest-labs/FLUX.1-schnell"}
+
+    listed = invoke(["profiles"])
+    assert listed.exit_code == 0, listed.output
+    assert "huggingface-cli" not in listed.output
+    for name, repo_id in models.items():
+        assert f"weights       {repo_id}, not downloaded yet: hf download {repo_id}\n" in listed.output
+        generation = load_profile(name, env={}).generation
+        with pytest.raises(GenerationError) as missing:
+            resolve_model(ImageGeneratorResource(settings=generation).location())
+        assert f"download it with `hf download {repo_id}`" in str(missing.value)
+        assert "models/" not in str(missing.value)
+
+    snapshot = _hub_snapshot(cache, models["sdxl-turbo"])
+    listed = invoke(["profiles"])
+    assert f"weights       stabilityai/sdxl-turbo, in the Hugging Face cache ({snapshot})\n" in listed.output
+    generator = ImageGeneratorResource(settings=load_profile("sdxl-turbo", env={}).generation)
+    assert resolve_model(generator.location()) == snapshot
+
+
+def test_every_command_finds_the_same_root_and_dagster_instance_from_any_folder(tmp_path, monkeypatch):
+    """Run from another folder with nothing set, the CLI uses the project folder's data/<profile> and .dagster_home
+    (the ones `make` uses), and sets up a new instance with the project's settings (deploy/dagster.local.yaml)."""
+    from emonet_assets.lib import profile_files
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setattr(profile_files, "CHECKOUT", project)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(elsewhere)
+    unset = {"EMONET_ROOT": None, "DAGSTER_HOME": None, "EMONET_CATALOG": None}
+
+    status = invoke(["status"], **unset)
+    assert status.exit_code == 0, status.output
+    assert f"Nothing materialized under {project / 'data' / 'tiny'} yet" in status.output
+
+    ratings = _rejected_only(tmp_path)
+    result = invoke(["import-annotations", "--collection", "outside", str(ratings)], **unset)
+    assert result.exit_code == 0, result.output
+    home = project / ".dagster_home"
+    assert f"new Dagster instance in {home}, with the settings of {profile_files.INSTANCE_SETTINGS}" in result.output
+    assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "dagster.local.yaml").read_text()
+    assert "No dagster instance configuration file" not in result.output and "Telemetry" not in result.output
+    assert list((project / "data" / "tiny" / "tables" / "taxonomy").glob("*.parquet"))
+    assert list(elsewhere.iterdir()) == []
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_latest_materialization_event(dg.AssetKey("taxonomy")) is not None
+
+    again = invoke(["status"], **unset)
+    assert f"Storage root {project / 'data' / 'tiny'}" in again.output

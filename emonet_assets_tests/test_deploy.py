@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import dagster as dg
@@ -119,7 +120,7 @@ def test_compose_file_is_valid_and_every_service_gets_the_instance_settings():
         assert needed <= set(services[name]["environment"]), name
 
 
-def test_dockerfile_copies_what_exists_and_serves_the_workspace_module():
+def test_dockerfile_copies_what_exists_and_serves_the_projects_code_location():
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
     for line in dockerfile.splitlines():
         if line.startswith("COPY "):
@@ -127,7 +128,7 @@ def test_dockerfile_copies_what_exists_and_serves_the_workspace_module():
                 assert (REPO / source).exists(), source
     torch, locked = dockerfile.index("pip install torch==2.13.0"), dockerfile.index("pip install -c constraints.txt")
     assert torch < locked and "torch==2.13.0" in (REPO / "constraints.txt").read_text()
-    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"][0]["python_module"]
-    assert f'"-m", "{workspace["module_name"]}"' in dockerfile
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    assert f'"-m", "{project["root_module"]}.definitions"' in dockerfile
     served = yaml.safe_load((REPO / "deploy" / "workspace.compose.yaml").read_text())["load_from"][0]["grpc_server"]
-    assert served["location_name"] == workspace["location_name"] and f'"-p", "{served["port"]}"' in dockerfile
+    assert served["location_name"] == project["code_location_name"] and f'"-p", "{served["port"]}"' in dockerfile

@@ -16,7 +16,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 
-from emonet_assets.k8s_steps import EXECUTOR_VAR, GPU_STEP_CONFIG_VAR, gpu_step_tags, step_executor
+from emonet_assets.defs.execution.executor import EXECUTOR_VAR, GPU_STEP_CONFIG_VAR, gpu_step_tags, step_executor
 
 REPO = Path(__file__).resolve().parents[1]
 VALUES = REPO / "deploy" / "helm" / "values.yaml"

@@ -17,13 +17,15 @@ def test_profile_is_chosen_by_environment():
     assert load_profile(env={"EMONET_PROFILE": "sdxl-turbo"}).name == "sdxl-turbo"
 
 
-def test_gpu_examples_load_from_local_folders():
+def test_gpu_examples_name_their_models_by_hugging_face_id():
+    """`hf download <id>` puts a model where the profile finds it: the cache, looked up by that id."""
     assert {"tiny", "sdxl-turbo", "flux-schnell"} <= set(available_profiles())
-    for name in ("sdxl-turbo", "flux-schnell"):
+    models = {"sdxl-turbo": "stabilityai/sdxl-turbo", "flux-schnell": "black-forest-labs/FLUX.1-schnell"}
+    for name, repo_id in models.items():
         profile = load_profile(name, env={})
         assert profile.generation.device == "cuda"
         assert profile.generation.dtype == "bfloat16"
-        assert profile.generation.model.startswith("models/")
+        assert profile.generation.model == repo_id
         assert not profile.generation.build_tiny
 
 

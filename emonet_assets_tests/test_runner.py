@@ -5,7 +5,8 @@ import hashlib
 
 from rich.text import Text
 
-from emonet_assets.runner import WARNED, StepReport, describe_alerts, partition_label, partition_runs, step_lines
+from emonet_assets.defs.execution.runs import partition_runs
+from emonet_assets.runner import WARNED, StepReport, describe_alerts, partition_label, step_lines
 
 SHARDS = [f"shard-{i:05d}" for i in range(7)]
 

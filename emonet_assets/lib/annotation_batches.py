@@ -15,16 +15,9 @@ import polars as pl
 from emonet_assets.lib.annotation_formats import AnnotationFileError, parse_annotation_file
 from emonet_assets.lib.annotation_import import BatchResult, ImageIndex, import_batch, validate_collection_name
 from emonet_assets.lib.landing import RATERS, BatchDeclaration, LandingError, find_batch_file, read_declaration
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import Taxonomy
-
-ACCEPTED_TABLE = "annotation_batches"
-REJECTS_TABLE = "annotation_rejects"
-EXTRAS_TABLE = "annotation_extras"
-LOG_TABLE = "annotation_batch_log"
-ANNOTATIONS_TABLE = "annotations"
-EXTERNAL_IMAGES_TABLE = "external_images"
 
 ACCEPTED_SCHEMA = {
     "batch_id": pl.String,
@@ -72,20 +65,19 @@ class LandedBatch:
 
 def platform_images(store: Store) -> ImageIndex:
     """Every generated image, referable by prompt id, sha256, path, and (when declared) release-style id."""
-    names = set(store.table_names())
-    if MANIFEST_TABLE not in names or "prompt_design" not in names:
+    if not (store.has_table(Table.GENERATED_IMAGES) and store.has_table(Table.PROMPT_DESIGN)):
         return ImageIndex(refs={})
-    return ImageIndex.from_tables(store.read_table(MANIFEST_TABLE), store.read_table("prompt_design"))
+    return ImageIndex.from_tables(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN))
 
 
 def earlier_keys(store: Store, batch_id: str) -> pl.DataFrame:
     """Keys other batches already accepted: a rating lands once, whichever file brings it first."""
-    others = [p for p in store.table_partitions(ACCEPTED_TABLE) if p != batch_id]
+    others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
     if not others:
         return pl.DataFrame(
             schema={"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
         )
-    return store.read_table(ACCEPTED_TABLE, others).select("image_id", "annotator", "emotion_id", "batch_id")
+    return store.read_table(Table.ANNOTATION_BATCHES, others).select("image_id", "annotator", "emotion_id", "batch_id")
 
 
 def import_landed_batch(
@@ -116,13 +108,13 @@ def import_landed_batch(
             "collection": declaration_collection(store, landed.path),
             "raters": declaration.raters if declaration else None,
         }
-        store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+        store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
         return LandedBatch(log)
     images, earlier = platform_images(store), earlier_keys(store, batch_id)
     result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
-    store.write_table(ACCEPTED_TABLE, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
-    store.write_table(REJECTS_TABLE, rejects_and_skips(result), batch_id)
-    store.write_table(EXTRAS_TABLE, result.extras, batch_id)
+    store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
+    store.write_table(Table.ANNOTATION_REJECTS, rejects_and_skips(result), batch_id)
+    store.write_table(Table.ANNOTATION_EXTRAS, result.extras, batch_id)
     positional = ["numbers read as prompt positions (positional ids declared)"] if declaration.positional_ids else []
     log |= {
         "format": parsed.format,
@@ -133,7 +125,7 @@ def import_landed_batch(
         "notes": [*parsed.notes, *positional, *result.label_notes()],
         **result.counts,
     }
-    store.write_table(LOG_TABLE, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+    store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
     return LandedBatch(log, result)
 
 
@@ -157,8 +149,11 @@ def rejects_and_skips(result: BatchResult) -> pl.DataFrame:
 
 def batch_log(store: Store) -> pl.DataFrame:
     """Every batch's log row. Rows written before `raters` was recorded read as the declaration's default, expert."""
-    parts = store.table_partitions(LOG_TABLE)
-    frames = [pl.DataFrame(schema=LOG_SCHEMA), *(store.read_table(LOG_TABLE, [part]) for part in parts)]
+    parts = store.table_partitions(Table.ANNOTATION_BATCH_LOG)
+    frames = [
+        pl.DataFrame(schema=LOG_SCHEMA),
+        *(store.read_table(Table.ANNOTATION_BATCH_LOG, [part]) for part in parts),
+    ]
     log = pl.concat(frames, how="diagonal_relaxed").select(list(LOG_SCHEMA))
     return log.with_columns(pl.col("raters").fill_null(BatchDeclaration().raters)).sort("imported_at")
 
@@ -187,7 +182,7 @@ def collect_annotations(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
     if not imported:
         ratings = pl.DataFrame(schema=ACCEPTED_SCHEMA)
     else:
-        ratings = store.read_table(ACCEPTED_TABLE, imported).sort("imported_at", "batch_id", "source_row")
+        ratings = store.read_table(Table.ANNOTATION_BATCHES, imported).sort("imported_at", "batch_id", "source_row")
     ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
     external = (
         ratings.filter(pl.col("collection") != "generated")
@@ -214,8 +209,8 @@ def reconcile_batches(store: Store) -> list[dict]:
                 }
             )
         stored = {
-            "accepted": _rows(store, ACCEPTED_TABLE, batch),
-            "rejected+skipped": _rows(store, REJECTS_TABLE, batch),
+            "accepted": _rows(store, Table.ANNOTATION_BATCHES, batch),
+            "rejected+skipped": _rows(store, Table.ANNOTATION_REJECTS, batch),
         }
         expected = {"accepted": row["accepted"], "rejected+skipped": row["rejected"] + row["skipped"]}
         for what, n in stored.items():

@@ -1,17 +1,20 @@
-"""The DuckDB catalog: views over the Parquet tables, and SQL files from sql/ run by name."""
+"""The DuckDB catalog: glob views over the Parquet tables, and SQL files from sql/ run by name."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
 
 import duckdb
 
+from emonet_assets.lib.package_data import package_path
 from emonet_assets.lib.storage import Store
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = package_path("sql")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+log = logging.getLogger(__name__)
 
 
 def sql_text(name: str) -> str:
@@ -59,20 +62,37 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
         con.register_filesystem(store.fs)
 
 
-def refresh_view(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> None:
-    """Point the view at the table's current partition files (sql/catalog/<table>.sql if present)."""
-    files = [store.url(store.table_path(table, p)) for p in store.table_partitions(table)]
-    if not files:
-        con.execute(f"DROP VIEW IF EXISTS {quote_identifier(table)}")
-        return
-    name = f"catalog/{table}" if (SQL_DIR / "catalog" / f"{table}.sql").exists() else "catalog/table_view"
+def create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> None:
+    """A view over every partition file the table has and will have (a glob, as dbt's sources read), so it never
+    needs refreshing; created once, when the table first has a file (DuckDB checks the glob matches then)."""
     con.execute(
-        render_sql(
-            name,
-            view=quote_identifier(table),
-            files="[" + ", ".join(quote_literal(f) for f in files) + "]",
-        )
+        render_sql("catalog/table_view", view=quote_identifier(table), files=quote_literal(store.table_glob(table)))
     )
+
+
+def add_view(database: str, store: Store, table: str, timeout_s: float = 30.0) -> bool:
+    """Create the table's view, unless another process holds the catalog longer than `timeout_s` (a dbt build):
+    then the view is left to `add_missing_views`, which that build's step runs next time. True when created."""
+    try:
+        con = connect(database, store, timeout_s=timeout_s)
+    except duckdb.IOException as exc:
+        log.warning("catalog %s busy, view %s not created yet: %s", database, table, exc)
+        return False
+    try:
+        create_view(con, store, table)
+    finally:
+        con.close()
+    return True
+
+
+def add_missing_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
+    """A view for each written table that has none yet; returns the tables given one."""
+    existing = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    existing |= {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    added = [table for table in store.table_names() if table not in existing]
+    for table in added:
+        create_view(con, store, table)
+    return added
 
 
 def run_check_sql(name: str, **relations) -> list[dict]:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 import jinja2
@@ -22,9 +21,10 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from emonet_assets.lib.fairness_report import render_markdown
 from emonet_assets.lib.landing import describe_rating_sources
 from emonet_assets.lib.lineage import DATA_VERSION_MEANS, data_version
+from emonet_assets.lib.package_data import package_path
 from emonet_assets.lib.release import FEATURES, FIELD_DESCRIPTIONS, SPLITS
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "data" / "templates"
+TEMPLATES = package_path("data", "templates")
 CARD_TEMPLATE = TEMPLATES / "dataset_card.md"
 DATASHEET = TEMPLATES / "datasheet.yaml"
 CROISSANT_CONTEXT = TEMPLATES / "croissant_context.json"

@@ -23,7 +23,6 @@ import numpy as np
 import polars as pl
 
 from emonet_assets.lib.landing import BatchDeclaration, land_file
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.simulated_panel import (
     PanelSpec,
     ground_truth,
@@ -34,6 +33,7 @@ from emonet_assets.lib.simulated_panel import (
     write_long_csv,
 )
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import Taxonomy
 
 if TYPE_CHECKING:  # torch loads with it
@@ -69,7 +69,7 @@ def land_demo_panel(
     name -> landed path."""
     spec = spec or PanelSpec()
     emotions = [e.name for e in taxonomy.emotions]
-    images = store.read_table(MANIFEST_TABLE).sort("position")
+    images = store.read_table(Table.GENERATED_IMAGES).sort("position")
     truth = perceived_images(store, images, embedder, spec, emotions)
     images = images.filter(pl.col("image_sha256").is_in(truth["image_sha256"].unique().implode())).with_columns(
         release_id=pl.col("position").cast(pl.String).str.zfill(5)

@@ -17,12 +17,13 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from emonet_assets.lib.package_data import package_path
 from emonet_assets.lib.taxonomy import Taxonomy, _read_yaml, normalize_label
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 SET_SCHEMA = {"path": pl.String, "label": pl.String, "source_row": pl.Int64}
 DEFAULT_FALLBACK_BELOW = 1.0
-BASIC8_MAPPING_PATH = Path(__file__).resolve().parent.parent / "data" / "mappings" / "basic8.yaml"
+BASIC8_MAPPING_PATH = package_path("data", "mappings", "basic8.yaml")
 _LISTED = 50
 
 

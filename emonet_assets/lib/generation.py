@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from emonet_assets.lib.profile_files import HUB_ID, cached_snapshot
+
 if TYPE_CHECKING:  # diffusers and transformers load in seconds: import them where a pipeline is built or run
     from diffusers import StableDiffusionPipeline
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -33,7 +35,6 @@ FINGERPRINT_LENGTH = 16
 # Keys that record which library version saved a config, not what the model is.
 _SAVER_KEYS = {"_diffusers_version", "transformers_version"}
 _SKIPPED_SUFFIXES = {".md", ".png", ".jpg", ".jpeg", ".gif", ".webp"}
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Test-only: set to N, every generated image gets ±N grey levels of noise seeded by its own seed. The whole suite
 # run with it shows which results depend on exact pixels, as they would on another processor or GPU.
 PIXEL_NOISE_VARIABLE = "EMONET_TEST_PIXEL_NOISE"
@@ -164,21 +165,18 @@ def byte_level_tokenizer() -> CLIPTokenizer:
 def resolve_model(model: str | Path) -> Path:
     """The folder holding a model: a local folder as given, or a Hugging Face id's snapshot in the local cache."""
     from huggingface_hub import constants as hf_constants
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     name = str(model)
-    if _REPO_ID.match(name):
-        try:
-            return Path(snapshot_download(name, local_files_only=True))
-        except (LocalEntryNotFoundError, HFValidationError):
-            pass
+    if HUB_ID.match(name):
+        cached = cached_snapshot(name)
+        if cached is not None:
+            return cached
         raise GenerationError(
-            f"model {name!r}: no folder at {path.absolute()} and not in the local Hugging Face cache "
-            f"({hf_constants.HF_HUB_CACHE}); download it with `hf download {name}`, or with "
+            f"model {name!r} is not in the local Hugging Face cache ({hf_constants.HF_HUB_CACHE}) and no "
+            f"folder {path} exists; download it with `hf download {name}`, or with "
             f"`hf download {name} --local-dir <folder>` and set the model to that folder"
         )
     raise GenerationError(

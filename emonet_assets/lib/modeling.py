@@ -25,7 +25,9 @@ from emonet_assets.lib.emotion_model import (
 )
 from emonet_assets.lib.evaluation import beside_human, evaluate, random_baseline, rollup_metrics
 from emonet_assets.lib.external_sets import check_mapping, read_class_mapping, read_external_set, score_external
+from emonet_assets.lib.profile_files import model_location
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import Taxonomy
 
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
@@ -121,7 +123,9 @@ def open_model(directory: Path, taxonomy_version: str) -> tuple[TrainedModel, Em
     backbone = metadata.get("backbone") or {}
     if not backbone.get("kind") or not backbone.get("source"):
         raise ValueError(f"model at {directory} does not record its backbone (metadata.backbone.kind/source)")
-    embedder = Embedder.load(BackboneSpec(kind=backbone["kind"], source=backbone["source"], device="cpu"))
+    # A relative source is a profile's folder, under the project folder whatever the working directory.
+    source = model_location(backbone["source"])
+    embedder = Embedder.load(BackboneSpec(kind=backbone["kind"], source=source, device="cpu"))
     model = load_model(directory, taxonomy_version, embedder.fingerprint)
     return model, embedder
 
@@ -150,9 +154,12 @@ def predict_files(paths: list[Path], model_dir: Path, taxonomy_version: str) -> 
 
 def latest_model_dir(store: Store, scratch: Path | None = None) -> Path:
     """The newest trained model of this storage root, as a local folder."""
-    if "emotion_model" not in store.table_names():
-        raise FileNotFoundError(f"no trained model under {store.url('')}: materialize emotion_model first")
-    row = store.read_table("emotion_model").sort("trained_at").row(-1, named=True)
+    if not store.has_table(Table.EMOTION_MODEL):
+        raise FileNotFoundError(
+            f"no trained emotion model under {store.root} yet: run `emonet demo` (it trains one on the tiny "
+            "profile), or name a saved model folder with --model"
+        )
+    row = store.read_table(Table.EMOTION_MODEL).sort("trained_at").row(-1, named=True)
     if store.is_local:
         return Path(store.url(row["path"]))
     scratch = scratch or Path(tempfile.mkdtemp(prefix="emonet-model-"))

@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 import polars as pl
 
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ class LocalChannel:
 
     name = "local"
 
-    def __init__(self, store: Store, table: str = "alerts"):
+    def __init__(self, store: Store, table: Table = Table.ALERTS):
         self.store = store
         self.table = table
 

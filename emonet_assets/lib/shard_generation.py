@@ -6,8 +6,10 @@ exactly the finished ones; the next run generates only the rest, so it ends wher
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
+import posixpath
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,8 +19,8 @@ import polars as pl
 from PIL import Image
 
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 
-MANIFEST_TABLE = "generated_images"
 MANIFEST_SCHEMA = {
     "prompt_id": pl.String,
     "shard": pl.String,
@@ -81,9 +83,41 @@ def empty_manifest() -> pl.DataFrame:
 
 
 def read_manifest(store: Store, shard: str) -> pl.DataFrame:
-    if shard not in store.table_partitions(MANIFEST_TABLE):
+    if shard not in store.table_partitions(Table.GENERATED_IMAGES):
         return empty_manifest()
-    return store.read_table(MANIFEST_TABLE, [shard])
+    return store.read_table(Table.GENERATED_IMAGES, [shard])
+
+
+def missing_images(store: Store, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Manifest rows (shard, image_path) whose image file is not stored: one listing of the images folder."""
+    stored = store.image_paths()
+    rows = manifest.select("shard", "image_path").unique()
+    return rows.filter(~pl.col("image_path").is_in(list(stored))).sort("shard", "image_path")
+
+
+# What fixes each problem of sql/checks/generation_manifest.sql (and a missing file), as the command to run.
+_FIXES = {
+    "image file missing": "`emonet generate --repair {shards}` regenerates them",
+    "prompt without an image": "`emonet generate {shards}` generates the rest (a run stopped part-way)",
+}
+
+
+def describe_manifest_problems(problems: list[dict], examples: int = 3) -> str:
+    """One clause per kind of problem: how many, in which shards, a few of the files or prompts, and the command
+    that fixes it where there is one, so that neither the UI nor `emonet generate` leaves a reader guessing."""
+    by_kind: dict[str, list[dict]] = {}
+    for problem in problems:
+        by_kind.setdefault(problem["problem"], []).append(problem)
+    clauses = []
+    for kind, rows in by_kind.items():
+        shards = sorted({str(r["shard"]) for r in rows if r.get("shard")})
+        named = [str(r.get("image_path") or r.get("prompt_id")) for r in rows[:examples]]
+        more = f" and {len(rows) - examples} more" if len(rows) > examples else ""
+        clause = f"{len(rows)} × {kind} in {', '.join(shards)} ({', '.join(named)}{more})"
+        if kind in _FIXES and shards:
+            clause += ": " + _FIXES[kind].format(shards=" ".join(shards))
+        clauses.append(clause)
+    return "; ".join(clauses)
 
 
 def drop_damaged(store: Store, manifest: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -107,6 +141,8 @@ def generate_shard(
 ) -> ShardResult:
     from emonet_assets.lib.generation import encode_png, generate, generate_with_backoff, token_overflow  # torch
 
+    # The manifest is the shard's checkpoint: without it, images would be written that nothing records.
+    store.ensure_writable(posixpath.dirname(store.table_path(Table.GENERATED_IMAGES, shard)))
     manifest = read_manifest(store, shard)
     repaired = 0
     if repair:
@@ -128,7 +164,7 @@ def generate_shard(
             rows.append(_manifest_row(prompt, shard, sha, path, run, dropped, per_image))
             if len(samples) < sample_size:
                 samples.append(png)
-        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
+        store.write_table(Table.GENERATED_IMAGES, _frame(rows), partition=shard)
         generated += len(batch)
 
     pending: list[Future] = []
@@ -168,7 +204,8 @@ def generate_shard(
         # The tokenizer is not thread-safe, so truncation is measured here rather than in the writer.
         dropped_tokens = [token_overflow(pipe, p["prompt"]) for p in batch]
         settle()
-        pending.append(writer.submit(persist, batch, images, dropped_tokens, per_image))
+        # In a copy of this context, so the write still belongs to the step that asked for it (its observers see it).
+        pending.append(writer.submit(contextvars.copy_context().run, persist, batch, images, dropped_tokens, per_image))
         return batch
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as writer:
@@ -177,7 +214,7 @@ def generate_shard(
         finally:
             settle()
     if todo.is_empty() and repaired:
-        store.write_table(MANIFEST_TABLE, _frame(rows), partition=shard)
+        store.write_table(Table.GENERATED_IMAGES, _frame(rows), partition=shard)
     return ShardResult(
         generated=generated,
         skipped=prompts.height - todo.height,

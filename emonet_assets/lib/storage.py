@@ -3,6 +3,9 @@
 Layout under the root:
     images/<sha[:2]>/<sha[2:4]>/<sha>.<ext>    written once, never overwritten
     tables/<asset>/<partition>.parquet          one file per partition ("all" when unpartitioned)
+
+Every table read, listing and write is reported to the observer of the current context, if any (`observe_tables`):
+that is how the lineage test sees which tables each Dagster step touches.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import io
 import os
 import posixpath
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,6 +36,26 @@ FILE_ASSETS = {
 }
 """The assets that write files rather than a table, each with the folder under the root it writes."""
 
+READ, WRITE = "read", "write"
+_observer: ContextVar[Callable[[str, str], None] | None] = ContextVar("table_observer", default=None)
+
+
+@contextmanager
+def observe_tables(observer: Callable[[str, str], None]) -> Iterator[None]:
+    """Call `observer(READ or WRITE, table)` on every table access through any Store in this context (and in
+    threads run in a copy of it)."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
+def _observe(kind: str, table: str) -> None:
+    observer = _observer.get()
+    if observer is not None:
+        observer(kind, str(table))
+
 
 class StorageError(RuntimeError):
     """The storage root cannot be used; the message names the root or file."""
@@ -47,7 +73,11 @@ class TableInfo:
 class Store:
     """One storage root; local folders and object stores behave the same through fsspec."""
 
-    def __init__(self, root: str, storage_options: dict | None = None):
+    def __init__(
+        self, root: str, storage_options: dict | None = None, on_new_table: Callable[[Store, str], None] | None = None
+    ):
+        """`on_new_table(store, table)` runs after a table's first file is written (the catalog creates its view)."""
+        self.on_new_table = on_new_table
         self.root = root.rstrip("/") if "://" in root else os.path.abspath(os.path.expanduser(root))
         self.storage_options = dict(storage_options or {})
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **self.storage_options)
@@ -68,14 +98,18 @@ class Store:
         """A store rooted at a folder under this one, reached with the same options."""
         return Store(self.url(rel), self.storage_options)
 
-    def ensure_writable(self) -> None:
-        probe = f".write-probe-{uuid.uuid4().hex}"
+    def ensure_writable(self, folder: str = "") -> None:
+        """Write and remove a probe file in `folder` of the root, so work that would end in writing there fails
+        before it starts."""
+        probe = posixpath.join(folder, f".write-probe-{uuid.uuid4().hex}")
         try:
             self.write_bytes(probe, b"ok")
             self.fs.rm(self._abs(probe))
         except Exception as exc:
             if isinstance(exc, StorageError) and isinstance(exc.__cause__, Exception):
                 exc = exc.__cause__
+            if folder:
+                raise StorageError(f"cannot write in {self.url(folder)}: {exc}") from exc
             raise StorageError(f"storage root {self.root} cannot be written: {exc}") from exc
 
     def exists(self, rel: str) -> bool:
@@ -161,10 +195,14 @@ class Store:
         return f"tables/{name}/{partition}.parquet"
 
     def write_table(self, name: str, frame: pl.DataFrame, partition: str = UNPARTITIONED) -> str:
+        _observe(WRITE, name)
+        first = self.on_new_table is not None and not self._partition_files(name)
         buffer = io.BytesIO()
         frame.write_parquet(buffer, compression="zstd", statistics=True)
         rel = self.table_path(name, partition)
         self.write_bytes(rel, buffer.getvalue())
+        if first:
+            self.on_new_table(self, name)
         return rel
 
     def _listable(self, folder: str) -> str:
@@ -174,6 +212,19 @@ class Store:
         return folder
 
     def table_partitions(self, name: str) -> list[str]:
+        _observe(READ, name)
+        return self._partition_files(name)
+
+    def has_table(self, name: str) -> bool:
+        """Whether any partition of the table has been written."""
+        return bool(self.table_partitions(name))
+
+    def table_glob(self, name: str) -> str:
+        """Every partition file of the table, now and later, as one glob URL: what its catalog view reads (dbt's
+        sources read the same glob)."""
+        return self.url(f"tables/{name}/*.parquet")
+
+    def _partition_files(self, name: str) -> list[str]:
         folder = self._listable(self._abs(f"tables/{name}"))
         if not self.fs.exists(folder):
             return []
@@ -183,28 +234,31 @@ class Store:
     def read_table(self, name: str, partitions: list[str] | None = None) -> pl.DataFrame:
         import polars as pl  # here, not at import: `emonet status` reads no table and starts quicker without it
 
-        parts = self.table_partitions(name) if partitions is None else partitions
+        _observe(READ, name)
+        parts = self._partition_files(name) if partitions is None else partitions
         if not parts:
-            raise StorageError(f"table {name!r} has not been written under {self.root}")
+            raise StorageError(f"table {str(name)!r} has not been written under {self.root}")
         frames = []
         for part in parts:
             rel = self.table_path(name, part)
             try:
                 frames.append(pl.read_parquet(io.BytesIO(self.read_bytes(rel))))
             except FileNotFoundError as exc:
-                raise StorageError(f"table {name!r} has no partition {part!r} under {self.root}") from exc
+                raise StorageError(f"table {str(name)!r} has no partition {part!r} under {self.root}") from exc
         return pl.concat(frames, how="vertical_relaxed")
 
     def table_names(self) -> list[str]:
+        """The tables with at least one partition file written."""
         folder = self._listable(self._abs("tables"))
         if not self.fs.exists(folder):
             return []
-        return sorted(posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
+        names = (posixpath.basename(p) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
+        return sorted(name for name in names if self._partition_files(name))
 
     def table_info(self, name: str) -> TableInfo:
         rows = size = 0
         modified = None
-        parts = self.table_partitions(name)
+        parts = self._partition_files(name)
         for part in parts:
             path = self._abs(self.table_path(name, part))
             with self.fs.open(path, "rb") as fh:

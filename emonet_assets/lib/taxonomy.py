@@ -12,7 +12,11 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-DEFAULT_TAXONOMY_PATH = Path(__file__).resolve().parent.parent / "data" / "taxonomy.yaml"
+from emonet_assets.lib.package_data import package_path
+from emonet_assets.lib.profile_files import project_path
+
+DEFAULT_TAXONOMY_PATH = package_path("data", "taxonomy.yaml")
+SHIPPED_ROLLUPS = package_path("data", "rollups")
 BUILTIN_ROLLUPS = ("group", "valence")
 
 
@@ -204,6 +208,18 @@ def builtin_rollups(taxonomy: Taxonomy) -> pl.DataFrame:
         rows.append(("group", group.name, e.name, e.id, "taxonomy"))
         rows.append(("valence", group.valence, e.name, e.id, "taxonomy"))
     return pl.DataFrame(rows, schema=ROLLUP_SCHEMA, orient="row")
+
+
+def rollup_path(entry: str) -> Path:
+    """A profile's rollup entry as a file: one ending in .yaml is the user's (relative to the project folder, or
+    absolute), any other names a rollup shipped in the package (data/rollups/), as profiles themselves are named."""
+    if entry.endswith((".yaml", ".yml")):
+        return Path(project_path(entry))
+    shipped = SHIPPED_ROLLUPS / f"{entry}.yaml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in SHIPPED_ROLLUPS.glob("*.yaml")))
+        raise TaxonomyError(f"no shipped rollup {entry!r} (shipped: {names}); a rollup file's name ends in .yaml")
+    return shipped
 
 
 def load_rollup_file(path: str | Path, taxonomy: Taxonomy) -> pl.DataFrame:

@@ -33,7 +33,8 @@ class StorageSettings(_Section):
 class TaxonomySettings(_Section):
     rollups: list[str] = Field(
         default_factory=list,
-        description="User rollup mapping files (YAML), relative to the repository or absolute.",
+        description="Rollups: a shipped one by name (operational), or a mapping file ending in .yaml, relative to "
+        "the project folder or absolute.",
     )
 
 

@@ -1,5 +1,3 @@
-from collections.abc import Iterable
-
 import dagster as dg
 
 from emonet_assets.lib import catalog
@@ -7,15 +5,15 @@ from emonet_assets.lib.storage import Store
 
 
 class CatalogResource(dg.ConfigurableResource):
-    """The DuckDB catalog file. Writers run in the `catalog` pool (limit 1); readers open it read-only."""
+    """The DuckDB catalog file. Only the dbt build writes it regularly (the `catalog` pool, limit 1); a table's view
+    is added once, when its first file is written (StorageResource); readers open it read-only."""
 
     database: str
 
-    def refresh(self, store: Store, tables: Iterable[str]) -> None:
+    def add_missing_views(self, store: Store) -> list[str]:
         con = catalog.connect(self.database, store)
         try:
-            for table in tables:
-                catalog.refresh_view(con, store, table)
+            return catalog.add_missing_views(con, store)
         finally:
             con.close()
 

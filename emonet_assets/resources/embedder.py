@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import PrivateAttr
 
+from emonet_assets.lib.profile_files import model_location
 from emonet_assets.profiles import EmbeddingSettings
 
 if TYPE_CHECKING:  # torch loads with it: only steps that embed pay for it
@@ -23,13 +24,14 @@ class EmbedderResource(dg.ConfigurableResource):
         from emonet_assets.lib.embedding import BackboneSpec
 
         s = self.settings
-        return BackboneSpec(kind=s.kind, source=s.source, batch_size=s.batch_size, device=s.device, dtype=s.dtype)
+        source = model_location(s.source, build=s.build_tiny)
+        return BackboneSpec(kind=s.kind, source=source, batch_size=s.batch_size, device=s.device, dtype=s.dtype)
 
     def embedder(self) -> Embedder:
         from emonet_assets.lib.embedding import Embedder, build_tiny_backbone
 
         if self._embedder is None:
             if self.settings.build_tiny:
-                build_tiny_backbone(Path(self.settings.source))
+                build_tiny_backbone(Path(model_location(self.settings.source, build=True)))
             self._embedder = Embedder.load(self.spec())
         return self._embedder

@@ -3,6 +3,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from emonet_assets.lib.profile_files import model_location
 from emonet_assets.lib.shard_generation import RunSettings
 from emonet_assets.profiles import GenerationSettings
 
@@ -23,17 +24,21 @@ class ImageGeneratorResource(dg.ConfigurableResource):
             quiet_libraries()
             s = self.settings
             if s.build_tiny:
-                build_tiny_pipeline(Path(s.model))
+                build_tiny_pipeline(Path(self.location()))
             self._pipe = load_pipeline(
-                s.model, device=s.device, dtype=s.dtype, scheduler=s.scheduler, compile=s.compile
+                self.location(), device=s.device, dtype=s.dtype, scheduler=s.scheduler, compile=s.compile
             )
         return self._pipe
+
+    def location(self) -> str:
+        """The model folder under the project folder, or the Hugging Face id; `settings.model` is recorded."""
+        return model_location(self.settings.model, build=self.settings.build_tiny)
 
     def fingerprint(self) -> str:
         from emonet_assets.lib.generation import model_fingerprint
 
         if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.settings.model)
+            self._fingerprint = model_fingerprint(self.location())
         return self._fingerprint
 
     def run_settings(self) -> RunSettings:

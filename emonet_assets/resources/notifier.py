@@ -1,6 +1,8 @@
 import dagster as dg
 
 from emonet_assets.lib.notify import Alert, Delivery, notifier_from_settings
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import table_metadata
 from emonet_assets.profiles import AlertSettings
 from emonet_assets.resources.storage import StorageResource
 
@@ -16,3 +18,8 @@ class NotifierResource(dg.ConfigurableResource):
 
     def send(self, alert: Alert) -> list[Delivery]:
         return notifier_from_settings(self.settings.model_dump(), self.storage.store()).send(alert)
+
+    def alerts_metadata(self) -> dict:
+        """The alerts table as its materialization shows it: what the sensors report after each write."""
+        store = self.storage.store()
+        return table_metadata(store.read_table(Table.ALERTS), store.url(store.table_path(Table.ALERTS)))

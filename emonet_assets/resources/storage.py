@@ -1,7 +1,13 @@
-import dagster as dg
-from pydantic import PrivateAttr
+from collections.abc import Sequence
 
-from emonet_assets.lib.storage import Store
+import dagster as dg
+import polars as pl
+from pydantic import Field, PrivateAttr
+
+from emonet_assets.lib.catalog import add_view
+from emonet_assets.lib.storage import UNPARTITIONED, Store
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import table_metadata
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -9,6 +15,9 @@ class StorageResource(dg.ConfigurableResource):
 
     root: str
     endpoint_url: str | None = None
+    catalog: str | None = Field(
+        default=None, description="The DuckDB catalog in which a table's first file also creates the table's view."
+    )
 
     _store: Store | None = PrivateAttr(default=None)
 
@@ -18,5 +27,23 @@ class StorageResource(dg.ConfigurableResource):
     def store(self) -> Store:
         if self._store is None:
             options = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
-            self._store = Store(self.root, options)
+            self._store = Store(self.root, options, on_new_table=self._add_view if self.catalog else None)
         return self._store
+
+    def _add_view(self, store: Store, table: str) -> None:
+        add_view(self.catalog, store, table)
+
+    def write_table(
+        self,
+        table: Table,
+        frame: pl.DataFrame,
+        partition: str = UNPARTITIONED,
+        preview_drop: Sequence[str] = (),
+        preview_rows: int = 10,
+    ) -> dict:
+        """The one way an asset writes a table: atomically, one Parquet file per partition. Returns the metadata its
+        materialization carries: row count, column schema with the lineage keys described, path and a preview
+        of `preview_rows` rows (without the `preview_drop` columns, too long to show)."""
+        store = self.store()
+        path = store.write_table(table, frame, partition)
+        return table_metadata(frame, store.url(path), preview_rows, preview_drop)

@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 from dagster import DagsterEventType
 
-from emonet_assets import alert_sensors
 from emonet_assets.definitions import build_definitions
+from emonet_assets.defs.alerts import sensors as alert_sensors
 from emonet_assets.lib.storage import Store
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile
@@ -154,7 +154,8 @@ def test_failed_run_alerts_webhook_and_email_with_the_error_and_run_link(root, i
     [payload] = _payloads(webhook_server)
     alert = payload["alert"]
     assert alert["kind"] == "run_failure" and alert["severity"] == "ERROR"
-    assert alert["asset"] == "fairness_report" and alert["title"] == "Run failed: fairness_report"
+    fairness = sorted(k.to_user_string() for k in defs.resolve_assets_def("fairness_report").keys)
+    assert alert["asset"] == ", ".join(fairness) and alert["title"] == "Run failed: fairness_report"
     assert "table 'model_test_predictions' has not been written" in alert["message"]
     assert alert["run_url"] == f"{UI}/runs/{report.run_id}"
     assert alert["metadata"]["failed_steps"] == "fairness_report"

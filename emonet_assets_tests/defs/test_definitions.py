@@ -53,28 +53,53 @@ def test_every_asset_is_described_and_grouped(tmp_path):
             "model",
             "fairness",
             "release",
+            "alerts",
         }, key
 
 
-def validate_workspace(tmp_path, **env) -> subprocess.CompletedProcess:
+def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, monkeypatch):
+    """Nothing is listed by hand in definitions.py: the glue under defs/ (alerts, automation, execution) loads with
+    the assets, and the executor follows EMONET_EXECUTOR."""
+    from dagster_k8s import k8s_job_executor
+
+    defs = build_definitions(tiny_profile(tmp_path))
+    assert sorted(sensor.name for sensor in defs.sensors) == [
+        "annotation_landing_sensor",
+        "check_failure_alert_sensor",
+        "default_automation_condition_sensor",
+        "run_failure_alert_sensor",
+    ]
+    assert sorted(schedule.name for schedule in defs.schedules) == [
+        "nightly_generation_schedule",
+        "weekly_refresh_schedule",
+    ]
+    assert defs.executor is None
+    monkeypatch.setenv("EMONET_EXECUTOR", "k8s")
+    assert build_definitions(tiny_profile(tmp_path)).executor is k8s_job_executor
+
+
+def check_defs(tmp_path, **env) -> subprocess.CompletedProcess:
+    """`dg check defs` in the repository, as `make validate` runs it (the venv activated)."""
+    venv = Path(sys.prefix)
+    activated = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        [venv / "bin" / "dg", "check", "defs"],
         cwd=REPO,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path), **env},
+        env={**os.environ, **activated, "DAGSTER_HOME": str(tmp_path), **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
 
 
-def test_dagster_validates_the_workspace(tmp_path):
-    result = validate_workspace(tmp_path, EMONET_ROOT=str(tmp_path / "root"))
+def test_dg_checks_the_project_definitions(tmp_path):
+    result = check_defs(tmp_path, EMONET_ROOT=str(tmp_path / "root"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "All code locations passed validation" in result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
 def test_unknown_profile_fails_the_code_location_with_the_valid_names(tmp_path):
-    result = validate_workspace(tmp_path, EMONET_PROFILE="nope")
+    result = check_defs(tmp_path, EMONET_PROFILE="nope")
     assert result.returncode != 0
     assert "unknown profile 'nope'" in result.stdout + result.stderr
     assert "sdxl-turbo" in result.stdout + result.stderr

@@ -205,3 +205,21 @@ def test_backfill_of_a_shard_range_from_the_cli(tmp_path):
     assert materialized == {"shard-00001", "shard-00002", "shard-00003"}
     bad = subprocess.run([EMONET, "generate", "shard-00042"], cwd=REPO, env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown shard 'shard-00042'" in bad.stderr
+
+
+def test_dg_launch_materializes_one_shard(tmp_path):
+    """The README's `dg launch` command, from the repository with the venv activated: the shard's images and
+    partition recorded, no other shard's."""
+    home, root = tmp_path / "home", tmp_path / "root"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        upstream(build_definitions(tiny_profile(root)), instance)
+    venv = Path(sys.prefix)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "EMONET_ROOT": str(root), "VIRTUAL_ENV": str(venv)}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    command = ["dg", "launch", "--assets", "generated_images", "--partition", "shard-00002"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Store(str(root)).table_partitions("generated_images") == ["shard-00002"]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_materialized_partitions(GENERATED) == {"shard-00002"}

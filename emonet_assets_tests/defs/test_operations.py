@@ -7,8 +7,9 @@ import dagster as dg
 import pytest
 
 from emonet_assets.definitions import build_definitions
+from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG
 from emonet_assets.lib.storage import Store
-from emonet_assets.runner import RANGE_END_TAG, RANGE_START_TAG, materialize_step
+from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 
 pytestmark = pytest.mark.slow
@@ -96,11 +97,13 @@ def test_a_new_annotation_batch_refreshes_annotations_and_consensus_but_not_the_
     nothing, result = requested(None)
     assert nothing == set()
     instance.add_dynamic_partitions("annotation_batches", ["batch-b"])
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="annotation_batches", partition="batch-b"))
+    for key in graph.get(dg.AssetKey("annotation_batches")).assets_def.keys:  # the batch's tables, written together
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition="batch-b"))
     refreshed, result = requested(result.cursor)
 
     consensus = {k.to_user_string() for k in graph.asset_keys_for_group("consensus")}
-    assert refreshed == {"annotations"} | consensus - {"stg_taxonomy"}, "stg_taxonomy reads only the taxonomy"
+    collected = {"annotations", "external_images"}
+    assert refreshed == collected | consensus - {"stg_taxonomy"}, "stg_taxonomy reads only the taxonomy"
     assert not refreshed & {"splits", "image_embeddings", "emotion_model", "fairness_report"}
     again, _ = requested(result.cursor)
     assert again == set()

@@ -22,8 +22,8 @@ from PIL import Image
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.release import CARD, CROISSANT, MANIFEST, latest_release
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.browser import view
 from emonet_assets_tests.defs.conftest import tiny_profile
@@ -183,10 +183,10 @@ def test_a_tampered_release_fails_the_manifest_check_naming_the_file(root_copy):
 def test_a_non_commercial_model_fails_the_license_check_naming_it_and_latest_stays_put(root_copy):
     before = release_folder(root_copy).name
     store = Store(str(root_copy))
-    for shard in store.table_partitions(MANIFEST_TABLE):
-        table = store.read_table(MANIFEST_TABLE, [shard])
+    for shard in store.table_partitions(Table.GENERATED_IMAGES):
+        table = store.read_table(Table.GENERATED_IMAGES, [shard])
         store.write_table(
-            MANIFEST_TABLE,
+            Table.GENERATED_IMAGES,
             table.with_columns(license=pl.lit("sai-nc-community"), model=pl.lit("models/sdxl-turbo")),
             shard,
         )

@@ -1,5 +1,5 @@
-"""The UI as its users reach it: `dagster dev` serving the GraphQL API the UI uses, with its daemon running
-backfills and sensors."""
+"""The UI as its users reach it: `dg dev` (what `make dev` runs) serving the GraphQL API the UI uses, with its
+daemon running backfills and sensors."""
 
 import contextlib
 import json
@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from emonet_assets.definitions import build_definitions
+from emonet_assets.lib.tables import FAIRNESS_TABLES
 from emonet_assets_tests.browser import browser_page
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 from emonet_assets_tests.local_servers import WebhookServer, free_port, serving
@@ -27,8 +28,10 @@ from emonet_assets_tests.local_servers import WebhookServer, free_port, serving
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-DAGSTER = Path(sys.executable).parent / "dagster"
+VENV = Path(sys.prefix)
 GENERATED = dg.AssetKey("generated_images")
+# The fairness report and its tables: one step writes them all, so a run selects them together.
+FAIRNESS_NODE = sorted(["fairness_report", *(table.value for table in FAIRNESS_TABLES.values())])
 SHARDS = ["shard-00001", "shard-00002", "shard-00003"]
 SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
 ENDED_BADLY = {"FAILED", "FAILING", "CANCELED", "CANCELING", "COMPLETED_FAILED"}
@@ -101,7 +104,7 @@ def wait_for(condition, seconds: float, what: str, log: Path, server: subprocess
     """Poll `condition` until it returns something truthy; fail with the server log on timeout or exit."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert server.poll() is None, f"dagster dev exited ({server.returncode}) waiting for {what}:\n{log_tail(log)}"
+        assert server.poll() is None, f"dg dev exited ({server.returncode}) waiting for {what}:\n{log_tail(log)}"
         try:
             if result := condition():
                 return result
@@ -112,11 +115,13 @@ def wait_for(condition, seconds: float, what: str, log: Path, server: subprocess
 
 
 def start_dagster_dev(port: int, env: dict, log: Path) -> subprocess.Popen:
+    """`dg dev` in the repository with the venv activated, as `make dev` runs it."""
+    activated = {"VIRTUAL_ENV": str(VENV), "PATH": f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"}
     with log.open("wb") as out:
         return subprocess.Popen(
-            [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [VENV / "bin" / "dg", "dev", "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO,
-            env=env,
+            env={**env, **activated},
             start_new_session=True,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -156,7 +161,7 @@ class DagsterDev:
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
-    """One `dagster dev` for the module, on a root with everything before generation materialized and alerts
+    """One `dg dev` for the module, on a root with everything before generation materialized and alerts
     going to a webhook server on 127.0.0.1 through the secret's environment variable."""
     tmp = tmp_path_factory.mktemp("ui")
     home, root, log = tmp / "home", tmp / "root", tmp / "dagster-dev.log"
@@ -229,7 +234,7 @@ def test_a_run_failing_in_the_ui_is_alerted_by_the_daemon(dagster_dev):
         "repositoryLocationName": "emonet_face",
         "repositoryName": "__repository__",
         "jobName": "__ASSET_JOB",
-        "assetSelection": [{"path": ["fairness_report"]}],
+        "assetSelection": [{"path": [name]} for name in FAIRNESS_NODE],
         "assetCheckSelection": [],
     }
     launched = graphql(url, LAUNCH_RUN, {"executionParams": {"selector": selector}})["launchRun"]
@@ -238,7 +243,7 @@ def test_a_run_failing_in_the_ui_is_alerted_by_the_daemon(dagster_dev):
 
     [alert] = wait_for(lambda: _run_failure_alerts(dagster_dev.webhook), 240, "the run failure alert", log, server)
     assert alert["run_id"] == run_id and alert["run_url"].endswith(f"/runs/{run_id}")
-    assert alert["asset"] == "fairness_report" and alert["severity"] == "ERROR"
+    assert alert["asset"] == ", ".join(FAIRNESS_NODE) and alert["severity"] == "ERROR"
     assert "table 'model_test_predictions' has not been written" in alert["message"]
 
 

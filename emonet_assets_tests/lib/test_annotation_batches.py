@@ -1,7 +1,6 @@
 """Who rated a batch: declared with the file, recorded in the batch log, carried by every rating."""
 
 from emonet_assets.lib.annotation_batches import (
-    LOG_TABLE,
     batch_log,
     collect_annotations,
     import_landed_batch,
@@ -9,6 +8,7 @@ from emonet_assets.lib.annotation_batches import (
 )
 from emonet_assets.lib.landing import BatchDeclaration, land_file
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import load_taxonomy
 
 PREFIX = "landing/annotations"
@@ -32,7 +32,7 @@ def test_batches_logged_before_raters_were_recorded_read_as_expert(tmp_path):
     store = Store(str(tmp_path / "root"))
     _, sha, _ = land_file(store, PREFIX, "panel.csv", RATINGS, BatchDeclaration(collection="sample"))
     import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20)
-    store.write_table(LOG_TABLE, batch_log(store).drop("raters"), sha)
+    store.write_table(Table.ANNOTATION_BATCH_LOG, batch_log(store).drop("raters"), sha)
 
     assert batch_log(store)["raters"].to_list() == ["expert"]
     ratings, _ = collect_annotations(store)

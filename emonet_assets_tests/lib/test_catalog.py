@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import polars as pl
 import pytest
 
 from emonet_assets.lib.catalog import (
+    add_missing_views,
+    add_view,
     connect,
+    create_view,
     quote_identifier,
     quote_literal,
-    refresh_view,
     render_sql,
     run_check_sql,
     sql_text,
@@ -29,7 +34,7 @@ def store(tmp_path) -> Store:
 def test_render_sql_fills_every_placeholder():
     text = render_sql("catalog/table_view", view='"my_view"', files="['/a.parquet', '/b.parquet']")
     assert "{{" not in text and "}}" not in text
-    assert 'CREATE OR REPLACE VIEW "my_view" AS' in text
+    assert 'CREATE VIEW IF NOT EXISTS "my_view" AS' in text
     assert "read_parquet(['/a.parquet', '/b.parquet'], union_by_name = true)" in text
     # the rest of the file is untouched
     assert text.replace('"my_view"', "{{ view }}").replace("['/a.parquet', '/b.parquet']", "{{ files }}") == sql_text(
@@ -76,13 +81,13 @@ def test_quote_identifier_escapes_double_quotes():
 # views over the store's tables
 
 
-def test_refresh_view_unions_partitions(store, tmp_path):
+def test_view_unions_partitions(store, tmp_path):
     store.write_table("prompts", pl.DataFrame({"prompt_id": [1, 2], "n": [10, 20]}), partition="shard-000")
     store.write_table("prompts", pl.DataFrame({"prompt_id": [3], "n": [30]}), partition="shard-001")
 
     con = connect(str(tmp_path / "catalog.duckdb"), store)
     try:
-        refresh_view(con, store, "prompts")
+        create_view(con, store, "prompts")
         rows = con.execute('SELECT prompt_id, n FROM "prompts" ORDER BY prompt_id').fetchall()
         assert rows == [(1, 10), (2, 20), (3, 30)]
         assert con.execute('SELECT count(*), sum(n) FROM "prompts"').fetchone() == (3, 60)
@@ -90,13 +95,13 @@ def test_refresh_view_unions_partitions(store, tmp_path):
         con.close()
 
 
-def test_refresh_view_unions_columns_by_name(store, tmp_path):
+def test_view_unions_columns_by_name(store, tmp_path):
     store.write_table("t", pl.DataFrame({"a": [1], "b": ["x"]}), partition="p1")
     store.write_table("t", pl.DataFrame({"b": ["y"], "a": [2], "c": [True]}), partition="p2")
 
     con = connect(str(tmp_path / "catalog.duckdb"), store)
     try:
-        refresh_view(con, store, "t")
+        create_view(con, store, "t")
         assert con.execute('SELECT a, b, c FROM "t" ORDER BY a').fetchall() == [
             (1, "x", None),
             (2, "y", True),
@@ -105,49 +110,82 @@ def test_refresh_view_unions_columns_by_name(store, tmp_path):
         con.close()
 
 
-def test_refresh_view_picks_up_new_partitions(store, tmp_path):
+def test_view_sees_partitions_written_after_it_without_a_refresh(store, tmp_path):
     store.write_table("t", pl.DataFrame({"a": [1]}), partition="p1")
-    con = connect(str(tmp_path / "catalog.duckdb"), store)
+    database = str(tmp_path / "catalog.duckdb")
+    assert add_view(database, store, "t")
+    store.write_table("t", pl.DataFrame({"a": [2, 3]}), partition="p2")
+    store.write_table("t", pl.DataFrame({"a": [10]}), partition="p1")
+    reader = connect(database, store, read_only=True)
     try:
-        refresh_view(con, store, "t")
-        assert con.execute('SELECT count(*) FROM "t"').fetchone() == (1,)
-        store.write_table("t", pl.DataFrame({"a": [2, 3]}), partition="p2")
-        refresh_view(con, store, "t")
-        assert con.execute('SELECT sum(a) FROM "t"').fetchone() == (6,)
+        assert reader.execute('SELECT count(*), sum(a) FROM "t"').fetchone() == (3, 15)
+    finally:
+        reader.close()
+
+
+def test_a_tables_first_file_creates_its_view_once(tmp_path):
+    database = str(tmp_path / "catalog.duckdb")
+    created = []
+
+    def on_new_table(store: Store, table: str) -> None:
+        created.append(table)
+        add_view(database, store, table)
+
+    store = Store(str(tmp_path / "root"), on_new_table=on_new_table)
+    store.write_table("t", pl.DataFrame({"a": [1]}), partition="p1")
+    store.write_table("t", pl.DataFrame({"a": [2]}), partition="p2")
+    store.write_table("u", pl.DataFrame({"b": ["x"]}))
+    assert created == ["t", "u"]
+    reader = connect(database, store, read_only=True)
+    try:
+        assert reader.execute('SELECT sum(a) FROM "t"').fetchone() == (3,)
+        assert reader.execute('SELECT b FROM "u"').fetchall() == [("x",)]
+    finally:
+        reader.close()
+
+
+def test_a_view_the_busy_catalog_refused_is_added_by_the_next_writer(store, tmp_path):
+    """Another process (a dbt build) holds the catalog: the first write's view waits `timeout_s`, gives up without
+    failing the write, and the catalog's next regular writer adds it; tables and views already there are kept."""
+    database = str(tmp_path / "catalog.duckdb")
+    store.write_table("t", pl.DataFrame({"a": [1, 2]}))
+    store.write_table("mart", pl.DataFrame({"a": [1]}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CATALOG, database], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert not add_view(database, store, "t", timeout_s=0.5)
+    finally:
+        holder.communicate("")
+    con = connect(database, store)
+    try:
+        assert add_missing_views(con, store) == ["t"]
+        assert add_missing_views(con, store) == []
+        assert con.execute('SELECT sum(a) FROM "t"').fetchone() == (3,)
+        assert con.execute('SELECT a FROM "mart"').fetchall() == [(7,)]
     finally:
         con.close()
 
 
-def test_refresh_view_of_unwritten_table_creates_nothing(store, tmp_path):
-    con = connect(str(tmp_path / "catalog.duckdb"), store)
-    try:
-        refresh_view(con, store, "never_written")
-        with pytest.raises(duckdb.CatalogException):
-            con.execute('SELECT * FROM "never_written"')
-    finally:
-        con.close()
+# A dbt build, in short: a process that writes a table `mart` into the catalog and holds it until stdin closes.
+HOLD_CATALOG = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE mart AS SELECT 7 AS a")
+print("holding", flush=True)
+sys.stdin.read()
+con.close()
+"""
 
 
-def test_refresh_view_drops_a_view_whose_table_is_gone(store, tmp_path):
-    store.write_table("t", pl.DataFrame({"a": [1]}))
-    con = connect(str(tmp_path / "catalog.duckdb"), store)
-    try:
-        refresh_view(con, store, "t")
-        store.fs.rm(store._abs("tables/t"), recursive=True)
-        refresh_view(con, store, "t")
-        with pytest.raises(duckdb.CatalogException):
-            con.execute('SELECT * FROM "t"')
-    finally:
-        con.close()
-
-
-def test_refresh_view_with_quotes_in_root_and_table_name(tmp_path):
+def test_view_with_quotes_in_root_and_table_name(tmp_path):
     store = Store(str(tmp_path / "o'brien's root"))
     store.write_table('we"ird', pl.DataFrame({"a": [1, 2]}), partition="p'1")
 
     con = connect(str(tmp_path / "catalog.duckdb"), store)
     try:
-        refresh_view(con, store, 'we"ird')
+        create_view(con, store, 'we"ird')
         assert con.execute('SELECT sum(a) FROM "we""ird"').fetchone() == (3,)
     finally:
         con.close()
@@ -159,7 +197,7 @@ def test_reader_opens_read_only_after_writer_closes(store, tmp_path):
     store.write_table("t", pl.DataFrame({"a": [3]}), partition="p2")
 
     writer = connect(str(database), store)
-    refresh_view(writer, store, "t")
+    create_view(writer, store, "t")
     writer.close()
     assert database.exists()
 

@@ -13,9 +13,9 @@ from emonet_assets.lib.demo_panel import PANEL_METADATA_PATH, land_demo_panel, p
 from emonet_assets.lib.embedding import BackboneSpec, Embedder, build_tiny_backbone
 from emonet_assets.lib.generation import encode_png
 from emonet_assets.lib.landing import read_declaration
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.simulated_panel import PERCEPTION, PanelSpec
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.usefixtures("offline_single_thread")
@@ -62,7 +62,9 @@ def test_expected_ratings_follow_the_pixels_and_repeat_for_the_same_pixels(tmp_p
 
 def test_the_demo_panel_lands_every_format_and_says_how_it_rated(tmp_path, embedder):
     store = Store(str(tmp_path / "root"))
-    store.write_table(MANIFEST_TABLE, stored(store, [pixels(seed) for seed in range(16)]), partition="shard-00000")
+    store.write_table(
+        Table.GENERATED_IMAGES, stored(store, [pixels(seed) for seed in range(16)]), partition="shard-00000"
+    )
     landed = land_demo_panel(store, "landing/annotations", load_taxonomy(), embedder)
     assert sorted(landed) == [
         "emonet-hq-sample.csv",

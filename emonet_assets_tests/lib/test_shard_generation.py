@@ -9,7 +9,6 @@ from PIL import Image
 from emonet_assets.lib.generation import build_tiny_pipeline, load_pipeline
 from emonet_assets.lib.prompt_design import DesignSpec, build_design
 from emonet_assets.lib.shard_generation import (
-    MANIFEST_TABLE,
     RunSettings,
     ShardError,
     contact_sheet,
@@ -18,6 +17,7 @@ from emonet_assets.lib.shard_generation import (
     read_manifest,
 )
 from emonet_assets.lib.storage import StorageError, Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import load_taxonomy
 
 
@@ -59,7 +59,7 @@ def test_generates_every_prompt_reports_progress_and_resumes_by_prompt_id(pipe, 
     assert manifest["prompt_id"].to_list() == prompts.sort("position")["prompt_id"].to_list()
     assert len(result.samples) == 6 and all(store.is_intact(p) for p in manifest["image_path"])
 
-    store.write_table(MANIFEST_TABLE, manifest.filter(pl.col("position") != 3), partition="shard-00000")
+    store.write_table(Table.GENERATED_IMAGES, manifest.filter(pl.col("position") != 3), partition="shard-00000")
     again = generate_shard(store, "shard-00000", prompts, pipe, settings())
     assert (again.generated, again.skipped) == (1, 5)
     assert read_manifest(store, "shard-00000").drop("seconds").equals(manifest.drop("seconds"))
@@ -105,7 +105,7 @@ def test_several_shards_in_one_run_are_summed_and_an_unknown_one_is_named(pipe, 
         sample_size=5,
     )
     assert (result.generated, len(result.samples), seen) == (6, 5, {"shard-00000", "shard-00001"})
-    assert store.table_partitions(MANIFEST_TABLE) == ["shard-00000", "shard-00001"]
+    assert store.table_partitions(Table.GENERATED_IMAGES) == ["shard-00000", "shard-00001"]
     with pytest.raises(ShardError, match=r"shard 'shard-00007' has no prompts .* shard-00000 \.\. shard-00001"):
         generate_shards(store, ["shard-00007"], prompts, pipe, settings())
 
@@ -118,7 +118,7 @@ def test_a_failed_shard_does_not_stop_the_rest_of_its_run(pipe, tmp_path):
     message = str(failure.value)
     assert "shard 'shard-00007' has no prompts" in message
     assert message.endswith("Finished and kept: shard-00000, shard-00001. Re-run alone: shard-00007")
-    assert store.table_partitions(MANIFEST_TABLE) == ["shard-00000", "shard-00001"]
+    assert store.table_partitions(Table.GENERATED_IMAGES) == ["shard-00000", "shard-00001"]
     assert read_manifest(store, "shard-00001").height == 2
 
 

@@ -13,8 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from emonet_assets.lib import storage as storage_module
-from emonet_assets.lib.catalog import connect, refresh_view
-from emonet_assets.lib.storage import StorageError, Store
+from emonet_assets.lib.catalog import connect, create_view
+from emonet_assets.lib.storage import StorageError, Store, observe_tables
+from emonet_assets.lib.tables import Table
 
 PNG_A = b"\x89PNG\r\n\x1a\n" + b"image-a" * 50
 PNG_B = b"\x89PNG\r\n\x1a\n" + b"image-b" * 50
@@ -203,6 +204,29 @@ def test_read_missing_table_names_table_and_root(backend):
         store.read_table("never_written")
     assert "never_written" in str(exc.value)
     assert store.root in str(exc.value)
+
+
+def test_a_registry_table_is_named_by_its_folder(backend):
+    with pytest.raises(StorageError) as exc:
+        backend.store.read_table(Table.MODEL_TEST_PREDICTIONS)
+    assert str(exc.value).startswith("table 'model_test_predictions' has not been written under ")
+
+
+def test_table_names_are_the_tables_with_a_file(backend):
+    """A folder with no partition file in it (a write probe's, say) is no table yet."""
+    backend.store.ensure_writable("tables/empty")
+    backend.store.write_table("t", sample_frame())
+    assert backend.store.table_names() == ["t"]
+
+
+def test_each_table_access_reaches_the_observer(backend):
+    store, seen = backend.store, []
+    with observe_tables(lambda kind, table: seen.append((kind, table))):
+        store.write_table(Table.TAXONOMY, sample_frame())
+        store.read_table(Table.TAXONOMY)
+        store.has_table(Table.SPLITS)
+    store.read_table(Table.TAXONOMY)
+    assert seen == [("write", "taxonomy"), ("read", "taxonomy"), ("read", "splits")]
 
 
 def test_read_missing_partition_names_partition(backend):
@@ -415,11 +439,11 @@ def test_s3_end_to_end_images_tables_and_duckdb(moto_s3, tmp_path):
     info = reader.table_info("prompts")
     assert (info.partitions, info.rows) == (2, 5)
 
-    # the catalog reads the same Parquet files straight from S3
+    # the catalog's views read the same Parquet files straight from S3, through a glob over each table's folder
     con = connect(database=str(tmp_path / "catalog.duckdb"), store=reader)
     try:
-        refresh_view(con, reader, "prompts")
-        refresh_view(con, reader, "design")
+        create_view(con, reader, "prompts")
+        create_view(con, reader, "design")
         assert con.execute('SELECT count(*), sum(score), sum(len(tags)) FROM "prompts"').fetchone() == (
             5,
             17.25,

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -8,6 +10,7 @@ from emonet_assets.lib.taxonomy import (
     load_rollup_file,
     load_taxonomy,
     normalize_label,
+    rollup_path,
     rollup_problems,
     taxonomy_problems,
 )
@@ -148,11 +151,25 @@ def test_missing_mapping_file_is_named(tax, tmp_path):
 
 
 def test_shipped_operational_mapping_is_complete(tax):
-    from emonet_assets.lib.taxonomy import DEFAULT_TAXONOMY_PATH
-
-    rows = load_rollup_file(DEFAULT_TAXONOMY_PATH.parent / "rollups" / "operational.yaml", tax)
+    rows = load_rollup_file(rollup_path("operational"), tax)
     assert rollup_problems(rows, tax) == []
     assert set(rows["level"]) == {"alert", "watch", "normal"}
+
+
+def test_a_profile_names_a_shipped_rollup_or_a_file_of_its_own(tmp_path, monkeypatch):
+    """Shipped rollups live in the package (an installed wheel has no checkout); a .yaml entry is the user's file,
+    relative to the project folder."""
+    import emonet_assets
+    from emonet_assets.lib import profile_files
+
+    package = Path(emonet_assets.__file__).parent
+    assert rollup_path("operational") == package / "data" / "rollups" / "operational.yaml"
+    monkeypatch.setattr(profile_files, "CHECKOUT", tmp_path)
+    (tmp_path / "pyproject.toml").write_text("")
+    assert rollup_path("mine/rollups.yaml") == tmp_path / "mine" / "rollups.yaml"
+    assert rollup_path(str(tmp_path / "abs.yaml")) == tmp_path / "abs.yaml"
+    with pytest.raises(TaxonomyError, match=r"no shipped rollup 'operationl' \(shipped: operational\)"):
+        rollup_path("operationl")
 
 
 def test_builtin_rollups_are_a_hierarchy(tax):

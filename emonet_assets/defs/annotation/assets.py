@@ -1,42 +1,68 @@
 import dagster as dg
 import polars as pl
 
-from emonet_assets.automation import refresh_on_new_annotations
 from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
+from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.annotation_batches import (
-    ANNOTATIONS_TABLE,
-    EXTERNAL_IMAGES_TABLE,
-    EXTRAS_TABLE,
-    LOG_TABLE,
-    REJECTS_TABLE,
+    LOG_SCHEMA,
     batch_log,
     collect_annotations,
     import_landed_batch,
+    rejects_and_skips,
 )
+from emonet_assets.lib.tables import Table
 from emonet_assets.metadata import markdown_table, table_metadata
-from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
+from emonet_assets.resources import ProfileResource, StorageResource
+
+# What an import reads: the taxonomy resolves labels, the design and manifest resolve image references; QC first.
+_IMPORT_DEPS = [
+    Table.TAXONOMY.key,
+    Table.PROMPT_DESIGN.key,
+    Table.IMAGE_QC.key,
+    dg.AssetDep(Table.GENERATED_IMAGES.key, partition_mapping=dg.AllPartitionMapping()),
+]
 
 
-@dg.asset(
-    group_name="annotation",
-    kinds={"polars", "parquet"},
-    deps=["taxonomy", "prompt_design", "image_qc"],
-    partitions_def=annotation_batch_partitions,
+def _batch_spec(table: Table, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.key,
+        group_name="annotation",
+        kinds={"polars", "parquet"},
+        deps=_IMPORT_DEPS,
+        partitions_def=annotation_batch_partitions,
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _batch_spec(
+            Table.ANNOTATION_BATCHES,
+            "One expert annotation file from the landing zone (partition = the file's sha256): accepted ratings "
+            "with batch id, source file and source row. Read = accepted + rejected + skipped, always.",
+        ),
+        _batch_spec(
+            Table.ANNOTATION_REJECTS,
+            "The rows of a batch that did not land, each with `outcome` (rejected or skipped), reason and detail.",
+        ),
+        _batch_spec(Table.ANNOTATION_EXTRAS, "A batch's `Extra Dimensions` values, beside its ratings."),
+        _batch_spec(
+            Table.ANNOTATION_BATCH_LOG,
+            "One row per landed file: format, scale, collection, raters, status and the counts that must add "
+            "up; a file rejected whole leaves only this row, with the reason.",
+        ),
+    ],
     pool="annotation_import",
-    description="One expert annotation file from the landing zone (partition = the file's sha256): accepted "
-    "ratings with batch id, source file and source row; rejects and skips with their reasons; `Extra "
-    "Dimensions` values in a side table. Read = accepted + rejected + skipped, always.",
 )
-def annotation_batches(
-    context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource
-) -> dg.MaterializeResult:
+def annotation_batches(context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource):
     store = storage.store()
     settings = profile.annotation
+    batch = context.partition_key
     landed = import_landed_batch(
         store,
         settings.landing,
-        context.partition_key,
+        batch,
         read_taxonomy(storage),
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
     )
@@ -45,9 +71,14 @@ def annotation_batches(
             description=f"file rejected: {landed.error}", metadata={"source_file": landed.log["source_file"]}
         )
     result, log = landed.result, landed.log
-    return dg.MaterializeResult(
+
+    def written(table: Table, frame: pl.DataFrame) -> dict:
+        return table_metadata(frame, store.url(store.table_path(table, batch)))
+
+    yield dg.MaterializeResult(
+        asset_key=Table.ANNOTATION_BATCHES.key,
         metadata={
-            **table_metadata(result.accepted, store.url(store.table_path("annotation_batches", context.partition_key))),
+            **written(Table.ANNOTATION_BATCHES, result.accepted),
             "source_file": dg.MetadataValue.path(store.url(log["source_file"])),
             "format": log["format"],
             "scale": log["scale"],
@@ -58,25 +89,48 @@ def annotation_batches(
                 markdown_table(result.rejects.select("source_ref", "reason", "detail"), limit=10)
             ),
             "notes": dg.MetadataValue.json(log["notes"]),
-        }
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.ANNOTATION_REJECTS.key, metadata=written(Table.ANNOTATION_REJECTS, rejects_and_skips(result))
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.ANNOTATION_EXTRAS.key, metadata=written(Table.ANNOTATION_EXTRAS, result.extras)
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.ANNOTATION_BATCH_LOG.key,
+        metadata=written(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA)),
     )
 
 
-@dg.asset(
-    group_name="annotation",
-    kinds={"duckdb", "parquet"},
-    deps=[annotation_batches],
-    pool="catalog",
-    automation_condition=refresh_on_new_annotations,
-    description="Accepted ratings of every imported batch in one table (the dbt source), and the external "
-    "images those batches registered without pixels.",
+def _collected_spec(table: Table, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.key,
+        group_name="annotation",
+        kinds={"polars", "parquet"},
+        deps=[Table.ANNOTATION_BATCHES.key, Table.ANNOTATION_BATCH_LOG.key],
+        automation_condition=refresh_on_new_annotations,
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _collected_spec(
+            Table.ANNOTATIONS,
+            "Accepted ratings of every imported batch in one table (the dbt source), each with who its batch "
+            "declared rated it (`raters`).",
+        ),
+        _collected_spec(
+            Table.EXTERNAL_IMAGES,
+            "The external images (not generated here) the imported batches registered without pixels: "
+            "collection, image id, the reference the file gave, the batch that first named it.",
+        ),
+    ],
 )
-def annotations(storage: StorageResource, catalog: CatalogResource) -> dg.MaterializeResult:
+def annotations(storage: StorageResource):
     store = storage.store()
     ratings, external = collect_annotations(store)
-    path = store.write_table(ANNOTATIONS_TABLE, ratings)
-    store.write_table(EXTERNAL_IMAGES_TABLE, external)
-    catalog.refresh(store, [ANNOTATIONS_TABLE, EXTERNAL_IMAGES_TABLE, REJECTS_TABLE, EXTRAS_TABLE, LOG_TABLE])
     log = batch_log(store).select(
         "batch_id", "source_file", "status", "collection", "scale", "rows_read", "accepted", "rejected", "skipped"
     )
@@ -89,13 +143,17 @@ def annotations(storage: StorageResource, catalog: CatalogResource) -> dg.Materi
         )
         .sort("collection", "scale")
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=Table.ANNOTATIONS.key,
         metadata={
-            **table_metadata(ratings.drop("imported_at"), store.url(path)),
+            **storage.write_table(Table.ANNOTATIONS, ratings, preview_drop=["imported_at"]),
             "batches_imported": int((log["status"] == "imported").sum()),
             "batches_rejected": int((log["status"] == "rejected").sum()),
             "external_images": external.height,
             "by_collection": dg.MetadataValue.md(markdown_table(per_collection, limit=50)),
             "batches": dg.MetadataValue.md(markdown_table(log.with_columns(pl.col("batch_id").str.head(12)), limit=50)),
-        }
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.EXTERNAL_IMAGES.key, metadata=storage.write_table(Table.EXTERNAL_IMAGES, external)
     )

@@ -4,14 +4,14 @@ import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from emonet_assets.automation import refresh_on_new_annotations
-from emonet_assets.defs.consensus.project import MARTS, dbt_project, ensure_manifest, translator
+from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
+from emonet_assets.defs.consensus.project import MARTS, dbt_project, prepare_manifest, translator
 from emonet_assets.lib.reannotation import label_studio_config, label_studio_tasks
-from emonet_assets.metadata import table_metadata
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
 
 
-@dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=translator, pool="catalog")
+@dbt_assets(manifest=prepare_manifest(), project=dbt_project, dagster_dbt_translator=translator, pool="catalog")
 def consensus_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
@@ -19,8 +19,10 @@ def consensus_models(
     catalog: CatalogResource,
     profile: ProfileResource,
 ):
-    """`dbt build` over the annotations: consensus, agreement, annotator quality, re-annotation queue."""
+    """`dbt build` over the annotations: consensus, agreement, annotator quality, re-annotation queue. The one step
+    that writes the catalog regularly: it also adds the view of any table whose first write could not (catalog busy)."""
     store = storage.store()
+    catalog.add_missing_views(store)
     dbt_vars = {
         **profile.annotation.dbt_vars(),
         "storage_root": store.url("").rstrip("/"),
@@ -33,9 +35,8 @@ def consensus_models(
     exported = {}
     if invocation.is_successful():
         with duckdb.connect(catalog.database, read_only=True) as con:
-            for name in MARTS:
-                frame = con.sql(f"select * from main.{name}").pl()
-                exported[name] = table_metadata(frame, store.url(store.write_table(name, frame)))
+            marts = {Table(name): con.sql(f"select * from main.{name}").pl() for name in MARTS}
+        exported = {table.value: storage.write_table(table, frame) for table, frame in marts.items()}
     for event in events:
         name = _asset_name(context, event)
         yield event.with_metadata({**event.metadata, **exported[name]}) if name in exported else event
@@ -54,15 +55,15 @@ def _asset_name(context: dg.AssetExecutionContext, event) -> str | None:
 @dg.asset(
     group_name="consensus",
     kinds={"json"},
-    deps=["reannotation_queue", "generated_images"],
+    deps=[Table.REANNOTATION_QUEUE.key, Table.GENERATED_IMAGES.key],
     automation_condition=refresh_on_new_annotations,
     description="The re-annotation queue as a Label Studio import file (one task per image, the emotions to "
     "rate) plus the labeling config; experts' export of it flows back in through the landing zone.",
 )
 def reannotation_tasks(storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
-    queue = store.read_table("reannotation_queue")
-    images = store.read_table("generated_images") if "generated_images" in store.table_names() else None
+    queue = store.read_table(Table.REANNOTATION_QUEUE)
+    images = store.read_table(Table.GENERATED_IMAGES) if store.has_table(Table.GENERATED_IMAGES) else None
     tasks = label_studio_tasks(queue, images, store)
     emotions = sorted(set(queue["emotion_id"].to_list()))
     tasks_path, config_path = "exports/label_studio/reannotation_tasks.json", "exports/label_studio/label_config.xml"

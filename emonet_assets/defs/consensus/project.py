@@ -1,48 +1,40 @@
-"""The dbt project and its manifest, parsed before the assets are built (dagster-dbt needs it at import)."""
+"""The dbt project shipped in the package, and the manifest dagster-dbt reads before the assets are built."""
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 
-from emonet_assets.automation import refresh_on_new_annotations, weekly_freshness
+from emonet_assets.defs.automation.conditions import refresh_on_new_annotations, weekly_freshness
+from emonet_assets.lib.package_data import package_path
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
+DBT_PROJECT_DIR = package_path("dbt_project")
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 # Source tables dbt reads, mapped onto the Dagster assets that write them.
 SOURCE_ASSETS = {"annotations": "annotations", "taxonomy": "taxonomy"}
 # dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
 MARTS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue", "dawid_skene_consensus")
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
 
 
-def _sources_newer_than(path: Path) -> bool:
-    if not path.exists():
-        return True
-    stamp = path.stat().st_mtime
-    watched = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
-    for folder in ("models", "tests", "macros"):
-        watched += (DBT_PROJECT_DIR / folder).rglob("*")
-    return any(p.is_file() and p.stat().st_mtime > stamp for p in watched)
-
-
-def ensure_manifest() -> Path:
-    """Parse when the manifest is missing or older than the project; written atomically for concurrent loaders."""
-    manifest = dbt_project.manifest_path
-    if _sources_newer_than(manifest):
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=manifest.parent.parent, prefix=".parse-") as tmp:
-            dbt_resource().cli(["parse", "--quiet"], target_path=Path(tmp)).wait()
-            os.replace(Path(tmp) / "manifest.json", manifest)
-    return manifest
+def prepare_manifest() -> Path:
+    """dagster-dbt's own preparation (`dbt parse`): on every load under `dg` and `dagster dev`, else only where no
+    manifest was prepared ahead (a plain `pip install .`); `make setup` and the image build prepare it with
+    `dagster-dbt project prepare-and-package`. dagster-dbt runs the `dbt` on PATH: this environment's goes first,
+    activated or not."""
+    here, path = str(Path(sys.executable).parent), os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join([here, *(p for p in path if p != here)])
+    dbt_project.prepare_if_dev()
+    if not dbt_project.manifest_path.exists():
+        dbt_project.preparer.prepare(dbt_project)
+    return dbt_project.manifest_path
 
 
 class EmonetDbtTranslator(DagsterDbtTranslator):

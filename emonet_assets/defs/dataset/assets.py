@@ -1,22 +1,20 @@
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
 from emonet_assets.lib.splits import assign_splits, rated_images
-from emonet_assets.metadata import markdown_table, table_metadata
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
-
-SPLITS_TABLE = "splits"
 
 
 def read_splits(storage: StorageResource) -> pl.DataFrame:
-    return storage.store().read_table(SPLITS_TABLE)
+    return storage.store().read_table(Table.SPLITS)
 
 
 @dg.asset(
     group_name="dataset",
     kinds={"polars", "parquet"},
-    deps=["consensus_labels", "image_qc", "prompt_design", MANIFEST_TABLE],
+    deps=[Table.CONSENSUS_LABELS.key, Table.IMAGE_QC.key, Table.PROMPT_DESIGN.key, Table.GENERATED_IMAGES.key],
     description="Train / validation / test per rated image: a prompt's images and near-duplicates (phash) stay "
     "in one split, stratified over emotion x analysis group, deterministic under the profile's seed.",
 )
@@ -24,10 +22,10 @@ def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile:
     store = storage.store()
     settings = profile.dataset
     images = rated_images(
-        store.read_table(MANIFEST_TABLE),
-        store.read_table("image_qc"),
-        store.read_table("prompt_design"),
-        store.read_table("consensus_labels"),
+        store.read_table(Table.GENERATED_IMAGES),
+        store.read_table(Table.IMAGE_QC),
+        store.read_table(Table.PROMPT_DESIGN),
+        store.read_table(Table.CONSENSUS_LABELS),
     )
     if images.is_empty():
         raise dg.Failure(description="no generated image has passed QC and has intensity consensus labels yet")
@@ -40,10 +38,9 @@ def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile:
     )
     if result.warnings:
         context.log.warning(result.warning_line())
-    path = store.write_table(SPLITS_TABLE, result.assignments)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(result.assignments, store.url(path)),
+            **storage.write_table(Table.SPLITS, result.assignments),
             "summary": dg.MetadataValue.md(markdown_table(result.summary)),
             "groups": result.assignments["group_id"].n_unique(),
             "small_cell_warnings": len(result.warnings),

@@ -4,14 +4,15 @@ import polars as pl
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
 from emonet_assets.defs.taxonomy.assets import emotion_rollups, read_taxonomy, taxonomy
 from emonet_assets.lib.prompt_design import balance_table, build_design, cell_balance, shard_table
-from emonet_assets.metadata import markdown_table, table_metadata
-from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import markdown_table
+from emonet_assets.resources import ProfileResource, StorageResource
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "prompt_design",
+            Table.PROMPT_DESIGN.key,
             group_name="design",
             kinds={"python", "parquet"},
             deps=[taxonomy, emotion_rollups],
@@ -19,7 +20,7 @@ from emonet_assets.resources import CatalogResource, ProfileResource, StorageRes
             "gender x ethnicity x robustness axes), template, cluster words, stable id, seed and shard.",
         ),
         dg.AssetSpec(
-            "design_cells",
+            Table.DESIGN_CELLS.key,
             group_name="design",
             kinds={"python", "parquet"},
             deps=[taxonomy],
@@ -27,25 +28,20 @@ from emonet_assets.resources import CatalogResource, ProfileResource, StorageRes
             "so balance is judged over the whole grid.",
         ),
     ],
-    pool="catalog",
 )
-def prompt_design(storage: StorageResource, catalog: CatalogResource, profile: ProfileResource):
+def prompt_design(storage: StorageResource, profile: ProfileResource):
     tax = read_taxonomy(storage)
     spec = profile.design_spec()
     prompts, cells = build_design(spec, tax)
-    store = storage.store()
-    prompts_path = store.write_table("prompt_design", prompts)
-    cells_path = store.write_table("design_cells", cells)
-    catalog.refresh(store, ["prompt_design", "design_cells"])
     balance = cell_balance(prompts, cells)
     marginals = {
         f: dict(prompts[f].cast(pl.String).value_counts(sort=True).iter_rows())
         for f in ("gender", "age", "ethnicity_group")
     }
     yield dg.MaterializeResult(
-        asset_key="prompt_design",
+        asset_key=Table.PROMPT_DESIGN.key,
         metadata={
-            **table_metadata(prompts.drop("cluster_words"), store.url(prompts_path)),
+            **storage.write_table(Table.PROMPT_DESIGN, prompts, preview_drop=["cluster_words"]),
             **balance,
             "cell_balance": dg.MetadataValue.md(markdown_table(balance_table(prompts), limit=40)),
             "marginals": dg.MetadataValue.json(marginals),
@@ -56,25 +52,20 @@ def prompt_design(storage: StorageResource, catalog: CatalogResource, profile: P
         data_version=dg.DataVersion(f"{spec.version}-{tax.version}"),
     )
     yield dg.MaterializeResult(
-        asset_key="design_cells",
-        metadata={**table_metadata(cells, store.url(cells_path)), "design_version": spec.version},
+        asset_key=Table.DESIGN_CELLS.key,
+        metadata={**storage.write_table(Table.DESIGN_CELLS, cells), "design_version": spec.version},
     )
 
 
 @dg.asset(
     group_name="design",
     kinds={"python", "parquet"},
-    deps=["prompt_design"],
-    pool="catalog",
+    deps=[Table.PROMPT_DESIGN.key],
     description="Fixed-size shards of the design; each is a partition key (`prompt_shards`) for generation.",
 )
-def prompt_shards(
-    context: dg.AssetExecutionContext, storage: StorageResource, catalog: CatalogResource
-) -> dg.MaterializeResult:
-    store = storage.store()
-    shards = shard_table(store.read_table("prompt_design"))
-    path = store.write_table("prompt_shards", shards)
-    catalog.refresh(store, ["prompt_shards"])
+def prompt_shards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    shards = shard_table(storage.store().read_table(Table.PROMPT_DESIGN))
+    metadata = storage.write_table(Table.PROMPT_SHARDS, shards)
     wanted = shards["shard"].to_list()
     existing = set(context.instance.get_dynamic_partitions(prompt_shard_partitions.name))
     added = [k for k in wanted if k not in existing]
@@ -87,7 +78,7 @@ def prompt_shards(
         context.log.warning(f"removed {len(stale)} shard partitions no longer in the design: {stale[:10]}")
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(shards, store.url(path)),
+            **metadata,
             "partitions_added": len(added),
             "partitions_removed": len(stale),
         }

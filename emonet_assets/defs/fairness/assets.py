@@ -3,55 +3,86 @@ import json
 import dagster as dg
 import polars as pl
 
-from emonet_assets.automation import weekly_freshness
+from emonet_assets.defs.automation.conditions import weekly_freshness
 from emonet_assets.defs.dataset.assets import read_splits
-from emonet_assets.defs.model.assets import MODEL_TABLE
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.fairness import fairness_report as build_report
 from emonet_assets.lib.fairness import image_demographics
 from emonet_assets.lib.lineage import data_version
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
-from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
+from emonet_assets.lib.tables import FAIRNESS_TABLES, Table
+from emonet_assets.resources import ProfileResource, StorageResource
 
 REPORT_PATH = "reports/fairness/report.html"
-TABLE_PREFIX = "fairness_"
+
+# What the report reads: the model's test predictions and the data side (splits, QC, ratings, designed demographics).
+_REPORT_DEPS = [
+    Table.MODEL_TEST_PREDICTIONS.key,
+    Table.EMOTION_MODEL.key,
+    Table.SPLITS.key,
+    Table.IMAGE_QC.key,
+    Table.ANNOTATIONS.key,
+    Table.PROMPT_DESIGN.key,
+    Table.GENERATED_IMAGES.key,
+    Table.CONSENSUS_LABELS.key,
+    Table.TAXONOMY.key,
+]
+_TABLE_DESCRIPTIONS = {
+    Table.FAIRNESS_GROUP_METRICS: "The model's metrics per group of each attribute and intersection, with "
+    "bootstrap CIs and whether the group is large enough to rank.",
+    Table.FAIRNESS_DISPARITIES: "Per attribute and metric: best and worst rankable group, their difference and "
+    "ratio, and the groups left out for size.",
+    Table.FAIRNESS_GATES: "One gate per metric of the profile's `fairness.max_gap`: the largest gap, passed or not.",
+    Table.FAIRNESS_DATA_BALANCE: "Per attribute and group: images generated, passed QC and their share, and images "
+    "per split.",
+    Table.FAIRNESS_AGREEMENT: "Per attribute and group: how well the experts agree on that group's faces.",
+    Table.FAIRNESS_EMOTION_BY_GROUP: "Spearman per emotion and ethnicity group: which emotions a group's gap comes "
+    "from.",
+}
 
 
-@dg.asset(
-    group_name="fairness",
-    kinds={"html", "parquet", "duckdb"},
-    deps=[
-        "model_evaluation",
-        "emotion_model",
-        "splits",
-        "image_qc",
-        "annotations",
-        "prompt_design",
-        "consensus_labels",
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "fairness_report",
+            group_name="fairness",
+            kinds={"html"},
+            deps=_REPORT_DEPS,
+            freshness_policy=weekly_freshness,
+            description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
+            "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and "
+            "expert agreement per group. A self-contained HTML report and a Markdown summary here; its tables are "
+            "the fairness_* assets.",
+        ),
+        *(
+            dg.AssetSpec(
+                table.key,
+                group_name="fairness",
+                kinds={"parquet"},
+                deps=_REPORT_DEPS,
+                freshness_policy=weekly_freshness,
+                description=_TABLE_DESCRIPTIONS[table],
+            )
+            for table in FAIRNESS_TABLES.values()
+        ),
     ],
-    pool="catalog",
-    freshness_policy=weekly_freshness,
-    description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
-    "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and expert "
-    "agreement per group. A self-contained HTML report, a Markdown summary here, tables in Parquet and DuckDB.",
 )
-def fairness_report(storage: StorageResource, catalog: CatalogResource, profile: ProfileResource):
+def fairness_report(storage: StorageResource, profile: ProfileResource):
     from emonet_assets.lib.emotion_model import CARD_FILE, CONFIG_FILE, render_model_card  # torch
     from emonet_assets.lib.fairness_report import model_card_fairness, render_html, render_markdown  # matplotlib
 
     store = storage.store()
     settings = profile.fairness
-    predictions = store.read_table("model_test_predictions")
+    predictions = store.read_table(Table.MODEL_TEST_PREDICTIONS)
     splits = read_splits(storage)
     report = build_report(
         predictions.select("image_id", "emotion_id", "predicted"),
-        store.read_table("consensus_labels").filter(
+        store.read_table(Table.CONSENSUS_LABELS).filter(
             (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
         ),
-        image_demographics(store.read_table(MANIFEST_TABLE), store.read_table("prompt_design")),
+        image_demographics(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)),
         splits,
-        store.read_table("image_qc"),
-        store.read_table("annotations"),
+        store.read_table(Table.IMAGE_QC),
+        store.read_table(Table.ANNOTATIONS),
         settings.max_gap,
         settings.min_group_size,
         settings.bootstrap_resamples,
@@ -64,25 +95,23 @@ def fairness_report(storage: StorageResource, catalog: CatalogResource, profile:
     }
     shown = {"min_group_size": settings.min_group_size, "gate_severity": settings.gate_severity}
     store.write_bytes(REPORT_PATH, render_html(report.tables, versions, report.notes, **shown).encode())
-    names = []
-    for name, table in report.tables.items():
-        store.write_table(f"{TABLE_PREFIX}{name}", table)
-        names.append(f"{TABLE_PREFIX}{name}")
-    catalog.refresh(store, names)
+    for name, table in FAIRNESS_TABLES.items():
+        yield dg.MaterializeResult(asset_key=table.key, metadata=storage.write_table(table, report.tables[name]))
     # The model's card was written at training, before this report existed: it now links the report.
-    trained = store.read_table(MODEL_TABLE).filter(pl.col("model_fingerprint") == versions["model"])
+    trained = store.read_table(Table.EMOTION_MODEL).filter(pl.col("model_fingerprint") == versions["model"])
     if trained.height:
         folder = trained["path"][-1]
         fairness = model_card_fairness(report.tables, versions, REPORT_PATH, folder, **shown)
         document = json.loads(store.read_bytes(f"{folder}/{CONFIG_FILE}"))
         store.write_bytes(f"{folder}/{CARD_FILE}", render_model_card(document, versions["model"], fairness).encode())
     gates = report.tables["gates"]
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="fairness_report",
         metadata={
             "report": dg.MetadataValue.path(store.url(REPORT_PATH)),
             "summary": dg.MetadataValue.md(render_markdown(report.tables, versions, report.notes, **shown)),
             "groups": report.tables["group_metrics"].select("attribute", "group").n_unique(),
             "gates_failed": int((~gates["passed"]).sum()) if gates.height else 0,
             **{f"{k}_version": v for k, v in versions.items()},
-        }
+        },
     )

@@ -1,20 +1,21 @@
 import dagster as dg
 
-from emonet_assets.defs.fairness.assets import TABLE_PREFIX, fairness_report
 from emonet_assets.lib.fairness import HIGHER_IS_BETTER, gate
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 
 def _gap_check(metric: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=fairness_report,
+        asset="fairness_report",
+        additional_deps=[Table.FAIRNESS_DISPARITIES.key],
         name=f"fairness_gap_{metric}",
         description=f"The gap in {metric} between the best and worst group of any attribute or intersection "
         "(groups large enough to rank) stays within the profile's `fairness.max_gap`; severity from the profile.",
     )
     def check(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
         settings = profile.fairness
-        gaps = storage.store().read_table(f"{TABLE_PREFIX}disparities")
+        gaps = storage.store().read_table(Table.FAIRNESS_DISPARITIES)
         limit = settings.max_gap.get(metric)
         if limit is None:
             return dg.AssetCheckResult(passed=True, description=f"no gate configured for {metric}")

@@ -5,11 +5,12 @@ from pydantic import Field
 
 from emonet_assets.defs.design.assets import prompt_shards
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
-from emonet_assets.k8s_steps import gpu_step_tags
+from emonet_assets.defs.execution.executor import gpu_step_tags
 from emonet_assets.lib.dataset_qc import reason_counts, run_image_qc
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE, contact_sheet, generate_shards
-from emonet_assets.metadata import markdown_table, table_metadata
-from emonet_assets.resources import CatalogResource, ImageGeneratorResource, ProfileResource, StorageResource
+from emonet_assets.lib.shard_generation import contact_sheet, generate_shards
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import markdown_table
+from emonet_assets.resources import ImageGeneratorResource, ProfileResource, StorageResource
 
 
 class GenerationConfig(dg.Config):
@@ -22,7 +23,7 @@ class GenerationConfig(dg.Config):
 @dg.asset(
     group_name="generation",
     kinds={"pytorch", "parquet"},
-    deps=["prompt_design", prompt_shards],
+    deps=[Table.PROMPT_DESIGN.key, prompt_shards],
     partitions_def=prompt_shard_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=4),
     pool="gpu",
@@ -42,7 +43,7 @@ def generated_images(
     result = generate_shards(
         store,
         context.partition_keys,
-        store.read_table("prompt_design"),
+        store.read_table(Table.PROMPT_DESIGN),
         pipe,
         run,
         repair=config.repair_corrupt,
@@ -68,7 +69,7 @@ def generated_images(
         "model_fingerprint": run.fingerprint,
         "device": run.device,
         "dtype": run.dtype,
-        "manifest": dg.MetadataValue.path(store.url(f"tables/{MANIFEST_TABLE}")),
+        "manifest": dg.MetadataValue.path(store.url(f"tables/{Table.GENERATED_IMAGES}")),
     }
     if result.samples:
         sheet = contact_sheet(result.samples)
@@ -86,19 +87,16 @@ def generated_images(
     group_name="generation",
     kinds={"opencv", "parquet"},
     deps=[generated_images],
-    pool="catalog",
     description="Quality control of every generated image: decodes, requested size, not blank, one face "
     "(when the profile detects faces), and near-duplicates across the whole dataset by perceptual hash. "
     "Failing images are quarantined (passed = false) with their reasons: kept in storage, excluded downstream.",
 )
-def image_qc(storage: StorageResource, catalog: CatalogResource, profile: ProfileResource) -> dg.MaterializeResult:
+def image_qc(storage: StorageResource, profile: ProfileResource) -> dg.MaterializeResult:
     store = storage.store()
-    qc = run_image_qc(store, store.read_table(MANIFEST_TABLE), profile.qc)
-    path = store.write_table("image_qc", qc)
-    catalog.refresh(store, [MANIFEST_TABLE, "image_qc"])
+    qc = run_image_qc(store, store.read_table(Table.GENERATED_IMAGES), profile.qc)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(qc, store.url(path)),
+            **storage.write_table(Table.IMAGE_QC, qc),
             "images": qc.height,
             "passed": int(qc["passed"].sum()),
             "quarantined": int((~qc["passed"]).sum()),

@@ -1,27 +1,29 @@
+from collections import Counter
+
 import dagster as dg
 import polars as pl
 
 from emonet_assets.defs.generation.assets import generated_images, image_qc
 from emonet_assets.lib.catalog import run_check_sql
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.lib.shard_generation import describe_manifest_problems, missing_images
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 
 @dg.asset_check(
     asset=generated_images,
     blocking=True,
-    additional_deps=["prompt_design"],
+    additional_deps=[Table.PROMPT_DESIGN.key],
     description="Every prompt of each generated shard has an image file, with one manifest row per prompt and "
     "model, and no row outside its shard (sql/checks/generation_manifest.sql).",
 )
 def manifest_matches_shards(storage: StorageResource) -> dg.AssetCheckResult:
     store = storage.store()
-    manifest = store.read_table(MANIFEST_TABLE)
-    problems = run_check_sql("generation_manifest", prompts=store.read_table("prompt_design"), manifest=manifest)
-    stored = store.image_paths()
-    missing = [p for p in manifest["image_path"].unique().to_list() if p not in stored]
-    problems += [{"problem": "image file missing", "image_path": p} for p in missing]
-    counts = pl.DataFrame(problems).group_by("problem").len().rows() if problems else []
+    manifest = store.read_table(Table.GENERATED_IMAGES)
+    problems = run_check_sql("generation_manifest", prompts=store.read_table(Table.PROMPT_DESIGN), manifest=manifest)
+    missing = missing_images(store, manifest)
+    problems += [{"problem": "image file missing", **row} for row in missing.iter_rows(named=True)]
+    counts = Counter(p["problem"] for p in problems)
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={
@@ -30,7 +32,7 @@ def manifest_matches_shards(storage: StorageResource) -> dg.AssetCheckResult:
             "by_problem": dg.MetadataValue.json(dict(counts)),
             "examples": dg.MetadataValue.json([{k: str(v) for k, v in p.items()} for p in problems[:10]]),
         },
-        description=None if not problems else "; ".join(f"{n} × {p}" for p, n in counts),
+        description=describe_manifest_problems(problems) or None,
     )
 
 
@@ -40,7 +42,7 @@ def manifest_matches_shards(storage: StorageResource) -> dg.AssetCheckResult:
     description="The share of quarantined images stays within the profile's limit (qc.max_quarantine_share).",
 )
 def quarantine_within_limit(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
-    qc = storage.store().read_table("image_qc")
+    qc = storage.store().read_table(Table.IMAGE_QC)
     share = float((~qc["passed"]).mean()) if qc.height else 0.0
     limit = profile.qc.max_quarantine_share
     examples = qc.filter(~pl.col("passed")).head(10).select("image_sha256", "reasons").to_dicts()

@@ -1,10 +1,10 @@
 import dagster as dg
 
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
+from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG, partition_runs
 from emonet_assets.defs.generation.assets import generated_images
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
-from emonet_assets.runner import RANGE_END_TAG, RANGE_START_TAG, partition_runs
 
 
 @dg.schedule(
@@ -20,7 +20,7 @@ def nightly_generation_schedule(
     context: dg.ScheduleEvaluationContext, storage: StorageResource, profile: ProfileResource
 ):
     shards = context.instance.get_dynamic_partitions(prompt_shard_partitions.name)
-    done = set(storage.store().table_partitions(MANIFEST_TABLE))
+    done = set(storage.store().table_partitions(Table.GENERATED_IMAGES))
     todo = [shard for shard in shards if shard not in done][: profile.schedules.nightly_shards]
     if not todo:
         return dg.SkipReason(f"all {len(shards)} prompt shards have images")

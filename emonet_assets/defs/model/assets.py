@@ -6,16 +6,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
+from emonet_assets.defs.dataset.assets import read_splits
+from emonet_assets.defs.execution.executor import gpu_step_tags
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.k8s_steps import gpu_step_tags
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
-from emonet_assets.metadata import markdown_table, table_metadata
+from emonet_assets.lib.tables import Table
+from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import EmbedderResource, ProfileResource, StorageResource
 
-EMBEDDINGS_TABLE = "image_embeddings"
-MODEL_TABLE = "emotion_model"
-TEST_PREDICTIONS_TABLE = "model_test_predictions"
 CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
 # torch and the model code are imported inside the steps that use them: every process that loads this code
 # location (each run and step of the daemon, every CLI command) would otherwise pay seconds for them.
@@ -24,7 +21,7 @@ CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
 @dg.asset(
     group_name="model",
     kinds={"pytorch", "parquet"},
-    deps=[SPLITS_TABLE, MANIFEST_TABLE],
+    deps=[Table.SPLITS.key, Table.GENERATED_IMAGES.key],
     pool="gpu",
     op_tags=gpu_step_tags(),
     description="One embedding per split image from the profile's vision backbone, keyed by (image sha256, "
@@ -40,14 +37,14 @@ def image_embeddings(
     backbone = embedder.embedder()
     fingerprint = backbone.fingerprint
     existing = (
-        store.read_table(EMBEDDINGS_TABLE, [fingerprint])
-        if fingerprint in store.table_partitions(EMBEDDINGS_TABLE)
+        store.read_table(Table.IMAGE_EMBEDDINGS, [fingerprint])
+        if fingerprint in store.table_partitions(Table.IMAGE_EMBEDDINGS)
         else None
     )
     wanted = (
         read_splits(storage)
         .select("image_sha256")
-        .join(store.read_table(MANIFEST_TABLE).select("image_sha256", "image_path"), on="image_sha256")
+        .join(store.read_table(Table.GENERATED_IMAGES).select("image_sha256", "image_path"), on="image_sha256")
     )
     todo = images_to_embed(wanted, existing, fingerprint)
     context.log.info(f"{backbone.name} ({fingerprint}): {todo.height} of {wanted.height} images to embed")
@@ -58,10 +55,9 @@ def image_embeddings(
     for failure in result.failed.iter_rows(named=True):
         context.log.warning(f"skipped image {failure['image_sha256']}: {failure['reason']}")
     table = result.table if existing is None else pl.concat([existing, result.table])
-    path = store.write_table(EMBEDDINGS_TABLE, table, fingerprint)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(table.drop("embedding"), store.url(path)),
+            **storage.write_table(Table.IMAGE_EMBEDDINGS, table, fingerprint, preview_drop=["embedding"]),
             "backbone": backbone.name,
             "backbone_fingerprint": fingerprint,
             "dim": backbone.dim,
@@ -79,19 +75,19 @@ def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> 
 
     store = storage.store()
     fingerprint = embedder.embedder().fingerprint
-    partitions = store.table_partitions(EMBEDDINGS_TABLE)
+    partitions = store.table_partitions(Table.IMAGE_EMBEDDINGS)
     if fingerprint not in partitions:
-        others = store.read_table(EMBEDDINGS_TABLE, partitions) if partitions else pl.DataFrame()
+        others = store.read_table(Table.IMAGE_EMBEDDINGS, partitions) if partitions else pl.DataFrame()
         if others.height:
             check_embedding_table(others, fingerprint, embedder.embedder().name)
         raise dg.Failure(description=f"no embeddings from backbone {fingerprint} yet: materialize image_embeddings")
-    return store.read_table(EMBEDDINGS_TABLE, [fingerprint])
+    return store.read_table(Table.IMAGE_EMBEDDINGS, [fingerprint])
 
 
 @dg.asset(
     group_name="model",
     kinds={"pytorch", "safetensors"},
-    deps=[image_embeddings, SPLITS_TABLE, "consensus_labels", "annotations", "taxonomy"],
+    deps=[image_embeddings, Table.SPLITS.key, Table.CONSENSUS_LABELS.key, Table.ANNOTATIONS.key, Table.TAXONOMY.key],
     pool="gpu",
     op_tags=gpu_step_tags(),
     description="40 emotion intensities (0–7) from embeddings: 40 independent MLP heads (the reference design) "
@@ -103,7 +99,7 @@ def emotion_model(
     embedder: EmbedderResource,
     profile: ProfileResource,
 ) -> dg.MaterializeResult:
-    from emonet_assets.lib.annotation_batches import ANNOTATIONS_TABLE, rating_sources
+    from emonet_assets.lib.annotation_batches import rating_sources
     from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
     from emonet_assets.lib.emotion_model import train_model as fit
     from emonet_assets.lib.lineage import data_version, frame_hash
@@ -114,7 +110,7 @@ def emotion_model(
     emotion_ids = [e.id for e in taxonomy.emotions]
     splits_table = read_splits(storage)
     embeddings = current_embeddings(storage, embedder)
-    consensus = store.read_table("consensus_labels")
+    consensus = store.read_table(Table.CONSENSUS_LABELS)
     data = split_data(splits_table, embeddings, consensus, emotion_ids)
     settings = profile.model
     config = ModelConfig(
@@ -142,7 +138,7 @@ def emotion_model(
             "consensus": frame_hash(consensus.select("collection", "scale", "image_id", "emotion_id", "median_rating")),
         },
         "ratings": rating_sources(
-            store.read_table(ANNOTATIONS_TABLE).filter(
+            store.read_table(Table.ANNOTATIONS).filter(
                 (pl.col("collection") == "generated")
                 & (pl.col("scale") == "intensity")
                 & pl.col("image_id").is_in(splits_table["image_sha256"].implode())
@@ -169,11 +165,11 @@ def emotion_model(
             }
         ]
     )
-    log = store.read_table(MODEL_TABLE) if MODEL_TABLE in store.table_names() else row.clear()
-    store.write_table(MODEL_TABLE, pl.concat([log, row], how="vertical_relaxed"))
+    log = store.read_table(Table.EMOTION_MODEL) if store.has_table(Table.EMOTION_MODEL) else row.clear()
     history = pl.DataFrame(model.history, schema=["epoch", "train_loss", "validation_loss"], orient="row")
     return dg.MaterializeResult(
         metadata={
+            **storage.write_table(Table.EMOTION_MODEL, pl.concat([log, row], how="vertical_relaxed")),
             "model_fingerprint": fingerprint,
             "path": dg.MetadataValue.path(store.url(prefix)),
             "model_card": dg.MetadataValue.md(store.read_bytes(f"{prefix}/MODEL_CARD.md").decode()),
@@ -187,28 +183,57 @@ def emotion_model(
     )
 
 
-@dg.asset(
-    group_name="model",
-    kinds={"pytorch", "parquet"},
-    deps=[emotion_model, image_embeddings, "emotion_agreement", "emotion_rollups"],
-    description="The model on the test split against the consensus median: per-emotion Spearman with a "
-    "bootstrap 95% CI, quadratic kappa, presence F1, beside the human ceiling and a random baseline, at every "
-    "rollup level too.",
+def _evaluation_spec(table: Table, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.key,
+        group_name="model",
+        kinds={"pytorch", "parquet"},
+        deps=[
+            Table.EMOTION_MODEL.key,
+            Table.IMAGE_EMBEDDINGS.key,
+            Table.SPLITS.key,
+            Table.CONSENSUS_LABELS.key,
+            Table.EMOTION_AGREEMENT.key,
+            Table.EMOTION_ROLLUPS.key,
+            Table.TAXONOMY.key,
+        ],
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _evaluation_spec(
+            Table.MODEL_EVALUATION,
+            "The model on the test split against the consensus median: per-emotion Spearman with a bootstrap 95% "
+            "CI, quadratic kappa, presence F1, beside the human ceiling and a random baseline.",
+        ),
+        _evaluation_spec(
+            Table.MODEL_EVALUATION_SUMMARY,
+            "Mean Spearman, kappa and presence F1 over the emotions, for the model and the random baseline.",
+        ),
+        _evaluation_spec(
+            Table.MODEL_EVALUATION_ROLLUPS,
+            "The same metrics at every rollup level (emotion groups, valence, the profile's mappings).",
+        ),
+        _evaluation_spec(
+            Table.MODEL_TEST_PREDICTIONS,
+            "The model's predicted intensity for every test image and emotion: what the fairness report ranks.",
+        ),
+    ],
 )
-def model_evaluation(
-    storage: StorageResource, embedder: EmbedderResource, profile: ProfileResource
-) -> dg.MaterializeResult:
+def model_evaluation(storage: StorageResource, embedder: EmbedderResource, profile: ProfileResource):
     from emonet_assets.lib.evaluation import evaluation_chart
     from emonet_assets.lib.modeling import evaluate_on_test, fetch_model, open_model, split_data
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
-    row = store.read_table(MODEL_TABLE).sort("trained_at").row(-1, named=True)
+    row = store.read_table(Table.EMOTION_MODEL).sort("trained_at").row(-1, named=True)
     settings = profile.model
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = open_model(fetch_model(store, row["path"], Path(tmp)), taxonomy.version)
     emotion_ids = model.emotion_ids
-    consensus = store.read_table("consensus_labels")
+    consensus = store.read_table(Table.CONSENSUS_LABELS)
     test = split_data(read_splits(storage), current_embeddings(storage, embedder), consensus, emotion_ids)["test"]
     if not test.image_sha256:
         raise dg.Failure(description="the test split has no embedded images to evaluate on")
@@ -216,58 +241,88 @@ def model_evaluation(
         model,
         test,
         consensus,
-        store.read_table("emotion_agreement"),
-        store.read_table("emotion_rollups"),
+        store.read_table(Table.EMOTION_AGREEMENT),
+        store.read_table(Table.EMOTION_ROLLUPS),
         taxonomy.table().select("emotion_id", "emotion"),
         settings.bootstrap_resamples,
         settings.bootstrap_seed,
     )
+    fingerprint = pl.lit(row["model_fingerprint"])
     per_emotion, by_level = report.per_emotion, report.by_level
-    summary = report.summary.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"]))
-    store.write_table("model_evaluation", per_emotion.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"])))
-    store.write_table("model_evaluation_summary", summary)
-    store.write_table("model_evaluation_rollups", by_level)
-    store.write_table(
-        TEST_PREDICTIONS_TABLE, report.predictions.with_columns(model_fingerprint=pl.lit(row["model_fingerprint"]))
-    )
+    summary = report.summary.with_columns(model_fingerprint=fingerprint)
     chart = evaluation_chart(per_emotion)
     store.write_bytes(CHART_PATH, chart)
     encoded = base64.b64encode(chart).decode()
     shown = ["emotion", "spearman", "spearman_ci_low", "spearman_ci_high", "human_ceiling_spearman"]
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_EVALUATION.key,
         metadata={
+            **storage.write_table(Table.MODEL_EVALUATION, per_emotion.with_columns(model_fingerprint=fingerprint)),
             "model_fingerprint": row["model_fingerprint"],
             "test_images": len(test.image_sha256),
             "mean_spearman": float(summary["mean_spearman"][0]),
             "random_mean_spearman": float(summary["mean_spearman"][1]),
-            "summary": dg.MetadataValue.md(markdown_table(summary.drop("model_fingerprint"))),
             "per_emotion": dg.MetadataValue.md(markdown_table(per_emotion.select(shown).sort("spearman"), limit=40)),
+            "chart": dg.MetadataValue.md(f"![model vs human ceiling](data:image/png;base64,{encoded})"),
+            "chart_path": dg.MetadataValue.path(store.url(CHART_PATH)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_EVALUATION_SUMMARY.key,
+        metadata={
+            **storage.write_table(Table.MODEL_EVALUATION_SUMMARY, summary),
+            "summary": dg.MetadataValue.md(markdown_table(summary.drop("model_fingerprint"))),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_EVALUATION_ROLLUPS.key,
+        metadata={
+            **storage.write_table(Table.MODEL_EVALUATION_ROLLUPS, by_level),
             "rollups": dg.MetadataValue.md(
                 markdown_table(by_level.select("rollup", "level", "n_images", "spearman", "kappa_quadratic"), 60)
             ),
-            "chart": dg.MetadataValue.md(f"![model vs human ceiling](data:image/png;base64,{encoded})"),
-            "chart_path": dg.MetadataValue.path(store.url(CHART_PATH)),
-        }
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_TEST_PREDICTIONS.key,
+        metadata=storage.write_table(
+            Table.MODEL_TEST_PREDICTIONS, report.predictions.with_columns(model_fingerprint=fingerprint)
+        ),
     )
 
 
-@dg.asset(
-    group_name="model",
-    kinds={"pytorch", "parquet"},
-    deps=[emotion_model, "emotion_rollups"],
-    description="The model on labelled real photos (the profile's `model.real_photo_sets`: a folder per class or "
-    "a CSV of path,label, with a mapping onto the taxonomy): accuracy, macro F1, per-class recall and the "
-    "confusion matrix, measuring the gap between synthetic training and real faces.",
+_REAL_PHOTO_DEPS = [Table.EMOTION_MODEL.key, Table.EMOTION_ROLLUPS.key, Table.TAXONOMY.key]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            Table.REAL_PHOTO_EVALUATION.key,
+            group_name="model",
+            kinds={"pytorch", "parquet"},
+            deps=_REAL_PHOTO_DEPS,
+            description="The model on labelled real photos (the profile's `model.real_photo_sets`: a folder per "
+            "class or a CSV of path,label, with a mapping onto the taxonomy): accuracy and macro F1 per set, "
+            "measuring the gap between synthetic training and real faces.",
+        ),
+        dg.AssetSpec(
+            Table.REAL_PHOTO_PER_CLASS.key,
+            group_name="model",
+            kinds={"pytorch", "parquet"},
+            deps=_REAL_PHOTO_DEPS,
+            skippable=True,
+            description="Per-class recall and the confusion matrix of each real-photo set; not written while the "
+            "profile names no set.",
+        ),
+    ],
 )
-def real_photo_evaluation(
-    context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource
-) -> dg.MaterializeResult:
+def real_photo_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource):
     from emonet_assets.lib.modeling import fetch_model, score_photo_set
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
-    rollups = store.read_table("emotion_rollups")
-    row = store.read_table(MODEL_TABLE).sort("trained_at").row(-1, named=True)
+    rollups = store.read_table(Table.EMOTION_ROLLUPS)
+    row = store.read_table(Table.EMOTION_MODEL).sort("trained_at").row(-1, named=True)
     summaries, per_class = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = fetch_model(store, row["path"], Path(tmp))
@@ -292,14 +347,13 @@ def real_photo_evaluation(
             "model_fingerprint": pl.String,
         },
     )
-    path = store.write_table("real_photo_evaluation", summary)
-    classes = pl.concat(per_class) if per_class else pl.DataFrame()
-    if per_class:
-        store.write_table("real_photo_per_class", classes)
-    return dg.MaterializeResult(
-        metadata={
-            **table_metadata(summary, store.url(path)),
-            "sets": len(summaries),
-            "per_class": dg.MetadataValue.md(markdown_table(classes, limit=40) if per_class else "no sets configured"),
-        }
+    yield dg.MaterializeResult(
+        asset_key=Table.REAL_PHOTO_EVALUATION.key,
+        metadata={**storage.write_table(Table.REAL_PHOTO_EVALUATION, summary), "sets": len(summaries)},
     )
+    if per_class:
+        classes = pl.concat(per_class)
+        yield dg.MaterializeResult(
+            asset_key=Table.REAL_PHOTO_PER_CLASS.key,
+            metadata=storage.write_table(Table.REAL_PHOTO_PER_CLASS, classes, preview_rows=40),
+        )

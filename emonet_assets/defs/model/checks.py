@@ -1,17 +1,18 @@
 import dagster as dg
 
-from emonet_assets.defs.model.assets import model_evaluation
 from emonet_assets.lib.evaluation import beats_random
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 
 @dg.asset_check(
-    asset=model_evaluation,
+    asset=Table.MODEL_EVALUATION.key,
+    additional_deps=[Table.MODEL_EVALUATION_SUMMARY.key],
     description="Warns when the model's mean Spearman (lower CI bound) does not beat the random baseline's by "
     "the profile's margin; the numbers are in the result.",
 )
 def model_beats_random_baseline(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
-    summary = storage.store().read_table("model_evaluation_summary")
+    summary = storage.store().read_table(Table.MODEL_EVALUATION_SUMMARY)
     model = summary.filter(summary["predictor"] == "model")
     baseline = summary.filter(summary["predictor"] == "random baseline")
     passed, message = beats_random(model, baseline, profile.model.random_margin)

@@ -4,16 +4,17 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from emonet_assets.defs.dataset.assets import SPLITS_TABLE, read_splits
-from emonet_assets.defs.fairness.assets import TABLE_PREFIX
-from emonet_assets.defs.model.assets import MODEL_TABLE
+from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.annotation_batches import rating_sources
-from emonet_assets.lib.shard_generation import MANIFEST_TABLE
+from emonet_assets.lib.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
 
 PROFILE_SECTIONS = ("qc", "annotation", "dataset", "model", "fairness", "release")
+# The fairness tables the dataset card summarizes.
+RELEASED_FAIRNESS_NAMES = ("group_metrics", "disparities", "gates")
+RELEASED_FAIRNESS = [FAIRNESS_TABLES[name] for name in RELEASED_FAIRNESS_NAMES]
 
 
 def profile_snapshot(profile: ProfileResource, generator: ImageGeneratorResource, embedder: EmbedderResource) -> dict:
@@ -29,9 +30,9 @@ def profile_snapshot(profile: ProfileResource, generator: ImageGeneratorResource
 
 
 def _fingerprints(store) -> dict[str, str]:
-    summary = store.read_table("model_evaluation_summary")
+    summary = store.read_table(Table.MODEL_EVALUATION_SUMMARY)
     evaluated = summary.filter(pl.col("predictor") == "model")["model_fingerprint"].to_list()
-    models = store.read_table(MODEL_TABLE).filter(pl.col("model_fingerprint").is_in(evaluated))
+    models = store.read_table(Table.EMOTION_MODEL).filter(pl.col("model_fingerprint").is_in(evaluated))
     if models.is_empty():
         return {}
     row = models.row(-1, named=True)
@@ -42,16 +43,21 @@ def _fingerprints(store) -> dict[str, str]:
     group_name="release",
     kinds={"parquet", "huggingface"},
     deps=[
-        SPLITS_TABLE,
-        MANIFEST_TABLE,
-        "prompt_design",
-        "image_qc",
-        "consensus_labels",
-        "annotations",
-        "emotion_agreement",
-        "model_evaluation",
-        "fairness_report",
-        "taxonomy",
+        table.key
+        for table in (
+            Table.SPLITS,
+            Table.GENERATED_IMAGES,
+            Table.PROMPT_DESIGN,
+            Table.IMAGE_QC,
+            Table.CONSENSUS_LABELS,
+            Table.ANNOTATIONS,
+            Table.EMOTION_AGREEMENT,
+            Table.EMOTION_MODEL,
+            Table.MODEL_EVALUATION,
+            Table.MODEL_EVALUATION_SUMMARY,
+            *RELEASED_FAIRNESS,
+            Table.TAXONOMY,
+        )
     ],
     description="The publishable benchmark under releases/<release id>/: Parquet shards per split with the images "
     "embedded (Hugging Face `datasets` loads them offline), a dataset card and a Croissant file written from the "
@@ -89,14 +95,14 @@ def benchmark_release(
     settings = profile.release
     taxonomy = read_taxonomy(storage)
     emotions = taxonomy.table().select("emotion_id", "emotion")
-    generated = store.read_table(MANIFEST_TABLE)
+    generated = store.read_table(Table.GENERATED_IMAGES)
     tables = ReleaseTables(
         splits=read_splits(storage),
         generated=generated,
-        prompts=store.read_table("prompt_design"),
-        qc=store.read_table("image_qc"),
-        consensus=store.read_table("consensus_labels"),
-        annotations=store.read_table("annotations"),
+        prompts=store.read_table(Table.PROMPT_DESIGN),
+        qc=store.read_table(Table.IMAGE_QC),
+        consensus=store.read_table(Table.CONSENSUS_LABELS),
+        annotations=store.read_table(Table.ANNOTATIONS),
     )
     try:
         rows = release_rows(tables, emotions["emotion_id"].to_list(), settings.max_failed_qc_share)
@@ -114,14 +120,12 @@ def benchmark_release(
         rows=rows,
         emotions=emotions,
         data_files={name: (sha, size) for name, (_, sha, size) in files.files.items()},
-        agreement=store.read_table("emotion_agreement").filter(
+        agreement=store.read_table(Table.EMOTION_AGREEMENT).filter(
             (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
         ),
-        evaluation=store.read_table("model_evaluation"),
-        evaluation_summary=store.read_table("model_evaluation_summary"),
-        fairness={
-            name: store.read_table(f"{TABLE_PREFIX}{name}") for name in ("group_metrics", "disparities", "gates")
-        },
+        evaluation=store.read_table(Table.MODEL_EVALUATION),
+        evaluation_summary=store.read_table(Table.MODEL_EVALUATION_SUMMARY),
+        fairness={name: store.read_table(FAIRNESS_TABLES[name]) for name in RELEASED_FAIRNESS_NAMES},
         provenance=source,
         rating_sources=rating_sources(
             tables.annotations.filter(pl.col("image_id").is_in(rows["image_sha256"].implode()))

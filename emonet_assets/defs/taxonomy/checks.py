@@ -2,6 +2,7 @@ import dagster as dg
 
 from emonet_assets.defs.taxonomy.assets import emotion_rollups, read_taxonomy, taxonomy
 from emonet_assets.lib.expectations import taxonomy_expectations, validate
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import rollup_problems, taxonomy_problems
 from emonet_assets.metadata import suite_metadata
 from emonet_assets.resources import StorageResource
@@ -13,7 +14,7 @@ from emonet_assets.resources import StorageResource
     description="40 unique emotions, each in exactly one of 7 groups (GX suite).",
 )
 def taxonomy_is_complete(storage: StorageResource) -> dg.AssetCheckResult:
-    table = storage.store().read_table("taxonomy")
+    table = storage.store().read_table(Table.TAXONOMY)
     suite = validate(
         table.drop("cluster", "aliases").to_pandas(),
         "taxonomy",
@@ -29,11 +30,12 @@ def taxonomy_is_complete(storage: StorageResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=emotion_rollups,
+    additional_deps=[taxonomy],
     blocking=True,
     description="Every rollup places each of the 40 emotions in exactly one level and names no unknown emotion.",
 )
 def rollups_are_complete(storage: StorageResource) -> dg.AssetCheckResult:
-    problems = rollup_problems(storage.store().read_table("emotion_rollups"), read_taxonomy(storage))
+    problems = rollup_problems(storage.store().read_table(Table.EMOTION_ROLLUPS), read_taxonomy(storage))
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={"problems": dg.MetadataValue.json(problems), "problem_count": len(problems)},

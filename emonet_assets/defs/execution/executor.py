@@ -47,3 +47,9 @@ def step_executor() -> dg.ExecutorDefinition | None:
     if choice == "multiprocess":
         return None
     raise ValueError(f"{EXECUTOR_VAR}={choice!r}: expected 'multiprocess' or 'k8s'")
+
+
+@dg.definitions
+def executor() -> dg.Definitions:
+    """The code location's executor, chosen when the definitions load."""
+    return dg.Definitions(executor=step_executor())

@@ -12,9 +12,10 @@ import time
 import dagster as dg
 from dagster import DagsterEventType
 
-from emonet_assets.lib.notify import Alert
+from emonet_assets.defs.execution.runs import error_message
+from emonet_assets.lib.notify import Alert, LocalChannel
+from emonet_assets.lib.tables import Table
 from emonet_assets.resources import NotifierResource
-from emonet_assets.runner import error_message
 
 FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)
 # Below the daemon's 60 s sensor timeout, so a tick always returns its cursor.
@@ -32,8 +33,13 @@ def _plain(value: dg.MetadataValue) -> str | int | float | bool:
 
 
 def _send(context, notifier: NotifierResource, alert: Alert) -> None:
-    for delivery in notifier.send(alert):
+    deliveries = notifier.send(alert)
+    for delivery in deliveries:
         context.log.info(f"{alert.title}: {delivery.channel} {'sent' if delivery.ok else delivery.error}")
+    if any(delivery.channel == LocalChannel.name and delivery.ok for delivery in deliveries):
+        context.instance.report_runless_asset_event(
+            dg.AssetMaterialization(Table.ALERTS.key, description=alert.title, metadata=notifier.alerts_metadata())
+        )
 
 
 def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Alert:
@@ -44,9 +50,11 @@ def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Aler
     if partition := run.tags.get("dagster/partition"):
         metadata["partition"] = partition
     reasons = [f"{e.step_key}: {error_message(e.step_failure_data.error)}" for e in steps if e.step_failure_data]
+    # Named by the steps that failed: a multi-asset's step is one name, where its assets (every table) are many.
+    named = [e.step_key for e in steps] or assets
     return Alert(
         kind="run_failure",
-        title=f"Run failed: {', '.join(assets) if assets else run.job_name}",
+        title=f"Run failed: {', '.join(named) if named else run.job_name}",
         severity="ERROR",
         asset=", ".join(assets) or None,
         check=None,
