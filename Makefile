@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
 	touch $(STAMP)
 
-# dagster-dbt's own preparation (dbt parse) whenever the dbt project changed; `dg dev` also prepares on each load.
+# dagster-dbt's own preparation (dbt parse) whenever the dbt project changed; a load of the definitions also prepares a stale one.
 $(MANIFEST): $(STAMP) $(shell find $(DBT_PROJECT) \( -name target -o -name logs \) -prune -o -type f -print)
 	$(BIN)/dagster-dbt project prepare-and-package --file emonet_assets/defs/consensus/project.py
 

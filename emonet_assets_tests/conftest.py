@@ -23,12 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 EMONET = Path(sys.executable).parent / "emonet"
 
 
-def run_emonet(args: list, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+def run_emonet(args: list, tmp_path: Path, emonet: tuple = (EMONET,), **env) -> subprocess.CompletedProcess:
     """`emonet ARGS` from the repository, as a user runs it, with its own Dagster home under `tmp_path`."""
     environment = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "COLUMNS": "140", **env}
     if "EMONET_PROFILE" not in env:
         environment.pop("EMONET_PROFILE", None)
-    return subprocess.run([EMONET, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*emonet, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
 
 
 def small_profile_file(folder: Path, **design) -> Path:
@@ -47,7 +47,8 @@ def small_profile_file(folder: Path, **design) -> Path:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """What `emonet demo` printed and left: `root` is the storage root, `folder` holds its Dagster home."""
+    """What `emonet demo` printed and left: `root` is the storage root, `folder` holds its Dagster home, and
+    `table_access` the tables each step read and wrote (emonet_assets_tests.table_access)."""
 
     folder: Path
     root: Path
@@ -55,15 +56,21 @@ class DemoRun:
     stdout: str
     stderr: str
 
+    @property
+    def table_access(self) -> dict:
+        return json.loads((self.folder / "table_access.json").read_text(encoding="utf-8"))
+
 
 def _run_demo_once(shared: Path) -> DemoRun:
     """`emonet demo` under `shared`, unless a process of this test session already ran it: the first to take the
-    lock runs it, the others wait for it and read its result."""
+    lock runs it, the others wait for it and read its result. It runs with the table accesses recorded, so the
+    lineage test judges this same run."""
     folder, result_file = shared / "demo", shared / "demo.json"
     with FileLock(str(shared / "demo.lock")):
         if not result_file.exists():
             (folder / "home").mkdir(parents=True, exist_ok=True)
-            result = run_emonet(["demo"], folder, EMONET_ROOT=str(folder / "root"))
+            traced = (sys.executable, "-m", "emonet_assets_tests.table_access", str(folder / "table_access.json"))
+            result = run_emonet(["demo"], folder, emonet=traced, EMONET_ROOT=str(folder / "root"))
             outcome = {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
             result_file.write_text(json.dumps(outcome))
     return DemoRun(folder=folder, root=folder / "root", **json.loads(result_file.read_text()))
@@ -175,19 +182,10 @@ def pytest_configure(config):
 
 
 def _prepare_a_stale_dbt_manifest() -> None:
-    """No test runs on a dbt manifest older than the dbt project, with or without `make setup`: dagster-dbt prepares
-    it again, once, before any worker loads the definitions."""
-    from emonet_assets.lib.package_data import package_path
-
-    project = package_path("dbt_project")
-    manifest = project / "target" / "manifest.json"
-    written = {"target", "logs", "dbt_packages"}
-    sources = [p for p in project.rglob("*") if p.is_file() and not written & set(p.relative_to(project).parts)]
-    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-        return
+    """No test runs on a dbt manifest older than the dbt project, with or without `make setup`: it is prepared
+    again, once, before any worker loads the definitions."""
     from emonet_assets.defs.consensus.project import prepare_manifest
 
-    manifest.unlink(missing_ok=True)
     prepare_manifest()
 
 

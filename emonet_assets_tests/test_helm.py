@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 from dagster._config import validate_config
@@ -16,7 +17,13 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
 
-from emonet_assets.defs.execution.executor import EXECUTOR_VAR, GPU_STEP_CONFIG_VAR, gpu_step_tags, step_executor
+from emonet_assets.defs.execution.executor import (
+    EXECUTOR_VAR,
+    FORKED_STEPS,
+    GPU_STEP_CONFIG_VAR,
+    gpu_step_tags,
+    step_executor,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VALUES = REPO / "deploy" / "helm" / "values.yaml"
@@ -131,7 +138,7 @@ def test_each_step_is_a_kubernetes_job_and_gpu_steps_go_to_gpu_nodes():
 def test_without_the_variables_steps_keep_the_multiprocess_executor_and_gpu_steps_ask_for_one_gpu(monkeypatch):
     monkeypatch.delenv(EXECUTOR_VAR, raising=False)
     monkeypatch.delenv(GPU_STEP_CONFIG_VAR, raising=False)
-    assert step_executor() is None
+    assert step_executor() is FORKED_STEPS
     config = json.loads(gpu_step_tags()["dagster-k8s/config"])
     assert config["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
 
@@ -146,3 +153,25 @@ def test_a_wrong_executor_or_step_config_is_refused_naming_the_variable(monkeypa
     monkeypatch.setenv(GPU_STEP_CONFIG_VAR, "pod_spec_config: [unclosed")
     with pytest.raises(ValueError, match="EMONET_GPU_STEP_K8S_CONFIG is not YAML"):
         gpu_step_tags()
+
+
+@dg.op
+def step_process() -> dict:
+    return {"parent": os.getppid(), "definitions_preloaded": "emonet_assets.definitions" in sys.modules}
+
+
+@dg.job(executor_def=FORKED_STEPS)
+def one_forked_step():
+    step_process()
+
+
+def test_steps_are_forked_from_a_server_that_preloaded_the_definitions(tmp_path):
+    """Not spawned by the run's process (which would import everything again for each step)."""
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        dg.execute_job(dg.reconstructable(one_forked_step), instance=instance) as result,
+    ):
+        assert result.success
+        seen = result.output_for_node("step_process")
+    assert seen["parent"] != os.getpid()
+    assert seen["definitions_preloaded"]
