@@ -204,7 +204,7 @@ def stage_fairness(root: Path, resamples: int) -> dict:
     gaps = timed("disparities", fairness.disparities, groups)
     balance = timed("data_balance", fairness.data_balance, splits, store.read_table(Table.IMAGE_QC), demographics)
     item_stats = timed("load_item_stats", _labelled_item_stats, root, demographics, generated)
-    agreement = timed("agreement", fairness.agreement_from_item_stats, item_stats, demographics)
+    agreement = timed("agreement", fairness.agreement_by_group, item_stats, demographics)
     return {
         "seconds": seconds,
         "test_images": test.height,

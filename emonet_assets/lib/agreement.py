@@ -1,5 +1,5 @@
-"""Krippendorff's alpha (interval and ordinal) from per-item sufficient statistics, its item bootstrap, and
-Dawid-Skene consensus for binary judgments.
+"""Krippendorff's alpha (interval and ordinal) from per-item sufficient statistics (dbt's int_agreement_item_stats)
+and its item bootstrap, which dbt's agreement_bootstrap model runs.
 
 Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: one sparse
 product per chunk of resamples instead of re-running alpha on a resampled matrix.
@@ -20,22 +20,6 @@ _POINT_CHUNK_ROWS = 1_000_000
 _PATTERN = ["emotion_id", "m", "s1", "s2", *COUNT_COLUMNS]
 _PAIR_LOW, _PAIR_HIGH = np.triu_indices(VALUES, k=1)
 _RESAMPLE_CELLS = 10_000_000
-
-
-def item_stats(ratings: pl.DataFrame) -> pl.DataFrame:
-    """The per-item statistics the SQL model computes, for tests and benchmarks that start from raw ratings."""
-    value = pl.col("value")
-    return (
-        ratings.group_by([*KEY, "image_id"])
-        .agg(
-            m=pl.len().cast(pl.Int64),
-            s1=value.sum().cast(pl.Float64),
-            s2=(value * value).sum().cast(pl.Float64),
-            **{f"c{v}": (value == v).sum().cast(pl.Int64) for v in range(VALUES)},
-        )
-        .filter(pl.col("m") >= 2)
-        .sort([*KEY, "image_id"])
-    )
 
 
 def _features(stats: pl.DataFrame) -> np.ndarray:
@@ -267,41 +251,3 @@ def naive_bootstrap_alpha(
             for emotion, matrix in matrices.items():
                 draws[emotion].append(_krippendorff(matrix[:, indices], level_of_measurement))
     return draws
-
-
-def dawid_skene(ratings: pl.DataFrame) -> pl.DataFrame:
-    """Posterior presence of each (collection, image, emotion) from binary ratings, weighing annotators by their
-    estimated confusion matrices instead of counting votes; fitted per collection, as annotator skill may differ.
-
-    crowd-kit starts EM from majority-vote probabilities, so the result needs no seed.
-    """
-    from crowdkit.aggregation import DawidSkene  # with scikit-learn and NLTK: seconds, paid only here
-
-    schema = {
-        "collection": ratings.schema["collection"],
-        "image_id": ratings.schema["image_id"],
-        "emotion_id": ratings.schema["emotion_id"],
-        "ds_probability": pl.Float64,
-        "ds_present": pl.Boolean,
-    }
-    frames = [pl.DataFrame(schema=schema)]
-    for (collection,), part in ratings.group_by("collection", maintain_order=True):
-        tasks = part.select("image_id", "emotion_id").unique(maintain_order=True).with_row_index("task")
-        labelled = part.join(tasks, on=["image_id", "emotion_id"]).select(
-            "task", worker=pl.col("annotator"), label=pl.col("value").cast(pl.Int64)
-        )
-        proba = DawidSkene(n_iter=100).fit_predict_proba(labelled.to_pandas())
-        present = proba[1].to_numpy() if 1 in proba.columns else np.zeros(len(proba))
-        posterior = pl.DataFrame(
-            {"task": proba.index.to_numpy().astype(np.uint32), "ds_probability": present.astype(np.float64)}
-        )
-        frames.append(
-            tasks.join(posterior, on="task").select(
-                pl.lit(collection, dtype=schema["collection"]).alias("collection"),
-                "image_id",
-                "emotion_id",
-                "ds_probability",
-                ds_present=pl.col("ds_probability") > 0.5,
-            )
-        )
-    return pl.concat(frames).sort("collection", "image_id", "emotion_id")

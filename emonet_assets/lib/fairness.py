@@ -20,7 +20,7 @@ import polars as pl
 if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
     from fairlearn.metrics import MetricFrame
 
-from emonet_assets.lib.agreement import alpha_interval, item_stats, resample_indices
+from emonet_assets.lib.agreement import alpha_interval, resample_indices
 from emonet_assets.lib.evaluation import CI_LEVEL, spearman_draws, to_scale
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
@@ -356,24 +356,14 @@ def data_balance(
 
 
 def agreement_by_group(
-    ratings: pl.DataFrame,
-    demographics: pl.DataFrame,
-    min_group_size: int = 20,
-    attributes: Sequence[str] = ATTRIBUTES,
-) -> pl.DataFrame:
-    """Interval alpha per (collection, scale, attribute, group), all emotions pooled: if raters agree less on one
-    group's faces, its consensus labels are noisier and the model's gap there is partly the labels'."""
-    return agreement_from_item_stats(item_stats(ratings), demographics, min_group_size, attributes)
-
-
-def agreement_from_item_stats(
     item_table: pl.DataFrame,
     demographics: pl.DataFrame,
     min_group_size: int = 20,
     attributes: Sequence[str] = ATTRIBUTES,
 ) -> pl.DataFrame:
-    """`agreement_by_group` from per-item sufficient statistics (dbt's int_agreement_item_stats), which stay 4×
-    smaller than the ratings at four annotators."""
+    """Interval alpha per (collection, scale, attribute, group), all emotions pooled, from dbt's per-item statistics
+    (int_agreement_item_stats): if raters agree less on one group's faces, its consensus labels are noisier and the
+    model's gap there is partly the labels'."""
     stats = _labelled(item_table, "image_id", demographics, attributes)
     schema = {
         "collection": item_table.schema["collection"],
@@ -470,17 +460,18 @@ def fairness_report(
     demographics: pl.DataFrame,
     splits: pl.DataFrame,
     qc: pl.DataFrame,
-    ratings: pl.DataFrame,
+    item_table: pl.DataFrame,
     max_gap: Mapping[str, float],
     min_group_size: int = 20,
     resamples: int = 1000,
     seed: int = 42,
 ) -> FairnessReport:
     """Model side (metrics by group and intersection, disparities, gates) beside the data side (balance per split,
-    QC, expert agreement per group), with the plain-language notes the report leads with."""
+    QC, expert agreement per group from dbt's per-item statistics), with the plain-language notes the report leads
+    with."""
     groups = group_metrics(predictions, consensus, demographics, ATTRIBUTES, min_group_size, resamples, seed)
     gaps = disparities(groups)
-    rated = ratings.filter((pl.col("collection") == "generated") & (pl.col("scale") == "intensity"))
+    rated = item_table.filter((pl.col("collection") == "generated") & (pl.col("scale") == "intensity"))
     tables = {
         "group_metrics": groups,
         "disparities": gaps,

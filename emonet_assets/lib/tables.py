@@ -27,6 +27,7 @@ class Table(StrEnum):
     ANNOTATION_BATCH_LOG = "annotation_batch_log"
     ANNOTATIONS = "annotations"
     EXTERNAL_IMAGES = "external_images"
+    AGREEMENT_ITEM_STATS = "int_agreement_item_stats"
     CONSENSUS_LABELS = "consensus_labels"
     EMOTION_AGREEMENT = "emotion_agreement"
     ANNOTATOR_QUALITY = "annotator_quality"

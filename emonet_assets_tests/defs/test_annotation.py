@@ -10,18 +10,22 @@ import krippendorff
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from emonet_assets.definitions import build_definitions
+from emonet_assets.lib.agreement import KEY
 from emonet_assets.lib.annotation_batches import batch_log
 from emonet_assets.lib.demo_panel import EXTERNAL_COLLECTION, land_demo_panel
 from emonet_assets.lib.landing import BatchDeclaration, land_file
 from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
 from emonet_assets.lib.storage import Store
+from emonet_assets.lib.tables import Table
 from emonet_assets.lib.taxonomy import load_taxonomy
 from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
+from emonet_assets_tests.item_stats import item_stats
 
 pytestmark = pytest.mark.slow
 
@@ -210,6 +214,14 @@ def test_agreement_tables_have_a_bootstrap_ci_and_are_exported_to_parquet(annota
     assert set(quality["annotator"]) >= {"expert-1", "expert-2", "expert-3", "expert-4"}
     binary = annotated.store.read_table("dawid_skene_consensus")
     assert binary.height > 0 and binary["ds_probability"].is_between(0, 1).all()
+
+
+def test_item_stats_are_exported_and_equal_the_unit_tests_polars_copy(annotated):
+    with annotated.catalog() as con:
+        ratings = con.sql("select * from stg_ratings").pl()
+    exported = annotated.store.read_table(Table.AGREEMENT_ITEM_STATS).sort(*KEY, "image_id")
+    assert exported.height > 0
+    assert_frame_equal(exported, item_stats(ratings), check_dtypes=False)
 
 
 def test_reannotation_tasks_round_trip_through_label_studio(annotated_copy):

@@ -8,12 +8,11 @@ from emonet_assets.lib.agreement import (
     alpha_interval,
     alpha_ordinal,
     bootstrap_alpha,
-    dawid_skene,
-    item_stats,
     naive_bootstrap_alpha,
     reliability_matrix,
     resample_indices,
 )
+from emonet_assets_tests.item_stats import item_stats
 
 COLUMNS = ["collection", "scale", "emotion_id", "image_id", "annotator", "value"]
 
@@ -169,53 +168,3 @@ def test_degenerate_data_gives_nan_not_an_exception():
         pytest.approx((np.nan,) * 6, nan_ok=True)
     )
     assert bootstrap_alpha(constant.clear(), resamples=20).height == 0
-
-
-def _binary_panel(seed: int, images: int = 300, emotions: int = 4):
-    """Three annotators right 85% of the time and a spammer answering at random."""
-    rng = np.random.default_rng(seed)
-    truth = rng.random((images, emotions)) < 0.3
-    flipped = rng.random((images, emotions, 4)) < 0.15
-    answers = truth[:, :, None] ^ flipped
-    answers[:, :, 3] = rng.random((images, emotions)) < 0.5
-    i, e, a = np.indices(answers.shape).reshape(3, -1)
-    ratings = pl.DataFrame(
-        {
-            "collection": ["c"] * i.size,
-            "image_id": [f"img-{k:04d}" for k in i],
-            "emotion_id": [f"e{k}" for k in e],
-            "annotator": [f"expert-{k}" for k in a],
-            "value": answers.ravel().astype(np.int32),
-        }
-    )
-    truth_frame = pl.DataFrame(
-        {
-            "image_id": [f"img-{k:04d}" for k in range(images) for _ in range(emotions)],
-            "emotion_id": [f"e{k}" for _ in range(images) for k in range(emotions)],
-            "truth": truth.ravel(),
-        }
-    )
-    return ratings, truth_frame
-
-
-def test_dawid_skene_outweighs_a_spammer():
-    ratings, truth = _binary_panel(seed=3)
-    consensus = dawid_skene(ratings)
-    assert consensus.height == truth.height
-    assert consensus.schema["ds_probability"] == pl.Float64 and consensus.schema["ds_present"] == pl.Boolean
-    assert (consensus["ds_present"] == (consensus["ds_probability"] > 0.5)).all()
-    majority = ratings.group_by("image_id", "emotion_id").agg(majority=pl.col("value").mean() > 0.5)
-    scored = truth.join(consensus, on=["image_id", "emotion_id"]).join(majority, on=["image_id", "emotion_id"])
-    ds_accuracy = (scored["ds_present"] == scored["truth"]).mean()
-    majority_accuracy = (scored["majority"] == scored["truth"]).mean()
-    assert ds_accuracy >= majority_accuracy
-    assert ds_accuracy > 0.9
-
-
-def test_dawid_skene_fits_each_collection_and_survives_an_all_absent_collection():
-    ratings, _ = _binary_panel(seed=4, images=50, emotions=2)
-    absent = ratings.with_columns(collection=pl.lit("quiet"), value=pl.lit(0, dtype=pl.Int32))
-    consensus = dawid_skene(pl.concat([ratings, absent]))
-    assert consensus.group_by("collection").len().sort("collection")["len"].to_list() == [100, 100]
-    quiet = consensus.filter(pl.col("collection") == "quiet")
-    assert (quiet["ds_probability"] == 0).all() and not quiet["ds_present"].any()

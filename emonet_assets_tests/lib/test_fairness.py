@@ -4,7 +4,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
-from emonet_assets.lib.agreement import alpha_interval, item_stats
+from emonet_assets.lib.agreement import alpha_interval
 from emonet_assets.lib.evaluation import to_scale
 from emonet_assets.lib.fairness import (
     BALANCE_SCHEMA,
@@ -22,6 +22,7 @@ from emonet_assets.lib.fairness import (
     group_metrics,
     metric_frame,
 )
+from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy", "sadness"]
 ETHNICITIES = ["group_a", "group_b", "group_c"]
@@ -298,7 +299,9 @@ def simulated_ratings(n_images=80, raters=4, seed=0):
 
 def test_agreement_by_group_is_lower_for_the_noisier_group():
     ratings, demographics = simulated_ratings()
-    table = agreement_by_group(ratings, demographics, min_group_size=30, attributes=["ethnicity_group", "gender"])
+    table = agreement_by_group(
+        item_stats(ratings), demographics, min_group_size=30, attributes=["ethnicity_group", "gender"]
+    )
     ethnicity = {r["group"]: r for r in table.filter(pl.col("attribute") == "ethnicity_group").iter_rows(named=True)}
     assert ethnicity["group_a"]["alpha_interval"] > ethnicity["group_b"]["alpha_interval"] + 0.3
     for group, row in ethnicity.items():

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from emonet_assets.lib.agreement import alpha_interval, item_stats
+from emonet_assets.lib.agreement import alpha_interval
 from emonet_assets.lib.simulated_panel import (
     MAX_INTENSITY,
     PERCEPTION,
@@ -19,6 +19,7 @@ from emonet_assets.lib.simulated_panel import (
     write_long_csv,
     write_panel,
 )
+from emonet_assets_tests.item_stats import item_stats
 
 IMAGES = [f"images/face-{k:03d}.png" for k in range(30)]
 EMOTIONS = ["Amusement", "Anger", "Fear", "Sadness"]

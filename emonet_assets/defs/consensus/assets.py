@@ -5,7 +5,7 @@ import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
-from emonet_assets.defs.consensus.project import MARTS, dbt_project, prepare_manifest, translator
+from emonet_assets.defs.consensus.project import EXPORTED, dbt_project, prepare_manifest, translator
 from emonet_assets.lib.reannotation import label_studio_config, label_studio_tasks
 from emonet_assets.lib.tables import Table
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
@@ -35,8 +35,8 @@ def consensus_models(
     exported = {}
     if invocation.is_successful():
         with duckdb.connect(catalog.database, read_only=True) as con:
-            marts = {Table(name): con.sql(f"select * from main.{name}").pl() for name in MARTS}
-        exported = {table.value: storage.write_table(table, frame) for table, frame in marts.items()}
+            frames = {Table(name): con.sql(f"select * from main.{name}").pl() for name in EXPORTED}
+        exported = {table.value: storage.write_table(table, frame) for table, frame in frames.items()}
     for event in events:
         name = _asset_name(context, event)
         yield event.with_metadata({**event.metadata, **exported[name]}) if name in exported else event

@@ -16,6 +16,9 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 SOURCE_ASSETS = {"annotations": "annotations", "taxonomy": "taxonomy"}
 # dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
 MARTS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue", "dawid_skene_consensus")
+# Also copied: the per-item agreement statistics, which the fairness report pools per demographic group, so that
+# Python reads dbt's numbers instead of computing them again from the ratings.
+EXPORTED = (*MARTS, "int_agreement_item_stats")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 

@@ -14,13 +14,14 @@ from emonet_assets.resources import ProfileResource, StorageResource
 
 REPORT_PATH = "reports/fairness/report.html"
 
-# What the report reads: the model's test predictions and the data side (splits, QC, ratings, designed demographics).
+# What the report reads: the model's test predictions and the data side (splits, QC, dbt's per-item agreement
+# statistics, designed demographics).
 _REPORT_DEPS = [
     Table.MODEL_TEST_PREDICTIONS.key,
     Table.EMOTION_MODEL.key,
     Table.SPLITS.key,
     Table.IMAGE_QC.key,
-    Table.ANNOTATIONS.key,
+    Table.AGREEMENT_ITEM_STATS.key,
     Table.PROMPT_DESIGN.key,
     Table.GENERATED_IMAGES.key,
     Table.CONSENSUS_LABELS.key,
@@ -82,7 +83,7 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
         image_demographics(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)),
         splits,
         store.read_table(Table.IMAGE_QC),
-        store.read_table(Table.ANNOTATIONS),
+        store.read_table(Table.AGREEMENT_ITEM_STATS),
         settings.max_gap,
         settings.min_group_size,
         settings.bootstrap_resamples,
