@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emonet_assets.lib.tables import Table as StoredTable
+from emonet_assets.lib.shared.tables import Table as StoredTable
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -23,7 +23,7 @@ def _instance():
     wherever `emonet` runs from."""
     import dagster as dg
 
-    from emonet_assets.lib.profile_files import project_dir
+    from emonet_assets.lib.shared.profile_files import project_dir
 
     home = Path(os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster_home").expanduser().absolute()
     os.environ["DAGSTER_HOME"] = str(home)
@@ -47,7 +47,7 @@ def _set_up_home(home: Path) -> None:
     `make` gives its own: the pools that serialize GPU work and catalog writes, and no telemetry."""
     import shutil
 
-    from emonet_assets.lib.profile_files import INSTANCE_SETTINGS
+    from emonet_assets.lib.shared.profile_files import INSTANCE_SETTINGS
 
     if home.is_dir() and any(home.iterdir()):
         return
@@ -116,7 +116,7 @@ def main(ctx: click.Context) -> None:
 @click.pass_context
 def profiles(ctx: click.Context) -> None:
     """List the profiles and what each sets."""
-    from emonet_assets.lib.profile_files import model_source
+    from emonet_assets.lib.shared.profile_files import model_source
     from emonet_assets.profiles import available_profiles, load_profile, requested_profile
 
     active, _ = requested_profile(ctx.obj["profile"])
@@ -154,10 +154,10 @@ def demo(ctx: click.Context) -> None:
     import dagster as dg
 
     from emonet_assets.definitions import build_definitions
-    from emonet_assets.lib.demo_panel import land_demo_panel
-    from emonet_assets.lib.release import latest_release
-    from emonet_assets.lib.storage import StorageError, Store
-    from emonet_assets.lib.taxonomy import Taxonomy
+    from emonet_assets.lib.annotation.demo_panel import land_demo_panel
+    from emonet_assets.lib.release.release import latest_release
+    from emonet_assets.lib.shared.storage import StorageError, Store
+    from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
     from emonet_assets.runner import describe_alerts, materialize_all, run_sensor, step_lines, tick_sensor
 
     profile = _profile(ctx.obj["profile"])
@@ -225,7 +225,7 @@ def generate(ctx: click.Context, shards: tuple[str, ...], missing: bool, per_run
 
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.execution.runs import partition_runs
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
 
     profile = _profile(ctx.obj["profile"])
     if not shards and not missing:
@@ -298,7 +298,7 @@ def _generate_runs(defs, instance, store, known: list[str], runs: list[tuple[str
 
     import dagster as dg
 
-    from emonet_assets.lib.shard_generation import missing_images
+    from emonet_assets.lib.generation.shard_generation import missing_images
     from emonet_assets.runner import materialize_step
 
     run_config = {"ops": {"generated_images": {"config": {"repair_corrupt": repair}}}}
@@ -468,10 +468,10 @@ def import_annotations(
 
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
-    from emonet_assets.lib.annotation_batches import batch_log
-    from emonet_assets.lib.annotation_import import validate_collection_name
-    from emonet_assets.lib.landing import BatchDeclaration, land_file
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.annotation.annotation_batches import batch_log
+    from emonet_assets.lib.annotation.annotation_import import validate_collection_name
+    from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
+    from emonet_assets.lib.shared.storage import Store
     from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan
 
     if collection:
@@ -599,7 +599,7 @@ def agreement(ctx: click.Context, collection: str | None) -> None:
     """Per-emotion agreement: Krippendorff's alpha with 95% CI, mean quadratic kappa, human ceiling."""
     import polars as pl
 
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
 
     store = Store(_profile(ctx.obj["profile"]).root, _storage_options())
     if "emotion_agreement" not in store.table_names():
@@ -678,10 +678,10 @@ def predict(
     Images come out in the order given."""
     import polars as pl
 
-    from emonet_assets.lib.emotion_model import ModelCompatibilityError, ModelFileError
-    from emonet_assets.lib.modeling import latest_model_dir, predict_files
-    from emonet_assets.lib.storage import Store
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.model.emotion_model import ModelCompatibilityError, ModelFileError
+    from emonet_assets.lib.model.modeling import latest_model_dir, predict_files
+    from emonet_assets.lib.shared.storage import Store
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     if output and fmt == "table":
         fmt = {".csv": "csv", ".json": "json"}.get(output.suffix.lower(), "")
@@ -727,7 +727,7 @@ def predict(
 def verify_release(path: str) -> None:
     """Check a release folder (local or s3://), or the releases/latest.json that points at one, against its
     manifest.json: names every missing, changed or unexpected file; exits non-zero when anything differs."""
-    from emonet_assets.lib.release import verify
+    from emonet_assets.lib.release.release import verify
 
     store = _release_store(path)
     result = verify(store)
@@ -748,7 +748,7 @@ def _release_store(path: str):
     import json
     import posixpath
 
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
 
     parent, name = posixpath.split(path.rstrip("/"))
     folder = Store(parent or ".", _storage_options())
@@ -773,7 +773,7 @@ def _release_store(path: str):
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Which assets are written under the current root, when, and with how many rows."""
-    from emonet_assets.lib.profile_files import ProfileError, catalog_path, read_profile
+    from emonet_assets.lib.shared.profile_files import ProfileError, catalog_path, read_profile
 
     try:
         name, _, settings = read_profile(ctx.obj["profile"], given_by="--profile")
@@ -786,7 +786,7 @@ def status(ctx: click.Context) -> None:
 def _print_status(root: str, catalog: str) -> None:
     """Read from the storage root alone, the system of record, so that it is quick (no Dagster, no profile
     validation) and shows what is there, whichever Dagster instance wrote it."""
-    from emonet_assets.lib.storage import FILE_ASSETS, Store
+    from emonet_assets.lib.shared.storage import FILE_ASSETS, Store
 
     store = Store(root, _storage_options())
     tables = [store.table_info(name) for name in store.table_names()]

@@ -177,7 +177,7 @@ def pytest_configure(config):
 def _prepare_a_stale_dbt_manifest() -> None:
     """No test runs on a dbt manifest older than the dbt project, with or without `make setup`: dagster-dbt prepares
     it again, once, before any worker loads the definitions."""
-    from emonet_assets.lib.package_data import package_path
+    from emonet_assets.lib.shared.package_data import package_path
 
     project = package_path("dbt_project")
     manifest = project / "target" / "manifest.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emonet_assets.lib.package_data import package_path
+from emonet_assets.lib.shared.package_data import package_path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "emonet_assets"
@@ -30,9 +30,9 @@ import json
 import emonet_assets
 from emonet_assets.definitions import defs
 from emonet_assets.defs.consensus.project import dbt_project
-from emonet_assets.lib.catalog import SQL_DIR
-from emonet_assets.lib.profile_files import PROFILE_DIR
-from emonet_assets.lib.taxonomy import DEFAULT_TAXONOMY_PATH
+from emonet_assets.lib.shared.catalog import SQL_DIR
+from emonet_assets.lib.shared.profile_files import PROFILE_DIR
+from emonet_assets.lib.taxonomy.taxonomy import DEFAULT_TAXONOMY_PATH
 
 definitions = defs()
 print(json.dumps({

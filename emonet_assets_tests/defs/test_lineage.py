@@ -1,8 +1,8 @@
 """Lineage the asset graph can be trusted for: every table a step reads is one of its declared upstreams (or its own),
 every table it writes is its own asset, and a table written outside any step is an external asset.
 
-The storage layer reports each table access to an observer (lib.storage.observe_tables); the one here asks Dagster
-which step is running and judges the access against the asset graph.
+The storage layer reports each table access to an observer (lib.shared.storage.observe_tables); the one here asks
+Dagster which step is running and judges the access against the asset graph.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from emonet_assets.cli import main
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.storage import READ, WRITE, Store, observe_tables
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.storage import READ, WRITE, Store, observe_tables
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import StorageResource
 from emonet_assets_tests.defs.conftest import tiny_profile
 

@@ -1,6 +1,6 @@
 """For binary judgments, Dawid-Skene (crowd-kit) as an alternative to majority: it weighs annotators by skill."""
 
-from emonet_assets.lib.agreement import dawid_skene
+from emonet_assets.lib.consensus.agreement import dawid_skene
 
 
 def model(dbt, session):
