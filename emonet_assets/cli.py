@@ -155,7 +155,7 @@ def demo(ctx: click.Context) -> None:
 
     from emonet_assets.definitions import build_definitions
     from emonet_assets.lib.annotation.demo_panel import land_demo_panel
-    from emonet_assets.lib.release.release import latest_release
+    from emonet_assets.lib.release.manifest import latest_release
     from emonet_assets.lib.shared.storage import StorageError, Store
     from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
     from emonet_assets.runner import describe_alerts, materialize_all, run_sensor, step_lines, tick_sensor
@@ -727,7 +727,7 @@ def predict(
 def verify_release(path: str) -> None:
     """Check a release folder (local or s3://), or the releases/latest.json that points at one, against its
     manifest.json: names every missing, changed or unexpected file; exits non-zero when anything differs."""
-    from emonet_assets.lib.release.release import verify
+    from emonet_assets.lib.release.verify import verify
 
     store = _release_store(path)
     result = verify(store)

@@ -230,7 +230,7 @@ def test_status_lists_tables_and_file_assets_readably_in_80_columns(tmp_path):
 def test_file_assets_are_assets_of_the_graph_and_name_the_folders_they_write():
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.fairness.assets import REPORT_PATH
-    from emonet_assets.lib.release.release import LATEST
+    from emonet_assets.lib.release.schema import LATEST
     from emonet_assets.lib.shared.storage import FILE_ASSETS
     from emonet_assets.profiles import load_profile
 

@@ -21,7 +21,8 @@ from markdown_it import MarkdownIt
 from PIL import Image
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.release.release import CARD, CROISSANT, MANIFEST, latest_release
+from emonet_assets.lib.release.manifest import latest_release
+from emonet_assets.lib.release.schema import CARD, CROISSANT, MANIFEST
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.runner import materialize_step

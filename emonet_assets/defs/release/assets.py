@@ -78,20 +78,11 @@ def benchmark_release(
     from huggingface_hub import DatasetCard
 
     from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card
-    from emonet_assets.lib.release.release import (
-        CARD,
-        CROISSANT,
-        LIBRARIES,
-        SPLITS,
-        ReleaseRefused,
-        ReleaseTables,
-        manifest,
-        mark_latest,
-        provenance,
-        publish,
-        release_rows,
-        write_shards,
-    )
+    from emonet_assets.lib.release.manifest import LIBRARIES, manifest, mark_latest, provenance, publish
+    from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, release_rows
+    from emonet_assets.lib.release.schema import CARD, CROISSANT
+    from emonet_assets.lib.release.shards import write_shards
+    from emonet_assets.lib.shared.rules import SPLITS
 
     store = storage.store()
     settings = profile.release

@@ -26,7 +26,7 @@ RELEASE_CHECKS = [LICENSE_CHECK, MANIFEST_CHECK]
 
 def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult:
     """On the rows packed into the shards: the release id hashes them, so the manifest check vouches for the rest."""
-    from emonet_assets.lib.release.release import license_conflicts
+    from emonet_assets.lib.release.rows import license_conflicts
 
     conflicts = license_conflicts(rows, declared)
     named = ", ".join(f"{r['generation_model']} ({r['license']}, {r['images']} images)" for r in conflicts.to_dicts())
@@ -44,7 +44,7 @@ def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult
 
 
 def matches_manifest(store: Store, folder: str) -> dg.AssetCheckResult:
-    from emonet_assets.lib.release.release import verify
+    from emonet_assets.lib.release.verify import verify
 
     result = verify(store.child(folder))
     differences = result.differences()

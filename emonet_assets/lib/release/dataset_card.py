@@ -20,9 +20,10 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from emonet_assets.lib.annotation.landing import describe_rating_sources
 from emonet_assets.lib.fairness.rendering import render_markdown
-from emonet_assets.lib.release.release import FEATURES, FIELD_DESCRIPTIONS, SPLITS
+from emonet_assets.lib.release.schema import FEATURES, FIELD_DESCRIPTIONS
 from emonet_assets.lib.shared.lineage import DATA_VERSION_MEANS, data_version
 from emonet_assets.lib.shared.package_data import package_path
+from emonet_assets.lib.shared.rules import SPLITS
 
 TEMPLATES = package_path("data", "templates")
 CARD_TEMPLATE = TEMPLATES / "dataset_card.md"
@@ -51,7 +52,7 @@ class CardInputs:
     pretty_name: str
     version: str
     license: str
-    rows: pl.DataFrame  # release rows without images (lib/release.release_rows)
+    rows: pl.DataFrame  # release rows without images (lib.release.rows.release_rows)
     emotions: pl.DataFrame  # emotion_id, emotion in taxonomy order
     data_files: dict[str, tuple[str, int]]  # release path -> (sha256, bytes), the Parquet shards
     agreement: pl.DataFrame  # emotion_agreement of the generated collection, intensity scale

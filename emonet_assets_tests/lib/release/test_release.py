@@ -16,24 +16,11 @@ from PIL import Image
 from emonet_assets.lib.fairness.fairness import disparities, gate_table, group_metrics
 from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card, size_category
 from emonet_assets.lib.release.licenses import permits
-from emonet_assets.lib.release.release import (
-    CARD,
-    CROISSANT,
-    FEATURES,
-    MANIFEST,
-    ReleaseRefused,
-    ReleaseTables,
-    latest_release,
-    license_conflicts,
-    manifest,
-    mark_latest,
-    pack_shards,
-    publish,
-    release_id,
-    release_rows,
-    verify,
-    write_shards,
-)
+from emonet_assets.lib.release.manifest import latest_release, manifest, mark_latest, publish, release_id
+from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, license_conflicts, release_rows
+from emonet_assets.lib.release.schema import CARD, CROISSANT, FEATURES, MANIFEST
+from emonet_assets.lib.release.shards import pack_shards, write_shards
+from emonet_assets.lib.release.verify import verify
 from emonet_assets.lib.shared.lineage import data_version
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets_tests.lib.fairness.test_fairness import make_data as make_fairness_data
