@@ -270,11 +270,11 @@ def test_agreement_tables_are_readable_in_80_columns(tmp_path):
 def test_the_annotation_batches_table_is_readable_in_80_columns():
     from rich.console import Console
 
-    from emonet_assets.cli import _batches_table
+    from emonet_assets.cli.render import batches_table
 
     console = Console(width=80, record=True)
     console.print(
-        _batches_table(
+        batches_table(
             [
                 ["project-12-at-2026-11-20-10-31-4f2a.json", "already imported: no change", *["1,234,567"] * 4],
                 ["panel.csv", "re-imported", "7", "6", "1", "0"],
