@@ -24,7 +24,7 @@ NAIVE_RESAMPLES = 3
 
 def write_ratings_csv(path: Path, images: int) -> int:
     """A long intensity CSV with a shared truth per (image, emotion) plus annotator noise."""
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     emotions = [e.name for e in load_taxonomy().emotions]
     rng = np.random.default_rng(0)
@@ -48,10 +48,10 @@ def write_ratings_csv(path: Path, images: int) -> int:
 
 
 def stage_import(csv: Path, root: Path) -> dict:
-    from emonet_assets.lib.annotation_formats import parse_annotation_file
-    from emonet_assets.lib.annotation_import import ImageIndex, import_batch
-    from emonet_assets.lib.storage import Store
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
+    from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
+    from emonet_assets.lib.shared.storage import Store
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     started = time.perf_counter()
     data = csv.read_bytes()
@@ -72,9 +72,9 @@ def stage_import(csv: Path, root: Path) -> dict:
 
 
 def stage_expectations(root: Path) -> dict:
-    from emonet_assets.lib.expectations import rating_expectations, validate
-    from emonet_assets.lib.storage import Store
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.shared.expectations import rating_expectations, validate
+    from emonet_assets.lib.shared.storage import Store
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     started = time.perf_counter()
     ratings = Store(str(root)).read_table("annotations").drop("imported_at")
@@ -86,8 +86,8 @@ def stage_naive_bootstrap(root: Path) -> dict:
     import duckdb
     import krippendorff
 
-    from emonet_assets.lib.agreement import naive_bootstrap_alpha, reliability_matrix
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.consensus.agreement import naive_bootstrap_alpha, reliability_matrix
+    from emonet_assets.lib.shared.storage import Store
 
     ratings = Store(str(root)).read_table("annotations").select("image_id", "annotator", "emotion_id", "value")
     seconds = {}

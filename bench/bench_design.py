@@ -7,8 +7,8 @@ seeding: the ratio says what the design's guarantees cost on top of string work.
 import polars as pl
 
 from bench.common import best_of, peak_rss_mb
-from emonet_assets.lib.prompt_design import RELEASE_TEMPLATE, DesignSpec, build_design
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.design.prompt_design import RELEASE_TEMPLATE, DesignSpec, build_design
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
 
 def baseline(total: int, tax) -> pl.DataFrame:

@@ -23,8 +23,8 @@ import transformers
 from PIL import Image
 
 from bench.common import peak_rss_mb
-from emonet_assets.lib.embedding import BackboneSpec, Embedder, build_tiny_backbone, decode_image
-from emonet_assets.lib.generation import encode_png
+from emonet_assets.lib.generation.generation import encode_png
+from emonet_assets.lib.model.embedding import BackboneSpec, Embedder, build_tiny_backbone, decode_image
 
 BATCH = 32
 # (PNGs, side): the tiny model's own size, where per-image overheads show, and the sdxl-turbo profile's 512x512,

@@ -15,11 +15,18 @@ import polars as pl
 import torch
 
 from bench.common import peak_rss_mb
-from emonet_assets.lib.generation import build_tiny_pipeline, generate, library_versions, load_pipeline, quiet_libraries
-from emonet_assets.lib.prompt_design import DesignSpec, build_design
-from emonet_assets.lib.shard_generation import RunSettings, generate_shard
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.design.prompt_design import DesignSpec, build_design
+from emonet_assets.lib.generation.generation import (
+    GENERATION_LIBRARIES,
+    build_tiny_pipeline,
+    generate,
+    load_pipeline,
+    quiet_libraries,
+)
+from emonet_assets.lib.generation.shard_generation import RunSettings, generate_shard
+from emonet_assets.lib.shared.lineage import library_versions
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
 N_PROMPTS, BATCH, STEPS, SIZE = 256, 8, 2, 64
 
@@ -71,7 +78,7 @@ def asset_loop(
         dtype=dtype,
         device=device,
         batch_size=batch,
-        versions=library_versions(),
+        versions=library_versions(GENERATION_LIBRARIES),
     )
     started = time.perf_counter()
     generate_shard(Store(str(root)), "shard-00000", prompts, pipe, run)

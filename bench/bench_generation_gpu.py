@@ -14,7 +14,7 @@ import torch
 
 from bench.bench_generation import asset_loop, bare_loop, design_prompts
 from bench.common import peak_rss_mb
-from emonet_assets.lib.generation import byte_level_tokenizer, quiet_libraries
+from emonet_assets.lib.generation.generation import byte_level_tokenizer, quiet_libraries
 
 FULL = {
     "blocks": (320, 640, 1280),

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from bench.common import dbt_build, in_process, peak_rss_mb
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.tables import Table
 
 ANNOTATORS = 4
 # What splits and the fairness tables read: the consensus and the per-item statistics agreement is built from.
@@ -28,14 +28,14 @@ CONSENSUS_MODELS = "+consensus_labels +int_agreement_item_stats"
 
 
 def _store(root: Path):
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
 
     return Store(str(root))
 
 
 def stage_prompts(root: Path, images: int) -> dict:
-    from emonet_assets.lib.prompt_design import DesignSpec, build_design
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.design.prompt_design import DesignSpec, build_design
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     started = time.perf_counter()
     taxonomy = load_taxonomy()
@@ -68,10 +68,10 @@ def stage_prompts(root: Path, images: int) -> dict:
 
 
 def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
-    from emonet_assets.lib.annotation_formats import parse_annotation_file
-    from emonet_assets.lib.annotation_import import ImageIndex, import_batch
-    from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
+    from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
+    from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     store = _store(root)
     taxonomy = load_taxonomy()
@@ -134,7 +134,7 @@ def _labelled_item_stats(root: Path, demographics: pl.DataFrame, where: str) -> 
 
 
 def stage_splits(root: Path) -> dict:
-    from emonet_assets.lib.splits import assign_splits, rated_images
+    from emonet_assets.lib.dataset.splits import assign_splits, rated_images
 
     started = time.perf_counter()
     store = _store(root)
@@ -160,7 +160,7 @@ def stage_splits(root: Path) -> dict:
 
 
 def stage_fairness(root: Path, resamples: int) -> dict:
-    from emonet_assets.lib import fairness
+    from emonet_assets.lib.fairness import fairness
 
     store = _store(root)
     started = time.perf_counter()

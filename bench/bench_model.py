@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bench.common import peak_rss_mb
-from emonet_assets.lib.emotion_model import ModelConfig, train_model
+from emonet_assets.lib.model.emotion_model import ModelConfig, train_model
 
 DIM, EMOTIONS = 1152, 40
 

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from bench.common import best_of, peak_rss_mb
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 
 N_IMAGES = 500
 

@@ -6,7 +6,7 @@ import os
 import dagster as dg
 
 from emonet_assets.defs.consensus.project import dbt_resource
-from emonet_assets.lib.package_data import package_path
+from emonet_assets.lib.shared.package_data import package_path
 from emonet_assets.profiles import AlertSettings, Profile, load_profile
 from emonet_assets.resources import (
     CatalogResource,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.tables import LINEAGE_KEYS
+from emonet_assets.lib.shared.tables import LINEAGE_KEYS
 
 
 def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:

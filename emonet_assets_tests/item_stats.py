@@ -3,7 +3,7 @@ test_annotation checks it equals the dbt table on the demo panel."""
 
 import polars as pl
 
-from emonet_assets.lib.agreement import KEY, VALUES
+from emonet_assets.lib.consensus.agreement import KEY, VALUES
 
 
 def item_stats(ratings: pl.DataFrame) -> pl.DataFrame:

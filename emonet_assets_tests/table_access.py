@@ -1,8 +1,8 @@
 """Which tables each Dagster step reads and writes, judged against the asset graph: the lineage test's evidence.
 
-The storage layer reports each table access to an observer (lib.storage.observe_tables); the one here asks Dagster
-which step is running and records the access with the step's own and upstream asset keys. Run as a module, it runs
-`emonet ARGS` in this process under observation and writes the log as JSON, so the test session's one shared demo
+The storage layer reports each table access to an observer (lib.shared.storage.observe_tables); the one here asks
+Dagster which step is running and records the access with the step's own and upstream asset keys. Run as a module, it
+runs `emonet ARGS` in this process under observation and writes the log as JSON, so the test session's one shared demo
 (conftest.demo_run) is also the run the lineage test judges:
 
     python -m emonet_assets_tests.table_access LOG.json demo
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from emonet_assets.lib.storage import READ, WRITE, observe_tables
+from emonet_assets.lib.shared.storage import READ, WRITE, observe_tables
 
 
 def running_step() -> dg.AssetExecutionContext | dg.AssetCheckExecutionContext | None:

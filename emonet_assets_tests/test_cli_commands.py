@@ -57,8 +57,8 @@ def test_generate_a_reversed_range_says_so(shard_root):
 @pytest.fixture()
 def release(tmp_path):
     """A small release under a storage root, with the latest.json pointer the demo leaves."""
-    from emonet_assets.lib.storage import Store
-    from emonet_assets_tests.lib.test_release import build_release, make_tables
+    from emonet_assets.lib.shared.storage import Store
+    from emonet_assets_tests.lib.release.test_release import build_release, make_tables
 
     store = Store(str(tmp_path / "root"))
     built = build_release(store, make_tables(store))
@@ -92,8 +92,8 @@ def test_verify_release_of_a_folder_without_a_manifest_says_it_is_not_a_release(
 @pytest.fixture()
 def scored(tmp_path, monkeypatch):
     """Two image files and a stand-in model that scores the second one higher on every emotion."""
-    from emonet_assets.lib import modeling
-    from emonet_assets.lib.taxonomy import load_taxonomy
+    from emonet_assets.lib.model import modeling
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     ids = [e.id for e in load_taxonomy().emotions]
     images = [tmp_path / "low.png", tmp_path / "high.png"]
@@ -151,8 +151,8 @@ def test_predict_output_of_another_kind_is_refused(scored, tmp_path):
 
 
 def test_a_folder_that_holds_a_model_folder_names_it(tmp_path):
-    from emonet_assets.lib.emotion_model import ModelFileError
-    from emonet_assets.lib.modeling import check_model_dir
+    from emonet_assets.lib.model.emotion_model import ModelFileError
+    from emonet_assets.lib.model.modeling import check_model_dir
 
     (tmp_path / "emotion_model" / "fp-1").mkdir(parents=True)
     (tmp_path / "emotion_model" / "fp-1" / "config.json").write_text("{}")
@@ -208,7 +208,7 @@ def test_an_unknown_profile_names_the_variable_that_set_it():
 
 
 def test_status_lists_tables_and_file_assets_readably_in_80_columns(tmp_path):
-    from emonet_assets.lib.storage import FILE_ASSETS, Store
+    from emonet_assets.lib.shared.storage import FILE_ASSETS, Store
 
     store = Store(str(tmp_path / "root"))
     store.write_table("fairness_emotion_by_group", pl.DataFrame({"x": range(1234)}))
@@ -230,8 +230,8 @@ def test_status_lists_tables_and_file_assets_readably_in_80_columns(tmp_path):
 def test_file_assets_are_assets_of_the_graph_and_name_the_folders_they_write():
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.fairness.assets import REPORT_PATH
-    from emonet_assets.lib.release import LATEST
-    from emonet_assets.lib.storage import FILE_ASSETS
+    from emonet_assets.lib.release.schema import LATEST
+    from emonet_assets.lib.shared.storage import FILE_ASSETS
     from emonet_assets.profiles import load_profile
 
     graph = build_definitions(load_profile(env={})).resolve_asset_graph()
@@ -241,7 +241,7 @@ def test_file_assets_are_assets_of_the_graph_and_name_the_folders_they_write():
 
 
 def test_agreement_tables_are_readable_in_80_columns(tmp_path):
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
 
     store = Store(str(tmp_path / "root"))
     row = {
@@ -270,11 +270,11 @@ def test_agreement_tables_are_readable_in_80_columns(tmp_path):
 def test_the_annotation_batches_table_is_readable_in_80_columns():
     from rich.console import Console
 
-    from emonet_assets.cli import _batches_table
+    from emonet_assets.cli.render import batches_table
 
     console = Console(width=80, record=True)
     console.print(
-        _batches_table(
+        batches_table(
             [
                 ["project-12-at-2026-11-20-10-31-4f2a.json", "already imported: no change", *["1,234,567"] * 4],
                 ["panel.csv", "re-imported", "7", "6", "1", "0"],
@@ -357,7 +357,7 @@ def test_commands_that_cannot_make_what_they_need_say_what_to_run_on_an_empty_ro
 
 
 def test_a_deleted_image_names_the_file_and_the_repair_that_brings_it_back(tmp_path, monkeypatch):
-    from emonet_assets.lib.storage import Store
+    from emonet_assets.lib.shared.storage import Store
     from emonet_assets_tests.conftest import small_profile_file
 
     root = tmp_path / "root"
@@ -404,7 +404,7 @@ def _hub_snapshot(cache, repo_id: str):
 def test_gpu_profiles_hint_a_download_that_works_and_find_the_model_in_the_hugging_face_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from emonet_assets.lib.generation import GenerationError, resolve_model
+    from emonet_assets.lib.generation.generation import GenerationError, resolve_model
     from emonet_assets.profiles import load_profile
     from emonet_assets.resources import ImageGeneratorResource
 
@@ -435,7 +435,7 @@ def test_gpu_profiles_hint_a_download_that_works_and_find_the_model_in_the_huggi
 def test_every_command_finds_the_same_root_and_dagster_instance_from_any_folder(tmp_path, monkeypatch):
     """Run from another folder with nothing set, the CLI uses the project folder's data/<profile> and .dagster_home
     (the ones `make` uses), and sets up a new instance with the project's settings (deploy/dagster.local.yaml)."""
-    from emonet_assets.lib import profile_files
+    from emonet_assets.lib.shared import profile_files
 
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()

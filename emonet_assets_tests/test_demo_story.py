@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from emonet_assets.defs.model.checks import model_beats_random_baseline
-from emonet_assets.lib.fairness import ATTRIBUTES
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.fairness.fairness import ATTRIBUTES
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.profiles import load_profile
 from emonet_assets.resources import ProfileResource, StorageResource
 

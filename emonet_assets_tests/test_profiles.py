@@ -1,7 +1,7 @@
 import pytest
 
-from emonet_assets.lib.prompt_design import build_design
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.design.prompt_design import build_design
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.profiles import ProfileError, available_profiles, load_profile
 
 
@@ -56,7 +56,7 @@ def test_root_and_catalog_come_from_the_environment(tmp_path):
 
 
 def test_invalid_profile_file_names_the_file_and_field(tmp_path, monkeypatch):
-    import emonet_assets.lib.profile_files as profiles
+    import emonet_assets.lib.shared.profile_files as profiles
 
     (tmp_path / "broken.yaml").write_text(
         "description: x\ndesign: {total: 5}\ngeneration: {model: m, license: mit, batch_size: 0}\n"

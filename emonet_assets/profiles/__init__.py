@@ -1,5 +1,5 @@
 """Named configurations. `EMONET_PROFILE` picks one (default `tiny`); `EMONET_ROOT` moves the storage root.
-Finding and reading the file is lib/profile_files.py; this module validates it into settings."""
+Finding and reading the file is lib/shared/profile_files.py; this module validates it into settings."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from emonet_assets.lib.licenses import RELEASE_LICENSES, normalize
-from emonet_assets.lib.profile_files import ProfileError, catalog_path, read_profile
-from emonet_assets.lib.profile_files import available_profiles as available_profiles
-from emonet_assets.lib.profile_files import requested_profile as requested_profile
-from emonet_assets.lib.prompt_design import DesignSpec
+from emonet_assets.lib.design.prompt_design import DesignSpec
+from emonet_assets.lib.release.licenses import RELEASE_LICENSES, normalize
+from emonet_assets.lib.shared.profile_files import ProfileError, catalog_path, read_profile
+from emonet_assets.lib.shared.profile_files import available_profiles as available_profiles
+from emonet_assets.lib.shared.profile_files import requested_profile as requested_profile
 
 
 class _Section(BaseModel):
@@ -201,7 +201,7 @@ class ReleaseSettings(dg.Config):
     license: str = Field(
         default="cc-by-4.0",
         description=f"Declared dataset license, one of {', '.join(RELEASE_LICENSES)}; every image's generation "
-        "model license must permit it (lib/licenses.py).",
+        "model license must permit it (lib/release/licenses.py).",
     )
     shard_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="Largest Parquet shard; a single larger row is a shard alone."

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from emonet_assets.lib import catalog
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared import catalog
+from emonet_assets.lib.shared.storage import Store
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import PrivateAttr
 
-from emonet_assets.lib.profile_files import model_location
+from emonet_assets.lib.shared.profile_files import model_location
 from emonet_assets.profiles import EmbeddingSettings
 
 if TYPE_CHECKING:  # torch loads with it: only steps that embed pay for it
-    from emonet_assets.lib.embedding import BackboneSpec, Embedder
+    from emonet_assets.lib.model.embedding import BackboneSpec, Embedder
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -21,14 +21,14 @@ class EmbedderResource(dg.ConfigurableResource):
     _embedder: object = PrivateAttr(default=None)
 
     def spec(self) -> BackboneSpec:
-        from emonet_assets.lib.embedding import BackboneSpec
+        from emonet_assets.lib.model.embedding import BackboneSpec
 
         s = self.settings
         source = model_location(s.source, build=s.build_tiny)
         return BackboneSpec(kind=s.kind, source=source, batch_size=s.batch_size, device=s.device, dtype=s.dtype)
 
     def embedder(self) -> Embedder:
-        from emonet_assets.lib.embedding import Embedder, build_tiny_backbone
+        from emonet_assets.lib.model.embedding import Embedder, build_tiny_backbone
 
         if self._embedder is None:
             if self.settings.build_tiny:

@@ -3,8 +3,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from emonet_assets.lib.profile_files import model_location
-from emonet_assets.lib.shard_generation import RunSettings
+from emonet_assets.lib.generation.shard_generation import RunSettings
+from emonet_assets.lib.shared.profile_files import model_location
 from emonet_assets.profiles import GenerationSettings
 
 
@@ -18,7 +18,7 @@ class ImageGeneratorResource(dg.ConfigurableResource):
     _fingerprint: str | None = PrivateAttr(default=None)
 
     def pipeline(self):
-        from emonet_assets.lib.generation import build_tiny_pipeline, load_pipeline, quiet_libraries
+        from emonet_assets.lib.generation.generation import build_tiny_pipeline, load_pipeline, quiet_libraries
 
         if self._pipe is None:
             quiet_libraries()
@@ -35,14 +35,15 @@ class ImageGeneratorResource(dg.ConfigurableResource):
         return model_location(self.settings.model, build=self.settings.build_tiny)
 
     def fingerprint(self) -> str:
-        from emonet_assets.lib.generation import model_fingerprint
+        from emonet_assets.lib.generation.generation import hub_model_fingerprint
 
         if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.location())
+            self._fingerprint = hub_model_fingerprint(self.location())
         return self._fingerprint
 
     def run_settings(self) -> RunSettings:
-        from emonet_assets.lib.generation import library_versions
+        from emonet_assets.lib.generation.generation import GENERATION_LIBRARIES
+        from emonet_assets.lib.shared.lineage import library_versions
 
         pipe, s = self.pipeline(), self.settings
         return RunSettings(
@@ -58,5 +59,5 @@ class ImageGeneratorResource(dg.ConfigurableResource):
             device=str(pipe.device),
             batch_size=s.batch_size,
             negative_prompt=s.negative_prompt,
-            versions=library_versions(),
+            versions=library_versions(GENERATION_LIBRARIES),
         )

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from emonet_assets.lib.notify import Alert, Delivery, notifier_from_settings
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.notify import Alert, Delivery, notifier_from_settings
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import table_metadata
 from emonet_assets.profiles import AlertSettings
 from emonet_assets.resources.storage import StorageResource

@@ -3,7 +3,7 @@ from typing import Any
 import dagster as dg
 from pydantic import TypeAdapter
 
-from emonet_assets.lib.prompt_design import DesignSpec
+from emonet_assets.lib.design.prompt_design import DesignSpec
 from emonet_assets.profiles import (
     AnnotationSettings,
     DatasetSettings,

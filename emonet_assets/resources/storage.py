@@ -4,9 +4,9 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from emonet_assets.lib.catalog import add_view
-from emonet_assets.lib.storage import UNPARTITIONED, Store
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.catalog import add_view
+from emonet_assets.lib.shared.storage import UNPARTITIONED, Store
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import table_metadata
 
 

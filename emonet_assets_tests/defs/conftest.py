@@ -4,8 +4,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from emonet_assets.lib.fairness import image_demographics
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.fairness.fairness import image_demographics
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.profiles import load_profile
 from emonet_assets.runner import materialize_step, plan
 

@@ -13,7 +13,7 @@ from dagster import DagsterEventType
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.defs.alerts import sensors as alert_sensors
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile
 

@@ -15,14 +15,14 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.agreement import KEY
-from emonet_assets.lib.annotation_batches import batch_log
-from emonet_assets.lib.demo_panel import EXTERNAL_COLLECTION, land_demo_panel
-from emonet_assets.lib.landing import BatchDeclaration, land_file
-from emonet_assets.lib.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.tables import Table
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.annotation.annotation_batches import batch_log
+from emonet_assets.lib.annotation.demo_panel import EXTERNAL_COLLECTION, land_demo_panel
+from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
+from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
+from emonet_assets.lib.consensus.agreement import KEY
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 from emonet_assets_tests.item_stats import item_stats

@@ -6,7 +6,7 @@ import polars as pl
 from emonet_assets.definitions import build_definitions
 from emonet_assets.defs.design.checks import cells_are_balanced, prompts_are_valid, shards_are_non_empty
 from emonet_assets.defs.taxonomy.checks import rollups_are_complete, taxonomy_is_complete
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.resources import ProfileResource, StorageResource
 from emonet_assets.runner import materialize_all
 from emonet_assets_tests.defs.conftest import tiny_profile

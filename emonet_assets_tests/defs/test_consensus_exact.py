@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from emonet_assets.defs.consensus.project import dbt_resource
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.profiles import AnnotationSettings
 
 MODELS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannotation_queue", "int_emotion_alpha")

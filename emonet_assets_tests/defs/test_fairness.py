@@ -9,8 +9,8 @@ import polars as pl
 from PIL import Image
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.browser import browser_page, view
 from emonet_assets_tests.defs.conftest import plant_gender_disparity, tiny_profile

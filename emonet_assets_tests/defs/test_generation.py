@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.profiles import load_profile
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream

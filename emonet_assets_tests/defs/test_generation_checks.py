@@ -5,7 +5,7 @@ import polars as pl
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.defs.generation.checks import manifest_matches_shards, quarantine_within_limit
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.resources import ProfileResource, StorageResource
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile

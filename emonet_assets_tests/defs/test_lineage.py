@@ -11,8 +11,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from emonet_assets.lib.storage import Store, observe_tables
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.storage import Store, observe_tables
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import StorageResource
 from emonet_assets_tests.table_access import TableAccessLog, problems, tiny_graph
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.modeling import latest_model_dir, predict_files
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.model.modeling import latest_model_dir, predict_files
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.profiles import RealPhotoSet
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile

@@ -8,7 +8,7 @@ import pytest
 
 from emonet_assets.definitions import build_definitions
 from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 

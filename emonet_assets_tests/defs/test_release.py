@@ -21,9 +21,10 @@ from markdown_it import MarkdownIt
 from PIL import Image
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.release import CARD, CROISSANT, MANIFEST, latest_release
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.release.manifest import latest_release
+from emonet_assets.lib.release.schema import CARD, CROISSANT, MANIFEST
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.runner import materialize_step
 from emonet_assets_tests.browser import view
 from emonet_assets_tests.defs.conftest import tiny_profile
@@ -204,7 +205,7 @@ def test_a_release_that_fails_while_writing_leaves_no_staging_files(root_copy, m
         raise RuntimeError("croissant broke")
 
     before = release_folder(root_copy).name
-    monkeypatch.setattr("emonet_assets.lib.dataset_card.croissant", broken)
+    monkeypatch.setattr("emonet_assets.lib.release.dataset_card.croissant", broken)
     report = release(root_copy)
     assert not report.success and "croissant broke" in report.error
     assert sorted(p.name for p in (root_copy / "releases").iterdir() if p.is_dir()) == [before]

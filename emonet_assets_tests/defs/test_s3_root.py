@@ -4,10 +4,10 @@ import dagster as dg
 import pytest
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib import catalog
-from emonet_assets.lib.demo_panel import land_demo_panel
-from emonet_assets.lib.storage import Store
-from emonet_assets.lib.taxonomy import load_taxonomy
+from emonet_assets.lib.annotation.demo_panel import land_demo_panel
+from emonet_assets.lib.shared import catalog
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_all, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.tables import FAIRNESS_TABLES
+from emonet_assets.lib.shared.tables import FAIRNESS_TABLES
 from emonet_assets_tests.browser import browser_page
 from emonet_assets_tests.defs.conftest import tiny_profile, upstream
 from emonet_assets_tests.local_servers import WebhookServer, free_port, serving

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.tables import Table
 
 # Written outside any run, by the alert sensors through the notifier's local channel: an external asset, whose every
 # write the sensor reports as a materialization.

@@ -13,8 +13,8 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from emonet_assets.defs.execution.runs import error_message
-from emonet_assets.lib.notify import Alert, LocalChannel
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.notify import Alert, LocalChannel
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import NotifierResource
 
 FINISHED = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)

@@ -4,14 +4,14 @@ import polars as pl
 from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.annotation_batches import (
+from emonet_assets.lib.annotation.annotation_batches import (
     LOG_SCHEMA,
     batch_log,
     collect_annotations,
     import_landed_batch,
     rejects_and_skips,
 )
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table, table_metadata
 from emonet_assets.resources import ProfileResource, StorageResource
 

@@ -1,9 +1,9 @@
 import dagster as dg
 
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.annotation_batches import reconcile_batches
-from emonet_assets.lib.expectations import rating_expectations, validate
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.annotation.annotation_batches import reconcile_batches
+from emonet_assets.lib.shared.expectations import rating_expectations, validate
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import suite_metadata
 from emonet_assets.resources import StorageResource
 

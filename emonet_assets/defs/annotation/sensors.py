@@ -4,7 +4,7 @@ import dagster as dg
 
 from emonet_assets.defs.annotation.assets import annotation_batches
 from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
-from emonet_assets.lib.landing import file_sha256, list_landing
+from emonet_assets.lib.annotation.landing import file_sha256, list_landing
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

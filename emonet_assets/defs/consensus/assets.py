@@ -6,8 +6,8 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
 from emonet_assets.defs.consensus.project import EXPORTED, dbt_project, prepare_manifest, translator
-from emonet_assets.lib.reannotation import label_studio_config, label_studio_tasks
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.consensus.reannotation import label_studio_config, label_studio_tasks
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations, weekly_freshness
-from emonet_assets.lib.package_data import package_path
+from emonet_assets.lib.shared.package_data import package_path
 
 DBT_PROJECT_DIR = package_path("dbt_project")
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")

@@ -1,8 +1,8 @@
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.splits import assign_splits, rated_images
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.dataset.splits import assign_splits, rated_images
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
 

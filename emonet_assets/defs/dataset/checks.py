@@ -1,7 +1,7 @@
 import dagster as dg
 
 from emonet_assets.defs.dataset.assets import read_splits, splits
-from emonet_assets.lib.splits import leakage, share_deviation, thin_test_cells
+from emonet_assets.lib.dataset.splits import leakage, share_deviation, thin_test_cells
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
 

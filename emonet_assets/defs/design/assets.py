@@ -3,8 +3,8 @@ import polars as pl
 
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
 from emonet_assets.defs.taxonomy.assets import emotion_rollups, read_taxonomy, taxonomy
-from emonet_assets.lib.prompt_design import balance_table, build_design, cell_balance, shard_table
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.design.prompt_design import balance_table, build_design, cell_balance, shard_table
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
 

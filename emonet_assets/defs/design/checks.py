@@ -3,9 +3,9 @@ import polars as pl
 
 from emonet_assets.defs.design.assets import prompt_shards
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.catalog import run_check_sql
-from emonet_assets.lib.expectations import prompt_expectations, validate
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.catalog import run_check_sql
+from emonet_assets.lib.shared.expectations import prompt_expectations, validate
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import suite_metadata
 from emonet_assets.resources import ProfileResource, StorageResource
 

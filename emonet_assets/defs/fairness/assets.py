@@ -6,10 +6,10 @@ import polars as pl
 from emonet_assets.defs.automation.conditions import weekly_freshness
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.fairness import fairness_report as build_report
-from emonet_assets.lib.fairness import image_demographics
-from emonet_assets.lib.lineage import data_version
-from emonet_assets.lib.tables import FAIRNESS_TABLES, Table
+from emonet_assets.lib.fairness.fairness import build_fairness_report, image_demographics
+from emonet_assets.lib.shared.lineage import data_version
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
+from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 REPORT_PATH = "reports/fairness/report.html"
@@ -68,18 +68,16 @@ _TABLE_DESCRIPTIONS = {
     ],
 )
 def fairness_report(storage: StorageResource, profile: ProfileResource):
-    from emonet_assets.lib.emotion_model import CARD_FILE, CONFIG_FILE, render_model_card  # torch
-    from emonet_assets.lib.fairness_report import model_card_fairness, render_html, render_markdown  # matplotlib
+    from emonet_assets.lib.fairness.rendering import model_card_fairness, render_html, render_markdown  # matplotlib
+    from emonet_assets.lib.model.emotion_model import CARD_FILE, CONFIG_FILE, render_model_card  # torch
 
     store = storage.store()
     settings = profile.fairness
     predictions = store.read_table(Table.MODEL_TEST_PREDICTIONS)
     splits = read_splits(storage)
-    report = build_report(
+    report = build_fairness_report(
         predictions.select("image_id", "emotion_id", "predicted"),
-        store.read_table(Table.CONSENSUS_LABELS).filter(
-            (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
-        ),
+        store.read_table(Table.CONSENSUS_LABELS).filter(GENERATED_INTENSITY),
         image_demographics(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)),
         splits,
         store.read_table(Table.IMAGE_QC),

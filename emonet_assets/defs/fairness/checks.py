@@ -1,7 +1,7 @@
 import dagster as dg
 
-from emonet_assets.lib.fairness import HIGHER_IS_BETTER, gate
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.fairness.fairness import HIGHER_IS_BETTER, gate
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

@@ -6,9 +6,9 @@ from pydantic import Field
 from emonet_assets.defs.design.assets import prompt_shards
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
 from emonet_assets.defs.execution.executor import gpu_step_tags
-from emonet_assets.lib.dataset_qc import reason_counts, run_image_qc
-from emonet_assets.lib.shard_generation import contact_sheet, generate_shards
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.generation.dataset_qc import reason_counts, run_image_qc
+from emonet_assets.lib.generation.shard_generation import contact_sheet, generate_shards
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ImageGeneratorResource, ProfileResource, StorageResource
 

@@ -4,9 +4,9 @@ import dagster as dg
 import polars as pl
 
 from emonet_assets.defs.generation.assets import generated_images, image_qc
-from emonet_assets.lib.catalog import run_check_sql
-from emonet_assets.lib.shard_generation import describe_manifest_problems, missing_images
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.generation.shard_generation import describe_manifest_problems, missing_images
+from emonet_assets.lib.shared.catalog import run_check_sql
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

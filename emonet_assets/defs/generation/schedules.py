@@ -3,7 +3,7 @@ import dagster as dg
 from emonet_assets.defs.design.partitions import prompt_shard_partitions
 from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG, partition_runs
 from emonet_assets.defs.generation.assets import generated_images
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

@@ -9,7 +9,8 @@ import polars as pl
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.execution.executor import gpu_step_tags
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, newest_model
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import EmbedderResource, ProfileResource, StorageResource
 
@@ -31,7 +32,7 @@ CHART_PATH = "reports/model_evaluation/per_emotion_spearman.png"
 def image_embeddings(
     context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
 ) -> dg.MaterializeResult:
-    from emonet_assets.lib.embedding import images_to_embed
+    from emonet_assets.lib.model.embedding import images_to_embed
 
     store = storage.store()
     backbone = embedder.embedder()
@@ -71,7 +72,7 @@ def image_embeddings(
 
 def current_embeddings(storage: StorageResource, embedder: EmbedderResource) -> pl.DataFrame:
     """This backbone's embeddings; another backbone's are refused by name rather than silently mixed in."""
-    from emonet_assets.lib.embedding import check_embedding_table
+    from emonet_assets.lib.model.embedding import check_embedding_table
 
     store = storage.store()
     fingerprint = embedder.embedder().fingerprint
@@ -99,11 +100,16 @@ def emotion_model(
     embedder: EmbedderResource,
     profile: ProfileResource,
 ) -> dg.MaterializeResult:
-    from emonet_assets.lib.annotation_batches import rating_sources
-    from emonet_assets.lib.emotion_model import ModelConfig, describe_architecture, model_fingerprint, save_model
-    from emonet_assets.lib.emotion_model import train_model as fit
-    from emonet_assets.lib.lineage import data_version, frame_hash
-    from emonet_assets.lib.modeling import split_data, store_model
+    from emonet_assets.lib.annotation.annotation_batches import rating_sources
+    from emonet_assets.lib.model.emotion_model import (
+        ModelConfig,
+        describe_architecture,
+        emotion_model_fingerprint,
+        save_model,
+    )
+    from emonet_assets.lib.model.emotion_model import train_model as fit
+    from emonet_assets.lib.model.modeling import split_data, store_model
+    from emonet_assets.lib.shared.lineage import data_version, frame_hash
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
@@ -139,9 +145,7 @@ def emotion_model(
         },
         "ratings": rating_sources(
             store.read_table(Table.ANNOTATIONS).filter(
-                (pl.col("collection") == "generated")
-                & (pl.col("scale") == "intensity")
-                & pl.col("image_id").is_in(splits_table["image_sha256"].implode())
+                GENERATED_INTENSITY & pl.col("image_id").is_in(splits_table["image_sha256"].implode())
             )
         ).to_dicts(),
         "metrics": {"train_loss": best[1], "validation_loss": best[2], "best_epoch": model.best_epoch},
@@ -149,7 +153,7 @@ def emotion_model(
     }
     with tempfile.TemporaryDirectory() as tmp:
         save_model(model, tmp, metadata)
-        fingerprint = model_fingerprint(tmp)
+        fingerprint = emotion_model_fingerprint(tmp)
         prefix = store_model(store, Path(tmp), fingerprint)
     row = pl.DataFrame(
         [
@@ -223,12 +227,12 @@ def _evaluation_spec(table: Table, description: str) -> dg.AssetSpec:
     ],
 )
 def model_evaluation(storage: StorageResource, embedder: EmbedderResource, profile: ProfileResource):
-    from emonet_assets.lib.evaluation import evaluation_chart
-    from emonet_assets.lib.modeling import evaluate_on_test, fetch_model, open_model, split_data
+    from emonet_assets.lib.model.evaluation import evaluation_chart
+    from emonet_assets.lib.model.modeling import evaluate_on_test, fetch_model, open_model, split_data
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
-    row = store.read_table(Table.EMOTION_MODEL).sort("trained_at").row(-1, named=True)
+    row = newest_model(store)
     settings = profile.model
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = open_model(fetch_model(store, row["path"], Path(tmp)), taxonomy.version)
@@ -317,12 +321,12 @@ _REAL_PHOTO_DEPS = [Table.EMOTION_MODEL.key, Table.EMOTION_ROLLUPS.key, Table.TA
     ],
 )
 def real_photo_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource):
-    from emonet_assets.lib.modeling import fetch_model, score_photo_set
+    from emonet_assets.lib.model.modeling import fetch_model, score_photo_set
 
     store = storage.store()
     taxonomy = read_taxonomy(storage)
     rollups = store.read_table(Table.EMOTION_ROLLUPS)
-    row = store.read_table(Table.EMOTION_MODEL).sort("trained_at").row(-1, named=True)
+    row = newest_model(store)
     summaries, per_class = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = fetch_model(store, row["path"], Path(tmp))

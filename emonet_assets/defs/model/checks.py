@@ -1,7 +1,7 @@
 import dagster as dg
 
-from emonet_assets.lib.evaluation import beats_random
-from emonet_assets.lib.tables import Table
+from emonet_assets.lib.model.evaluation import beats_random
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

@@ -7,8 +7,10 @@ import polars as pl
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.annotation_batches import rating_sources
-from emonet_assets.lib.tables import FAIRNESS_TABLES, Table
+from emonet_assets.lib.annotation.annotation_batches import rating_sources
+from emonet_assets.lib.shared.lineage import library_versions
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
+from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
 
 PROFILE_SECTIONS = ("qc", "annotation", "dataset", "model", "fairness", "release")
@@ -75,21 +77,12 @@ def benchmark_release(
     # datasets and huggingface_hub take seconds to import: paid by this step only.
     from huggingface_hub import DatasetCard
 
-    from emonet_assets.lib.dataset_card import CardInputs, croissant, render_card
-    from emonet_assets.lib.release import (
-        CARD,
-        CROISSANT,
-        SPLITS,
-        ReleaseRefused,
-        ReleaseTables,
-        library_versions,
-        manifest,
-        mark_latest,
-        provenance,
-        publish,
-        release_rows,
-        write_shards,
-    )
+    from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card
+    from emonet_assets.lib.release.manifest import LIBRARIES, manifest, mark_latest, provenance, publish
+    from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, release_rows
+    from emonet_assets.lib.release.schema import CARD, CROISSANT
+    from emonet_assets.lib.release.shards import write_shards
+    from emonet_assets.lib.shared.rules import SPLITS
 
     store = storage.store()
     settings = profile.release
@@ -110,7 +103,11 @@ def benchmark_release(
     except ReleaseRefused as exc:
         raise dg.Failure(description=f"release refused: {exc}") from exc
     source = provenance(
-        profile_snapshot(profile, generator, embedder), rows, generated, _fingerprints(store), library_versions()
+        profile_snapshot(profile, generator, embedder),
+        rows,
+        generated,
+        _fingerprints(store),
+        library_versions(LIBRARIES),
     )
     inputs = CardInputs(
         name=settings.name,
@@ -120,9 +117,7 @@ def benchmark_release(
         rows=rows,
         emotions=emotions,
         data_files={name: (sha, size) for name, (_, sha, size) in files.files.items()},
-        agreement=store.read_table(Table.EMOTION_AGREEMENT).filter(
-            (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
-        ),
+        agreement=store.read_table(Table.EMOTION_AGREEMENT).filter(GENERATED_INTENSITY),
         evaluation=store.read_table(Table.MODEL_EVALUATION),
         evaluation_summary=store.read_table(Table.MODEL_EVALUATION_SUMMARY),
         fairness={name: store.read_table(FAIRNESS_TABLES[name]) for name in RELEASED_FAIRNESS_NAMES},

@@ -4,7 +4,7 @@ folder only when both pass, so readers of the latest release never get one that 
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.storage import Store
+from emonet_assets.lib.shared.storage import Store
 from emonet_assets.metadata import markdown_table
 
 LICENSE_CHECK = dg.AssetCheckSpec(
@@ -12,7 +12,7 @@ LICENSE_CHECK = dg.AssetCheckSpec(
     asset="benchmark_release",
     blocking=True,
     description="Every row's generation-model license permits the license the release declares (the explicit "
-    "table in lib/licenses.py); a non-commercial model under a cc-by-4.0 release fails, naming the models.",
+    "table in lib/release/licenses.py); a non-commercial model under a cc-by-4.0 release fails, naming the models.",
 )
 MANIFEST_CHECK = dg.AssetCheckSpec(
     "release_matches_manifest",
@@ -26,7 +26,7 @@ RELEASE_CHECKS = [LICENSE_CHECK, MANIFEST_CHECK]
 
 def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult:
     """On the rows packed into the shards: the release id hashes them, so the manifest check vouches for the rest."""
-    from emonet_assets.lib.release import license_conflicts
+    from emonet_assets.lib.release.rows import license_conflicts
 
     conflicts = license_conflicts(rows, declared)
     named = ", ".join(f"{r['generation_model']} ({r['license']}, {r['images']} images)" for r in conflicts.to_dicts())
@@ -44,7 +44,7 @@ def license_compatible(rows: pl.DataFrame, declared: str) -> dg.AssetCheckResult
 
 
 def matches_manifest(store: Store, folder: str) -> dg.AssetCheckResult:
-    from emonet_assets.lib.release import verify
+    from emonet_assets.lib.release.verify import verify
 
     result = verify(store.child(folder))
     differences = result.differences()

@@ -1,8 +1,8 @@
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.tables import Table
-from emonet_assets.lib.taxonomy import Taxonomy, builtin_rollups, load_rollup_file, load_taxonomy, rollup_path
+from emonet_assets.lib.shared.tables import Table
+from emonet_assets.lib.taxonomy.taxonomy import Taxonomy, builtin_rollups, load_rollup_file, load_taxonomy, rollup_path
 from emonet_assets.resources import ProfileResource, StorageResource
 
 

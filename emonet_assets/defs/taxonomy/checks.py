@@ -1,9 +1,9 @@
 import dagster as dg
 
 from emonet_assets.defs.taxonomy.assets import emotion_rollups, read_taxonomy, taxonomy
-from emonet_assets.lib.expectations import taxonomy_expectations, validate
-from emonet_assets.lib.tables import Table
-from emonet_assets.lib.taxonomy import rollup_problems, taxonomy_problems
+from emonet_assets.lib.shared.expectations import taxonomy_expectations, validate
+from emonet_assets.lib.shared.tables import Table
+from emonet_assets.lib.taxonomy.taxonomy import rollup_problems, taxonomy_problems
 from emonet_assets.metadata import suite_metadata
 from emonet_assets.resources import StorageResource
 

@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from emonet_assets.lib.agreement import bootstrap_alpha
+from emonet_assets.lib.consensus.agreement import bootstrap_alpha
 
 
 def model(dbt, session):

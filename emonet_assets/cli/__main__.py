@@ -1,0 +1,5 @@
+import sys
+
+from emonet_assets.cli import main
+
+sys.exit(main())

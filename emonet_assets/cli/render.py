@@ -1,0 +1,46 @@
+"""How the commands print: one console, one way to print a step's report, and the tables they show."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:  # the runner brings Dagster: seconds that `emonet status` and `--help` do not pay
+    from emonet_assets.runner import StepReport
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def print_step(report: StepReport, label: str, detail: str = "", headline_only: bool = False) -> None:
+    """A step's report as every command prints it: the runner's status line (with what this command adds to it),
+    then the checks that did not pass and the error, unless the command's closing message says them."""
+    from emonet_assets.runner import step_lines
+
+    lines = step_lines(report, label)
+    if detail:
+        lines[0] += f"  {detail}"
+    for line in lines[:1] if headline_only else lines:
+        console.print(line, soft_wrap=True)
+
+
+def batches_table(rows: list[list[str]]) -> Table:
+    """File, outcome and counts only, so that it fits 80 columns: batch ids and reject reasons go on lines below,
+    and a long file name folds rather than pushing a count out of sight."""
+    table = Table(title="Annotation batches", title_justify="left")
+    table.add_column("file", overflow="fold", min_width=12)
+    table.add_column("outcome")
+    for column in ("read", "accepted", "rejected", "skipped"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

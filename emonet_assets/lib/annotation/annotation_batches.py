@@ -1,0 +1,244 @@
+"""Landed annotation files in, per-batch tables out; then the union every downstream model reads.
+
+Per batch (partition = the file's sha256): accepted ratings, rejects and skips with their reasons,
+`Extra Dimensions` side values, and a log row whose counts must add up. Nothing is written for a
+batch except through these tables, so a rejected file leaves only its log row behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from emonet_assets.lib.annotation.annotation_formats import AnnotationFileError, parse_annotation_file
+from emonet_assets.lib.annotation.annotation_import import (
+    BatchResult,
+    ImageIndex,
+    import_batch,
+    validate_collection_name,
+)
+from emonet_assets.lib.annotation.landing import (
+    RATERS,
+    BatchDeclaration,
+    LandingError,
+    find_batch_file,
+    read_declaration,
+)
+from emonet_assets.lib.shared.rules import GENERATED
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
+from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
+
+ACCEPTED_SCHEMA = {
+    "batch_id": pl.String,
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "source_ref": pl.String,
+    "collection": pl.String,
+    "image_id": pl.String,
+    "image_ref": pl.String,
+    "annotator": pl.String,
+    "emotion_id": pl.String,
+    "scale": pl.String,
+    "value": pl.Int32,
+    "imported_at": pl.Datetime("us", "UTC"),
+}
+
+LOG_SCHEMA = {
+    "batch_id": pl.String,
+    "source_file": pl.String,
+    "format": pl.String,
+    "scale": pl.String,
+    "collection": pl.String,
+    "raters": pl.String,
+    "status": pl.String,
+    "message": pl.String,
+    "rows_read": pl.Int64,
+    "accepted": pl.Int64,
+    "rejected": pl.Int64,
+    "skipped": pl.Int64,
+    "extras": pl.Int64,
+    "notes": pl.List(pl.String),
+    "imported_at": pl.Datetime("us", "UTC"),
+}
+
+
+@dataclass(frozen=True)
+class LandedBatch:
+    log: dict
+    result: BatchResult | None = None
+
+    @property
+    def error(self) -> str | None:
+        return self.log["message"] if self.log["status"] == "rejected" else None
+
+
+def platform_images(store: Store) -> ImageIndex:
+    """Every generated image, referable by prompt id, sha256, path, and (when declared) release-style id."""
+    if not (store.has_table(Table.GENERATED_IMAGES) and store.has_table(Table.PROMPT_DESIGN)):
+        return ImageIndex(refs={})
+    return ImageIndex.from_tables(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN))
+
+
+def earlier_keys(store: Store, batch_id: str) -> pl.DataFrame:
+    """Keys other batches already accepted: a rating lands once, whichever file brings it first."""
+    others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
+    if not others:
+        return pl.DataFrame(
+            schema={"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
+        )
+    return store.read_table(Table.ANNOTATION_BATCHES, others).select("image_id", "annotator", "emotion_id", "batch_id")
+
+
+def import_landed_batch(
+    store: Store, landing: str, batch_id: str, taxonomy: Taxonomy, max_bytes: int, now: datetime | None = None
+) -> LandedBatch:
+    now = now or datetime.now(UTC)
+    landed = find_batch_file(store, landing, batch_id)
+    log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch_id, "source_file": landed.path, "imported_at": now}
+    declaration = None
+    try:
+        declaration = read_declaration(store, landed.path)
+        collection = validate_collection_name(declaration.collection) if declaration.collection else None
+        if landed.size > max_bytes:
+            raise AnnotationFileError(
+                f"{landed.path}: {landed.size:,} bytes is over the {max_bytes:,}-byte limit (annotation.max_file_mb)"
+            )
+        parsed = parse_annotation_file(landed.path, store.read_bytes(landed.path), declaration.format, max_bytes)
+    except (AnnotationFileError, LandingError, ValueError) as exc:
+        log |= {
+            "status": "rejected",
+            "message": str(exc),
+            "rows_read": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "skipped": 0,
+            "extras": 0,
+            "notes": [],
+            "collection": declaration_collection(store, landed.path),
+            "raters": declaration.raters if declaration else None,
+        }
+        store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+        return LandedBatch(log)
+    images, earlier = platform_images(store), earlier_keys(store, batch_id)
+    result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
+    store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
+    store.write_table(Table.ANNOTATION_REJECTS, rejects_and_skips(result), batch_id)
+    store.write_table(Table.ANNOTATION_EXTRAS, result.extras, batch_id)
+    positional = ["numbers read as prompt positions (positional ids declared)"] if declaration.positional_ids else []
+    log |= {
+        "format": parsed.format,
+        "scale": parsed.scale,
+        "collection": collection or GENERATED,
+        "raters": declaration.raters,
+        "status": "imported",
+        "notes": [*parsed.notes, *positional, *result.label_notes()],
+        **result.counts,
+    }
+    store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
+    return LandedBatch(log, result)
+
+
+def declaration_collection(store: Store, path: str) -> str | None:
+    try:
+        return read_declaration(store, path).collection
+    except LandingError:
+        return None
+
+
+def rejects_and_skips(result: BatchResult) -> pl.DataFrame:
+    """One table of every unit that did not land, with `outcome` saying which."""
+    return pl.concat(
+        [
+            result.rejects.with_columns(outcome=pl.lit("rejected")),
+            result.skipped.with_columns(outcome=pl.lit("skipped")),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
+def batch_log(store: Store) -> pl.DataFrame:
+    """Every batch's log row. Rows written before `raters` was recorded read as the declaration's default, expert."""
+    parts = store.table_partitions(Table.ANNOTATION_BATCH_LOG)
+    frames = [
+        pl.DataFrame(schema=LOG_SCHEMA),
+        *(store.read_table(Table.ANNOTATION_BATCH_LOG, [part]) for part in parts),
+    ]
+    log = pl.concat(frames, how="diagonal_relaxed").select(list(LOG_SCHEMA))
+    return log.with_columns(pl.col("raters").fill_null(BatchDeclaration().raters)).sort("imported_at")
+
+
+def rating_sources(ratings: pl.DataFrame) -> pl.DataFrame:
+    """Who gave these ratings (rows of the `annotations` table): per kind of rater, the batches, raters and ratings.
+    A table written before `raters` was recorded reads as the declaration's default, expert."""
+    if "raters" not in ratings.columns:
+        ratings = ratings.with_columns(raters=pl.lit(BatchDeclaration().raters))
+    return (
+        ratings.group_by("raters")
+        .agg(
+            batches=pl.col("batch_id").n_unique(),
+            annotators=pl.col("annotator").n_unique(),
+            ratings=pl.len(),
+        )
+        .sort(pl.col("raters").replace_strict({kind: i for i, kind in enumerate(RATERS)}, default=len(RATERS)))
+    )
+
+
+def collect_annotations(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), and the
+    external images they registered."""
+    log = batch_log(store)
+    imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
+    if not imported:
+        ratings = pl.DataFrame(schema=ACCEPTED_SCHEMA)
+    else:
+        ratings = store.read_table(Table.ANNOTATION_BATCHES, imported).sort("imported_at", "batch_id", "source_row")
+    ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
+    external = (
+        ratings.filter(pl.col("collection") != GENERATED)
+        .group_by("collection", "image_id", maintain_order=True)
+        .agg(pl.col("image_ref").first(), pl.col("batch_id").first().alias("first_batch_id"), pl.len().alias("ratings"))
+    )
+    return ratings, external
+
+
+def reconcile_batches(store: Store) -> list[dict]:
+    """Every imported batch: read = accepted + rejected + skipped, and its stored tables hold exactly that."""
+    problems = []
+    for row in batch_log(store).filter(pl.col("status") == "imported").iter_rows(named=True):
+        batch = row["batch_id"]
+        if row["rows_read"] != row["accepted"] + row["rejected"] + row["skipped"]:
+            problems.append(
+                {
+                    "batch_id": batch,
+                    "problem": "counts do not add up",
+                    "rows_read": row["rows_read"],
+                    "accepted": row["accepted"],
+                    "rejected": row["rejected"],
+                    "skipped": row["skipped"],
+                }
+            )
+        stored = {
+            "accepted": _rows(store, Table.ANNOTATION_BATCHES, batch),
+            "rejected+skipped": _rows(store, Table.ANNOTATION_REJECTS, batch),
+        }
+        expected = {"accepted": row["accepted"], "rejected+skipped": row["rejected"] + row["skipped"]}
+        for what, n in stored.items():
+            if n != expected[what]:
+                problems.append(
+                    {
+                        "batch_id": batch,
+                        "problem": f"{what} rows stored differ from the log",
+                        "logged": expected[what],
+                        "stored": n,
+                    }
+                )
+    return problems
+
+
+def _rows(store: Store, table: str, partition: str) -> int | None:
+    if partition not in store.table_partitions(table):
+        return None
+    return store.read_table(table, [partition]).height

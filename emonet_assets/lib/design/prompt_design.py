@@ -1,0 +1,326 @@
+"""Balanced factorial prompt design: cells, budgets, templates, stable ids, seeds and shards.
+
+Every design is a prefix of one infinite sequence: position p is replicate p // C of the cell at
+order[p % C], where C is the number of cells and `order` visits cells so that every prefix is
+balanced. Growing a budget therefore only appends prompts; ids and shards already made stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
+
+RELEASE_TEMPLATE = (
+    "a focused close-up photo of a {ethnicity} {gender} of {age} years with soft smooth skin who "
+    "seems to genuinely experience {cluster}. Strong facial expression of {cluster}. No wrinkles"
+)
+
+DEFAULT_AGES = (20, 30, 40, 50, 60, 70, 80)
+DEFAULT_GENDERS = ("man", "woman", "non-binary person")
+ETHNICITY_GROUPS = {
+    "American Indian or Alaska Native": "AI/AN-NHPI",
+    "white caucasian north american": "White",
+    "white caucasian european": "White",
+    "White": "White",
+    "Middle Eastern": "Middle Eastern",
+    "North African": "Middle Eastern",
+    "arabic": "Middle Eastern",
+    "Asian": "East Asian",
+    "Southeast Asian": "Southeast Asian",
+    "South Asian": "Indian",
+    "Indian": "Indian",
+    "Hispanic or Latino": "Latino",
+    "Native Hawaiian or Other Pacific Islander": "AI/AN-NHPI",
+    "Black or African American": "Black",
+}
+
+# Robustness axes: level -> phrase. The first level of each is the EmoNet-Face default, which the
+# release template does not mention, so it adds no words unless a template asks for it.
+AXIS_PHRASES: dict[str, dict[str, str]] = {
+    "occlusion": {
+        "none": "nothing covers the face",
+        "face_mask": "the lower face is covered by a face mask",
+        "sunglasses": "the person wears sunglasses",
+        "hand": "a hand covers part of the face",
+        "helmet": "the person wears a helmet",
+    },
+    "lighting": {
+        "studio": "soft studio lighting",
+        "dim": "dim lighting",
+        "harsh_side": "harsh side lighting",
+        "backlit": "backlit",
+    },
+    "pose": {
+        "frontal": "frontal view",
+        "three_quarter": "three-quarter view of the head",
+    },
+}
+AXIS_DEFAULTS = {axis: next(iter(levels)) for axis, levels in AXIS_PHRASES.items()}
+PLACEHOLDERS = frozenset({"ethnicity", "gender", "age", "cluster", "emotion", *AXIS_PHRASES})
+FACTORS = ("emotion_id", "ethnicity", "gender", "age", *AXIS_PHRASES)
+
+
+class DesignError(ValueError):
+    """A design configuration that cannot produce prompts; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    seed: int = 0
+    templates: dict[str, str] = field(default_factory=lambda: {"release": RELEASE_TEMPLATE})
+    cluster_words: int = 2
+    n_per_cell: int | None = None
+    total: int | None = None
+    emotions: tuple[str, ...] = ()
+    ages: tuple[int, ...] = DEFAULT_AGES
+    genders: tuple[str, ...] = DEFAULT_GENDERS
+    ethnicities: dict[str, str] = field(default_factory=lambda: dict(ETHNICITY_GROUPS))
+    occlusion: tuple[str, ...] = ("none",)
+    lighting: tuple[str, ...] = ("studio",)
+    pose: tuple[str, ...] = ("frontal",)
+    shard_size: int = 64
+    source: str = "design"
+
+    @property
+    def version(self) -> str:
+        payload = {k: v for k, v in self.__dict__.items() if k != "source"}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+def template_placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def validate_spec(spec: DesignSpec, taxonomy: Taxonomy) -> None:
+    where = spec.source
+    if (spec.n_per_cell is None) == (spec.total is None):
+        raise DesignError(f"{where}: set exactly one budget, n_per_cell or total")
+    budget = spec.n_per_cell if spec.n_per_cell is not None else spec.total
+    if budget < 1:
+        raise DesignError(f"{where}: the budget must be at least 1, got {budget}")
+    if spec.shard_size < 1:
+        raise DesignError(f"{where}: shard_size must be at least 1, got {spec.shard_size}")
+    if not spec.templates:
+        raise DesignError(f"{where}: no prompt template configured")
+    for template_id, template in spec.templates.items():
+        try:
+            names = template_placeholders(template)
+        except ValueError as exc:
+            raise DesignError(f"{where}: template {template_id!r} is malformed: {exc}") from exc
+        unknown = sorted(names - PLACEHOLDERS)
+        if unknown:
+            raise DesignError(
+                f"{where}: template {template_id!r} uses unknown placeholder(s) "
+                f"{', '.join('{' + n + '}' for n in unknown)}; allowed: "
+                f"{', '.join('{' + n + '}' for n in sorted(PLACEHOLDERS))}"
+            )
+    unknown_emotions = [e for e in spec.emotions if e not in taxonomy.by_id]
+    if unknown_emotions:
+        raise DesignError(f"{where}: unknown emotion id(s) {unknown_emotions}")
+    for axis in AXIS_PHRASES:
+        levels = getattr(spec, axis)
+        bad = [lvl for lvl in levels if lvl not in AXIS_PHRASES[axis]]
+        if bad or not levels:
+            raise DesignError(
+                f"{where}: {axis} levels {bad or '[]'} not allowed; choose from {list(AXIS_PHRASES[axis])}"
+            )
+    for name in ("ages", "genders", "ethnicities"):
+        values = list(getattr(spec, name))
+        if not values or len(set(values)) != len(values):
+            raise DesignError(f"{where}: {name} must be a non-empty list without repeats")
+    if spec.cluster_words < 1:
+        raise DesignError(f"{where}: cluster_words must be at least 1")
+
+
+def balanced_order(sizes: list[int]) -> np.ndarray:
+    """All cells of a grid, one row of level indices each, so that every prefix is near-balanced.
+
+    The first factor cycles fastest; the remaining factors (in their own balanced order) advance
+    one step per cell as well, shifted by one after each full lap of both cycles, so that every
+    pair is visited once (lap b covers the pairs whose indices differ by b modulo their gcd).
+    """
+    if len(sizes) == 1:
+        return np.arange(sizes[0]).reshape(-1, 1)
+    first, rest = sizes[0], balanced_order(sizes[1:])
+    n_rest = len(rest)
+    k = np.arange(first * n_rest)
+    lap = k // np.lcm(first, n_rest)
+    return np.column_stack([k % first, rest[(k + lap) % n_rest]])
+
+
+def _join_words(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _stable_int(*parts: object, bits: int = 32) -> int:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - bits)
+
+
+def _cell_id(values: tuple) -> str:
+    return hashlib.sha256("|".join(map(str, values)).encode()).hexdigest()[:12]
+
+
+def render_prompt(template: str, fields: dict[str, str]) -> str:
+    """Fill a template; robustness levels a template does not name are appended as sentences."""
+    phrases = {axis: AXIS_PHRASES[axis][fields[axis]] for axis in AXIS_PHRASES}
+    text = template.format(**{**fields, **phrases})
+    named = template_placeholders(template)
+    extra = [phrases[axis] for axis in AXIS_PHRASES if axis not in named and fields[axis] != AXIS_DEFAULTS[axis]]
+    if extra:
+        text = text.rstrip(". ") + ". " + ". ".join(p[0].upper() + p[1:] for p in extra)
+    return text
+
+
+def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The prompts and the full cell grid with each cell's planned count."""
+    validate_spec(spec, taxonomy)
+    emotions = [taxonomy.by_id[e] for e in spec.emotions] or list(taxonomy.emotions)
+    levels = {
+        "emotion_id": [e.id for e in emotions],
+        "ethnicity": list(spec.ethnicities),
+        "gender": list(spec.genders),
+        "age": list(spec.ages),
+        **{axis: list(getattr(spec, axis)) for axis in AXIS_PHRASES},
+    }
+    order = balanced_order([len(levels[f]) for f in FACTORS])
+    n_cells = len(order)
+    total = spec.n_per_cell * n_cells if spec.n_per_cell is not None else spec.total
+
+    cells = pl.DataFrame(
+        {f: [levels[f][i] for i in order[:, j]] for j, f in enumerate(FACTORS)},
+        schema_overrides={"age": pl.Int32},
+    ).with_columns(
+        cell_order=pl.int_range(pl.len(), dtype=pl.Int64),
+        planned=pl.lit(total // n_cells, pl.Int64)
+        + (pl.int_range(pl.len(), dtype=pl.Int64) < total % n_cells).cast(pl.Int64),
+    )
+    cells = cells.with_columns(
+        cell_id=pl.Series([_cell_id(row) for row in cells.select(FACTORS).rows()], dtype=pl.String)
+    )
+
+    by_id = taxonomy.by_id
+    template_ids = sorted(spec.templates)
+    rows = []
+    cell_rows = cells.select(*FACTORS, "cell_id").rows()
+    for position in range(total):
+        replicate, slot = divmod(position, n_cells)
+        cell = dict(zip((*FACTORS, "cell_id"), cell_rows[slot], strict=True))
+        emotion = by_id[cell["emotion_id"]]
+        cell_key = cell["cell_id"]
+        rng = random.Random(_stable_int(spec.seed, cell_key, replicate, bits=64))
+        words = rng.sample(list(emotion.cluster), min(spec.cluster_words, len(emotion.cluster)))
+        template_id = template_ids[_stable_int(spec.seed, "template", cell_key, replicate) % len(template_ids)]
+        fields = {
+            "ethnicity": cell["ethnicity"],
+            "gender": cell["gender"],
+            "age": str(cell["age"]),
+            "cluster": _join_words(words),
+            "emotion": emotion.name.lower(),
+            **{axis: cell[axis] for axis in AXIS_PHRASES},
+        }
+        text = render_prompt(spec.templates[template_id], fields)
+        identity = {
+            **{f: cell[f] for f in FACTORS},
+            "replicate": replicate,
+            "template_id": template_id,
+            "text": text,
+        }
+        prompt_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        rows.append(
+            (
+                prompt_id,
+                position,
+                f"shard-{position // spec.shard_size:05d}",
+                replicate,
+                cell["cell_id"],
+                emotion.id,
+                emotion.name,
+                taxonomy.group_by_id[emotion.group].name,
+                int(cell["age"]),
+                cell["gender"],
+                cell["ethnicity"],
+                spec.ethnicities[cell["ethnicity"]],
+                cell["occlusion"],
+                cell["lighting"],
+                cell["pose"],
+                template_id,
+                words,
+                text,
+                _stable_int(spec.seed, prompt_id),
+            )
+        )
+    prompts = pl.DataFrame(
+        rows,
+        schema={
+            "prompt_id": pl.String,
+            "position": pl.Int64,
+            "shard": pl.String,
+            "replicate": pl.Int32,
+            "cell_id": pl.String,
+            "emotion_id": pl.String,
+            "emotion": pl.String,
+            "emotion_group": pl.String,
+            "age": pl.Int32,
+            "gender": pl.String,
+            "ethnicity": pl.String,
+            "ethnicity_group": pl.String,
+            "occlusion": pl.String,
+            "lighting": pl.String,
+            "pose": pl.String,
+            "template_id": pl.String,
+            "cluster_words": pl.List(pl.String),
+            "prompt": pl.String,
+            "seed": pl.Int64,
+        },
+        orient="row",
+    ).with_columns(
+        design_seed=pl.lit(spec.seed, pl.Int64),
+        design_version=pl.lit(spec.version),
+        taxonomy_version=pl.lit(taxonomy.version),
+    )
+    return prompts, cells
+
+
+def shard_table(prompts: pl.DataFrame) -> pl.DataFrame:
+    return (
+        prompts.group_by("shard")
+        .agg(
+            n_prompts=pl.len(),
+            first_position=pl.col("position").min(),
+            last_position=pl.col("position").max(),
+            emotions=pl.col("emotion_id").n_unique(),
+        )
+        .sort("shard")
+    )
+
+
+def cell_balance(prompts: pl.DataFrame, cells: pl.DataFrame) -> dict[str, int]:
+    """Spread of prompts per cell over the whole grid, empty cells included."""
+    counts = (
+        cells.select("cell_id")
+        .join(prompts.group_by("cell_id").agg(n=pl.len()), on="cell_id", how="left")
+        .with_columns(pl.col("n").fill_null(0))
+    )
+    return {
+        "cells": cells.height,
+        "min_per_cell": int(counts["n"].min()),
+        "max_per_cell": int(counts["n"].max()),
+    }
+
+
+def balance_table(prompts: pl.DataFrame) -> pl.DataFrame:
+    """Prompts per emotion and ethnicity analysis group: the table a reviewer reads first."""
+    return (
+        prompts.pivot(on="ethnicity_group", index="emotion", values="prompt_id", aggregate_function="len")
+        .fill_null(0)
+        .sort("emotion")
+    )

@@ -1,0 +1,483 @@
+"""Model performance, data balance and rater agreement per demographic group, their disparities, and a gate.
+
+Groups come from fairlearn's `MetricFrame` with one row per image and its emotions as columns, so each metric is
+`evaluation`'s per-emotion metric on a group's images, averaged over emotions. Confidence intervals resample a
+group's images with `agreement.resample_indices`, the same unit: an image's emotions are rated together, so
+resampling (image, emotion) pairs would understate the spread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
+    from fairlearn.metrics import MetricFrame
+
+from emonet_assets.lib.consensus.agreement import alpha_interval, resample_indices
+from emonet_assets.lib.model.evaluation import CI_LEVEL, spearman_draws, to_scale
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, SPLITS
+
+ATTRIBUTES = ("age", "gender", "ethnicity_group")
+MISSING = "missing"
+SEPARATOR = " x "
+# Gaps equal to this many decimals are a tie (the report prints three).
+GAP_DECIMALS = 9
+HIGHER_IS_BETTER = {"mean_spearman": True, "mean_mae": False, "mean_presence_f1": True}
+SINGLE_GROUP = "single group: no comparison"
+TOO_FEW_RANKED = "fewer than two groups large enough to rank: no comparison"
+GROUP_SCHEMA = {
+    "attribute": pl.String,
+    "group": pl.String,
+    "n_images": pl.Int64,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "too_small": pl.Boolean,
+}
+DISPARITY_SCHEMA = {
+    "attribute": pl.String,
+    "metric": pl.String,
+    "best_group": pl.String,
+    "worst_group": pl.String,
+    "best_value": pl.Float64,
+    "worst_value": pl.Float64,
+    "difference": pl.Float64,
+    "ratio": pl.Float64,
+    "n_groups_ranked": pl.Int64,
+    "groups_too_small": pl.List(pl.String),
+    "note": pl.String,
+}
+BALANCE_SCHEMA = {
+    "attribute": pl.String,
+    "group": pl.String,
+    "n_generated": pl.Int64,
+    "qc_passed": pl.Int64,
+    "qc_pass_share": pl.Float64,
+    **{split: pl.Int64 for split in SPLITS},
+}
+EMOTION_GROUP_SCHEMA = {"emotion_id": pl.String, "group": pl.String, "n_images": pl.Int64, "spearman": pl.Float64}
+GATE_SCHEMA = {"metric": pl.String, "max_difference": pl.Float64, "passed": pl.Boolean, "message": pl.String}
+
+
+def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+class _Cells(NamedTuple):
+    """The test items as images × emotions matrices (NaN where a pair is absent), with each image's groups."""
+
+    groups: pl.DataFrame
+    emotions: list[str]
+    truth: np.ndarray
+    predicted: np.ndarray
+    present: np.ndarray
+
+
+def _mean_mae(truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over emotions of each emotion's MAE, per row of image weights (resamples × images)."""
+    observed = ~np.isnan(truth)
+    error = np.where(observed, np.abs(predicted - truth), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_emotion = (weights @ error) / (weights @ observed)
+    return _nanmean(per_emotion, axis=1)
+
+
+def _mean_f1(present: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over emotions of presence F1 (predicted rounds to >= 1 vs consensus present), per row of image weights;
+    an emotion called present on neither side is NaN, as sklearn's `zero_division=np.nan`."""
+    observed = ~np.isnan(predicted)
+    called = observed & (to_scale(np.nan_to_num(predicted)) >= 1)
+    actual = observed & (present == 1)
+    true_positive = weights @ (called & actual)
+    denominator = 2 * true_positive + weights @ (called ^ actual)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_emotion = np.where(denominator > 0, 2 * true_positive / denominator, np.nan)
+    return _nanmean(per_emotion, axis=1)
+
+
+def _image_count(y_true: np.ndarray, y_pred: np.ndarray) -> int:
+    return len(y_true)
+
+
+def _mean_spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(_nanmean(spearman_draws(y_pred, y_true, 0, 0)[0]))
+
+
+def _mean_mae_metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(_mean_mae(y_true, y_pred, np.ones((1, len(y_true))))[0])
+
+
+def _presence_f1_metric(present: np.ndarray):
+    """MetricFrame only splits 1-D sample parameters, so each group's presence rows are looked up by image row."""
+
+    def mean_presence_f1(y_true: np.ndarray, y_pred: np.ndarray, image: np.ndarray) -> float:
+        return float(_mean_f1(present[image], y_pred, np.ones((1, len(image))))[0])
+
+    return mean_presence_f1
+
+
+def _demographics(demographics: pl.DataFrame, id_column: str, attributes: Sequence[str]) -> pl.DataFrame:
+    table = demographics.select(pl.col("image_id").alias(id_column), *attributes).unique()
+    repeated = table.filter(pl.col(id_column).is_duplicated())
+    if repeated.height:
+        raise ValueError(f"demographics: {repeated[id_column].n_unique()} images have conflicting values")
+    return table
+
+
+def _labelled(
+    frame: pl.DataFrame, id_column: str, demographics: pl.DataFrame, attributes: Sequence[str]
+) -> pl.DataFrame:
+    """`frame` with each attribute as text, taken from its own columns where it has them and from `demographics`
+    otherwise; an absent value becomes the explicit MISSING group so that it is counted, not dropped."""
+    absent = [a for a in attributes if a not in frame.columns]
+    if absent:
+        frame = frame.join(
+            _demographics(demographics, id_column, absent), on=id_column, how="left", maintain_order="left"
+        )
+    return frame.with_columns(pl.col(a).cast(pl.String).fill_null(MISSING) for a in attributes)
+
+
+def _cells(
+    predictions: pl.DataFrame, consensus: pl.DataFrame, demographics: pl.DataFrame, attributes: Sequence[str]
+) -> _Cells:
+    """Predictions define the evaluated images, so consensus may cover every split; an image is one row, the unit
+    MetricFrame groups and the bootstrap resamples."""
+    joined = (
+        predictions.select("image_id", "emotion_id", pl.col("predicted").cast(pl.Float64).fill_nan(None))
+        .join(
+            consensus.select(
+                "image_id", "emotion_id", pl.col("median_rating").cast(pl.Float64).fill_nan(None), "present"
+            ),
+            on=["image_id", "emotion_id"],
+        )
+        .drop_nulls(["predicted", "median_rating", "present"])
+        .with_columns(
+            row=pl.col("image_id").rank("dense").cast(pl.Int64) - 1,
+            column=pl.col("emotion_id").rank("dense").cast(pl.Int64) - 1,
+        )
+    )
+    images = joined.select("row", "image_id").unique().sort("row")
+    emotions = joined.select("column", "emotion_id").unique().sort("column")
+    row, column = joined["row"].to_numpy(), joined["column"].to_numpy()
+    matrices = []
+    for name in ("median_rating", "predicted", "present"):
+        matrix = np.full((images.height, emotions.height), np.nan)
+        matrix[row, column] = joined[name].cast(pl.Float64).to_numpy()
+        matrices.append(matrix)
+    groups = _labelled(images.drop("row"), "image_id", demographics, attributes)
+    return _Cells(groups, emotions["emotion_id"].cast(pl.String).to_list(), *matrices)
+
+
+def _metric_frame(cells: _Cells, attributes: Sequence[str]) -> MetricFrame:
+    import pandas as pd
+    from fairlearn.metrics import MetricFrame
+
+    return MetricFrame(
+        metrics={
+            "n_images": _image_count,
+            "mean_spearman": _mean_spearman,
+            "mean_mae": _mean_mae_metric,
+            "mean_presence_f1": _presence_f1_metric(cells.present),
+        },
+        y_true=cells.truth,
+        y_pred=cells.predicted,
+        sensitive_features=pd.DataFrame({a: cells.groups[a].to_list() for a in attributes}),
+        sample_params={"mean_presence_f1": {"image": np.arange(cells.groups.height)}},
+    )
+
+
+def metric_frame(
+    predictions: pl.DataFrame, consensus: pl.DataFrame, demographics: pl.DataFrame, attributes: Sequence[str]
+) -> MetricFrame:
+    """fairlearn's MetricFrame (n_images and the three metrics) over the given attributes, their intersection when
+    several, for its own difference/ratio/group_min; `group_metrics` adds image-level CIs and the size flag."""
+    cells = _cells(predictions, consensus, demographics, attributes)
+    if cells.groups.is_empty():
+        raise ValueError("no predictions joined to consensus: nothing to group")
+    return _metric_frame(cells, attributes)
+
+
+def _percentile(draws: np.ndarray) -> tuple[float, float]:
+    finite = draws[np.isfinite(draws)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(finite, [(1 - CI_LEVEL) / 2, (1 + CI_LEVEL) / 2])
+    return float(low), float(high)
+
+
+def _intervals(cells: _Cells, rows: np.ndarray, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Percentile CI of each metric from resampling the group's images; every metric sees the same draws, those
+    `evaluation.spearman_draws` makes with this seed."""
+    truth, predicted, present = cells.truth[rows], cells.predicted[rows], cells.present[rows]
+    spearman = _nanmean(spearman_draws(predicted, truth, resamples, seed)[1], axis=0)
+    mae, f1 = [], []
+    for indices in resample_indices(rows.size, resamples, seed):
+        weights = np.stack([np.bincount(drawn, minlength=rows.size) for drawn in indices]).astype(np.float64)
+        mae.append(_mean_mae(truth, predicted, weights))
+        f1.append(_mean_f1(present, predicted, weights))
+    return {
+        "mean_spearman": _percentile(spearman),
+        "mean_mae": _percentile(np.concatenate(mae)),
+        "mean_presence_f1": _percentile(np.concatenate(f1)),
+    }
+
+
+def _combinations(attributes: Sequence[str]) -> list[tuple[str, ...]]:
+    return [c for k in range(1, len(attributes) + 1) for c in itertools.combinations(attributes, k)]
+
+
+def _rows_by_group(cells: _Cells, attributes: Sequence[str]) -> dict[tuple[str, ...], np.ndarray]:
+    indexed = cells.groups.with_row_index("row").group_by(attributes).agg("row")
+    return {key[:-1]: np.asarray(key[-1], dtype=np.int64) for key in indexed.select(*attributes, "row").rows()}
+
+
+def group_metrics(
+    predictions: pl.DataFrame,
+    consensus: pl.DataFrame,
+    demographics: pl.DataFrame,
+    attributes: Sequence[str] = ATTRIBUTES,
+    min_group_size: int = 20,
+    resamples: int = 1000,
+    seed: int = 42,
+) -> pl.DataFrame:
+    """Long table (attribute, group, n_images, metric, value, ci_low, ci_high, too_small) for every attribute and
+    every intersection of them. Too-small groups keep their point value but get no CI: an interval from a handful
+    of images would look more certain than it is."""
+    import pandas as pd
+
+    cells = _cells(predictions, consensus, demographics, attributes)
+    if cells.groups.is_empty():
+        return pl.DataFrame(schema=GROUP_SCHEMA)
+    records = []
+    for combination in _combinations(attributes):
+        rows = _rows_by_group(cells, combination)
+        for key, values in _metric_frame(cells, combination).by_group.iterrows():
+            if pd.isna(values["n_images"]):
+                continue
+            key = key if isinstance(key, tuple) else (key,)
+            n_images = int(values["n_images"])
+            too_small = n_images < min_group_size
+            intervals = {} if too_small else _intervals(cells, rows[key], resamples, seed)
+            label = (SEPARATOR.join(combination), SEPARATOR.join(key))
+            for metric in HIGHER_IS_BETTER:
+                low, high = intervals.get(metric, (None, None))
+                records.append((*label, n_images, metric, float(values[metric]), low, high, too_small))
+    return pl.DataFrame(records, schema=GROUP_SCHEMA, orient="row")
+
+
+def emotion_by_group(
+    predictions: pl.DataFrame, consensus: pl.DataFrame, demographics: pl.DataFrame, attribute: str = "ethnicity_group"
+) -> pl.DataFrame:
+    """Spearman per (emotion, group), for the heatmap that shows which emotions a group's gap comes from."""
+    cells = _cells(predictions, consensus, demographics, [attribute])
+    records = []
+    for (group,), rows in sorted(_rows_by_group(cells, [attribute]).items()):
+        point = spearman_draws(cells.predicted[rows], cells.truth[rows], 0, 0)[0]
+        counts = (~np.isnan(cells.truth[rows])).sum(axis=0)
+        records += [(e, group, int(n), float(rho)) for e, n, rho in zip(cells.emotions, counts, point, strict=True)]
+    return pl.DataFrame(records, schema=EMOTION_GROUP_SCHEMA, orient="row").sort("emotion_id", "group")
+
+
+def _disparity(attribute: str, metric: str, part: pl.DataFrame) -> dict:
+    too_small = part.filter(pl.col("too_small"))["group"].to_list()
+    ranked = part.filter(~pl.col("too_small") & pl.col("value").is_finite()).sort("value", "group")
+    row = {
+        "attribute": attribute,
+        "metric": metric,
+        "n_groups_ranked": ranked.height,
+        "groups_too_small": too_small,
+        "note": SINGLE_GROUP if part.height == 1 else TOO_FEW_RANKED if ranked.height < 2 else None,
+    }
+    if ranked.height >= 2:
+        low, high = ranked.row(0, named=True), ranked.row(-1, named=True)
+        best, worst = (high, low) if HIGHER_IS_BETTER.get(metric, True) else (low, high)
+        row |= {
+            "best_group": best["group"],
+            "worst_group": worst["group"],
+            "best_value": best["value"],
+            "worst_value": worst["value"],
+            "difference": high["value"] - low["value"],
+            "ratio": low["value"] / high["value"] if high["value"] > 0 else None,
+        }
+    return row
+
+
+def disparities(group_table: pl.DataFrame) -> pl.DataFrame:
+    """Per (attribute, metric): best and worst group, max - min and min / max over the groups large enough to rank
+    (fairlearn's between-groups difference and ratio), and the groups left out for size."""
+    rows = [
+        _disparity(attribute, metric, part)
+        for (attribute, metric), part in group_table.group_by("attribute", "metric", maintain_order=True)
+    ]
+    return pl.DataFrame(rows, schema=DISPARITY_SCHEMA)
+
+
+def data_balance(
+    splits: pl.DataFrame, qc: pl.DataFrame, demographics: pl.DataFrame, attributes: Sequence[str] = ATTRIBUTES
+) -> pl.DataFrame:
+    """Per attribute and group: generated images, how many passed QC and the share, and images per split; a group
+    QC removes more often, or a split under-represents, shows here before it shows in the model."""
+    generated = _labelled(qc.select("image_sha256", "passed"), "image_sha256", demographics, attributes)
+    assigned = _labelled(splits, "image_sha256", demographics, attributes)
+    frames = [pl.DataFrame(schema=BALANCE_SCHEMA)]
+    for attribute in attributes:
+        passing = generated.group_by(group=attribute).agg(
+            n_generated=pl.len().cast(pl.Int64), qc_passed=pl.col("passed").sum().cast(pl.Int64)
+        )
+        per_split = assigned.group_by(group=attribute).agg(
+            (pl.col("split") == split).sum().cast(pl.Int64).alias(split) for split in SPLITS
+        )
+        frames.append(
+            passing.join(per_split, on="group", how="full", coalesce=True)
+            .with_columns(pl.col("n_generated", "qc_passed", *SPLITS).fill_null(0))
+            .select(
+                pl.lit(attribute).alias("attribute"),
+                "group",
+                "n_generated",
+                "qc_passed",
+                pl.when(pl.col("n_generated") > 0)
+                .then(pl.col("qc_passed") / pl.col("n_generated"))
+                .alias("qc_pass_share"),
+                *SPLITS,
+            )
+            .sort("group")
+        )
+    return pl.concat(frames)
+
+
+def agreement_by_group(
+    item_table: pl.DataFrame,
+    demographics: pl.DataFrame,
+    min_group_size: int = 20,
+    attributes: Sequence[str] = ATTRIBUTES,
+) -> pl.DataFrame:
+    """Interval alpha per (collection, scale, attribute, group), all emotions pooled, from dbt's per-item statistics
+    (int_agreement_item_stats): if raters agree less on one group's faces, its consensus labels are noisier and the
+    model's gap there is partly the labels'."""
+    stats = _labelled(item_table, "image_id", demographics, attributes)
+    schema = {
+        "collection": item_table.schema["collection"],
+        "scale": item_table.schema["scale"],
+        "attribute": pl.String,
+        "group": pl.String,
+        "n_images": pl.Int64,
+        "n_items": pl.Int64,
+        "alpha_interval": pl.Float64,
+        "too_small": pl.Boolean,
+    }
+    records = []
+    for attribute in attributes:
+        for (collection, scale, group), part in stats.group_by("collection", "scale", attribute):
+            n_images = part["image_id"].n_unique()
+            alpha = alpha_interval(part)
+            records.append(
+                (collection, scale, attribute, group, n_images, part.height, alpha, n_images < min_group_size)
+            )
+    return pl.DataFrame(records, schema=schema, orient="row").sort("collection", "scale", "attribute", "group")
+
+
+def gate(disparity_table: pl.DataFrame, metric: str, max_difference: float) -> tuple[bool, str]:
+    """Whether every attribute's between-group difference in `metric` stays within `max_difference`; the message
+    names the widest gap's attribute, groups and numbers, and says so when nothing could be compared."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; choose from {list(HIGHER_IS_BETTER)}")
+    # Equal gaps (an intersection inherits its attribute's gap; float sums may differ in the last bits) are named
+    # by the attribute with the fewest parts: a gap that shows on gender alone is gender's.
+    compared = (
+        disparity_table.filter(pl.col("metric") == metric, pl.col("difference").is_not_null())
+        .with_columns(
+            _gap=pl.col("difference").round(GAP_DECIMALS),
+            _parts=pl.col("attribute").str.count_matches(SEPARATOR, literal=True),
+        )
+        .sort("_gap", "_parts", "attribute", descending=[True, False, False])
+        .drop("_gap", "_parts")
+    )
+    if compared.is_empty():
+        return True, f"{metric}: no attribute has two groups large enough to compare; nothing to gate"
+    widest = compared.row(0, named=True)
+    over = compared.filter(pl.col("difference") > max_difference)
+    gap = (
+        f"{metric} differs by {widest['difference']:.3f} across {widest['attribute']} (best {widest['best_group']} "
+        f"{widest['best_value']:.3f}, worst {widest['worst_group']} {widest['worst_value']:.3f})"
+    )
+    if over.is_empty():
+        return True, f"fairness gate passed: {gap}, within {max_difference:.3f}"
+    others = [f"{r['attribute']} {r['difference']:.3f}" for r in over.slice(1).iter_rows(named=True)]
+    also = f"; also over: {', '.join(others)}" if others else ""
+    return False, f"fairness gate failed: {gap}, above {max_difference:.3f}{also}"
+
+
+def gate_table(disparity_table: pl.DataFrame, thresholds: Mapping[str, float]) -> pl.DataFrame:
+    """One `gate` per metric threshold, as the report and the asset check show them."""
+    rows = [(metric, float(limit), *gate(disparity_table, metric, limit)) for metric, limit in thresholds.items()]
+    return pl.DataFrame(rows, schema=GATE_SCHEMA, orient="row")
+
+
+def fairness_notes(group_table: pl.DataFrame, disparity_table: pl.DataFrame) -> list[str]:
+    """Plain sentences for the degenerate cases a reader could otherwise mistake for a result, each said once: values
+    missing from the demographics and attributes with a single group. Groups too small to rank are not notes: the
+    report says once how many there are and why, and counts them per attribute."""
+    if group_table.is_empty():
+        return ["no test predictions joined to consensus: no group metrics or disparities, so gates compare nothing"]
+    said = []
+    groups = group_table.select("attribute", "group", "n_images").unique(maintain_order=True)
+    for (attribute,), part in groups.group_by("attribute", maintain_order=True):
+        missing = part.filter(pl.col("group") == MISSING)
+        if missing.height and SEPARATOR not in attribute:
+            said.append(f"{attribute}: {missing['n_images'][0]} images lack a value, reported as group '{MISSING}'")
+    single = disparity_table.filter(pl.col("note") == SINGLE_GROUP)["attribute"].unique(maintain_order=True)
+    return said + [f"{attribute}: {SINGLE_GROUP}" for attribute in single]
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    tables: dict[str, pl.DataFrame]
+    notes: list[str]
+
+
+def image_demographics(manifest: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """Each generated image's designed demographics: the prompt is the ground truth of who was asked for."""
+    return (
+        manifest.select("image_sha256", "prompt_id")
+        .join(prompts.select("prompt_id", *ATTRIBUTES), on="prompt_id", how="left")
+        .select(image_id="image_sha256", **{a: a for a in ATTRIBUTES})
+    )
+
+
+def build_fairness_report(
+    predictions: pl.DataFrame,
+    consensus: pl.DataFrame,
+    demographics: pl.DataFrame,
+    splits: pl.DataFrame,
+    qc: pl.DataFrame,
+    item_table: pl.DataFrame,
+    max_gap: Mapping[str, float],
+    min_group_size: int = 20,
+    resamples: int = 1000,
+    seed: int = 42,
+) -> FairnessReport:
+    """Model side (metrics by group and intersection, disparities, gates) beside the data side (balance per split,
+    QC, expert agreement per group from dbt's per-item statistics), with the plain-language notes the report leads
+    with."""
+    groups = group_metrics(predictions, consensus, demographics, ATTRIBUTES, min_group_size, resamples, seed)
+    gaps = disparities(groups)
+    rated = item_table.filter(GENERATED_INTENSITY)
+    tables = {
+        "group_metrics": groups,
+        "disparities": gaps,
+        "gates": gate_table(gaps, max_gap),
+        "data_balance": data_balance(splits, qc, demographics),
+        "agreement": agreement_by_group(rated, demographics, min_group_size),
+        "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
+    }
+    return FairnessReport(tables, fairness_notes(groups, gaps))

@@ -1,0 +1,108 @@
+"""The DuckDB catalog: glob views over the Parquet tables, and SQL files from sql/ run by name."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import duckdb
+
+from emonet_assets.lib.shared.package_data import package_path
+from emonet_assets.lib.shared.storage import Store
+
+SQL_DIR = package_path("sql")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+log = logging.getLogger(__name__)
+
+
+def sql_text(name: str) -> str:
+    path = SQL_DIR / f"{name}.sql"
+    if not path.exists():
+        raise FileNotFoundError(f"no SQL file {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_sql(name: str, **params: str) -> str:
+    """Fill `{{ name }}` placeholders with already-quoted SQL fragments; a missing one is an error."""
+    text = sql_text(name)
+    missing = sorted(set(_PLACEHOLDER.findall(text)) - set(params))
+    if missing:
+        raise KeyError(f"sql/{name}.sql needs {missing}")
+    return _PLACEHOLDER.sub(lambda m: params[m.group(1)], text)
+
+
+def connect(database: str, store: Store, read_only: bool = False, timeout_s: float = 30.0):
+    """Open the catalog with the store's filesystem registered, waiting out another writer."""
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            con = duckdb.connect(database, read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    register_store(con, store)
+    return con
+
+
+def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    if not store.is_local:
+        con.register_filesystem(store.fs)
+
+
+def create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str) -> None:
+    """A view over every partition file the table has and will have (a glob, as dbt's sources read), so it never
+    needs refreshing; created once, when the table first has a file (DuckDB checks the glob matches then)."""
+    con.execute(
+        render_sql("catalog/table_view", view=quote_identifier(table), files=quote_literal(store.table_glob(table)))
+    )
+
+
+def add_view(database: str, store: Store, table: str, timeout_s: float = 30.0) -> bool:
+    """Create the table's view, unless another process holds the catalog longer than `timeout_s` (a dbt build):
+    then the view is left to `add_missing_views`, which that build's step runs next time. True when created."""
+    try:
+        con = connect(database, store, timeout_s=timeout_s)
+    except duckdb.IOException as exc:
+        log.warning("catalog %s busy, view %s not created yet: %s", database, table, exc)
+        return False
+    try:
+        create_view(con, store, table)
+    finally:
+        con.close()
+    return True
+
+
+def add_missing_views(con: duckdb.DuckDBPyConnection, store: Store) -> list[str]:
+    """A view for each written table that has none yet; returns the tables given one."""
+    existing = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    existing |= {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    added = [table for table in store.table_names() if table not in existing]
+    for table in added:
+        create_view(con, store, table)
+    return added
+
+
+def run_check_sql(name: str, **relations) -> list[dict]:
+    """Run a check query from sql/checks/ over in-memory frames bound to the names it reads."""
+    con = duckdb.connect()
+    try:
+        for relation, frame in relations.items():
+            con.register(relation, frame.to_arrow() if hasattr(frame, "to_arrow") else frame)
+        cursor = con.execute(sql_text(f"checks/{name}"))
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
