@@ -263,7 +263,7 @@ def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo, tmp_path):
     intact.write_parquet(design)
     alone = run(["generate", "shard-00002"], tmp_path, EMONET_ROOT=str(root))
     assert alone.returncode == 0, alone.stdout + alone.stderr
-    assert "generated_images [shard-00002...shard-00002]" in alone.stdout
+    assert "generated_images [shard-00002]" in alone.stdout
     assert len(list(manifests.glob("*.parquet"))) == 15
     assert pl.read_parquet(manifests).height == 240
 
