@@ -124,3 +124,27 @@ def test_loading_the_code_location_imports_no_heavy_library(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_dbt_manifest_is_stale_only_when_a_project_file_is_newer(tmp_path, monkeypatch):
+    """What makes a load run `dbt parse`: an edited model, not dbt's own outputs (target/ grows with every build)."""
+    import os
+    import types
+
+    from emonet_assets.defs.consensus import project
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "target").mkdir()
+    model, manifest = tmp_path / "models" / "m.sql", tmp_path / "target" / "manifest.json"
+    monkeypatch.setattr(project, "DBT_PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(project, "dbt_project", types.SimpleNamespace(manifest_path=manifest))
+    model.write_text("select 1")
+    assert project.manifest_is_stale()  # no manifest yet
+    manifest.write_text("{}")
+    os.utime(model, (1_000, 1_000))
+    assert not project.manifest_is_stale()
+    (tmp_path / "target" / "run.sql").write_text("compiled")
+    assert not project.manifest_is_stale()
+    os.utime(model, None)
+    os.utime(manifest, (2_000, 2_000))
+    assert project.manifest_is_stale()

@@ -32,11 +32,10 @@ def manifest_is_stale() -> bool:
     manifest = dbt_project.manifest_path
     if not manifest.exists():
         return True
-    written = {"target", "logs", "dbt_packages"}
-    sources = (
-        p for p in DBT_PROJECT_DIR.rglob("*") if p.is_file() and not written & set(p.relative_to(DBT_PROJECT_DIR).parts)
-    )
-    return max(p.stat().st_mtime for p in sources) > manifest.stat().st_mtime
+    written = {"target", "logs", "dbt_packages"}  # dbt's own outputs, growing with every build: never walked
+    tops = [p for p in DBT_PROJECT_DIR.iterdir() if p.name not in written]
+    sources = [f for top in tops for f in ([top] if top.is_file() else top.rglob("*")) if f.is_file()]
+    return max(f.stat().st_mtime for f in sources) > manifest.stat().st_mtime
 
 
 def prepare_manifest() -> Path:
