@@ -178,15 +178,10 @@ def pytest_configure(config):
 
     torch.set_num_threads(1)
     if not hasattr(config, "workerinput"):
-        _prepare_a_stale_dbt_manifest()
+        # No test runs on a manifest older than the dbt project: prepared once, before any worker loads the defs.
+        from emonet_assets.defs.consensus.project import prepare_manifest
 
-
-def _prepare_a_stale_dbt_manifest() -> None:
-    """No test runs on a dbt manifest older than the dbt project, with or without `make setup`: it is prepared
-    again, once, before any worker loads the definitions."""
-    from emonet_assets.defs.consensus.project import prepare_manifest
-
-    prepare_manifest()
+        prepare_manifest()
 
 
 @pytest.fixture(autouse=True, scope="session")
