@@ -7,15 +7,20 @@ import graphlib
 import io
 import re
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster import DagsterEventType
 from rich.markup import escape
 
 from emonet_assets.defs.execution.runs import RANGE_END_TAG, RANGE_START_TAG, error_message, partition_runs
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 # How a StepReport marks a check that failed at WARN severity.
 WARNED = "warning: "
@@ -260,9 +265,35 @@ def materialize_all(
     return reports
 
 
-def consensus_refresh_selection() -> dg.AssetSelection:
-    """What a new annotation batch refreshes in-process: the ratings table and the consensus group after it.
-    Retraining the model on new labels is a decision of its own, not a side effect of an import."""
-    return dg.AssetSelection.assets("annotations") | (
-        dg.AssetSelection.assets("annotations").downstream() & dg.AssetSelection.groups("consensus")
-    )
+def run_automation(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: AssetDaemonCursor | None,
+    on_step: Callable[[StepReport], None] = lambda _: None,
+    log_level: str = "WARNING",
+) -> list[StepReport]:
+    """One tick of the automation conditions, as the daemon's automation sensor evaluates them, from `cursor` (the
+    state before the change it should react to); what it requests runs node by node in dependency order."""
+    result = _evaluate_automation(defs, instance, cursor)
+    requested = {k for k in defs.resolve_asset_graph().materializable_asset_keys if result.get_num_requested(k)}
+    reports = []
+    for keys in plan(defs):
+        if chosen := [k for k in keys if k in requested]:
+            report = materialize_step(defs, instance, chosen, log_level=log_level)
+            reports.append(report)
+            on_step(report)
+            if not report.success:
+                break
+    return reports
+
+
+def automation_cursor(defs: dg.Definitions, instance: dg.DagsterInstance) -> AssetDaemonCursor:
+    """The automation state now, taken before a change so that `run_automation` reacts to that change alone."""
+    return _evaluate_automation(defs, instance, None).cursor
+
+
+def _evaluate_automation(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: AssetDaemonCursor | None):
+    # Dagster's evaluator passes one of its own beta parameters; that warning is Dagster's, not the user's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)

@@ -306,8 +306,7 @@ def test_help_and_status_import_no_heavy_library(tmp_path):
 def test_an_import_that_accepts_nothing_new_does_not_rebuild_consensus(demo_run, tmp_path, monkeypatch):
     root = tmp_path / "root"
     shutil.copytree(demo_run.root, root)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(shutil.copytree(demo_run.folder / "home", tmp_path / "home")))
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("image,annotator,emotion,value\nnot-an-image,expert-1,Elation,3\n", encoding="utf-8")
     before = sorted((root / "tables" / "consensus_labels").glob("*.parquet"))[0].stat().st_mtime_ns

@@ -42,15 +42,13 @@ def import_annotations(
     the platform did not generate need --collection (for example the released EmoNet-Face files); numbers name
     generated images only with --positional-ids.
     """
-    import dagster as dg
-
     from emonet_assets.definitions import build_definitions
     from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
     from emonet_assets.lib.annotation.annotation_batches import batch_log
     from emonet_assets.lib.annotation.annotation_import import validate_collection_name
     from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
     from emonet_assets.lib.shared.storage import Store
-    from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan
+    from emonet_assets.runner import automation_cursor, materialize_step, run_automation, run_sensor
 
     if collection:
         try:
@@ -66,25 +64,35 @@ def import_annotations(
     defs = build_definitions(profile)
     instance = dagster_instance()
     materialize_missing(defs, instance, store, ["taxonomy"])
-    batch_key = dg.AssetKey("annotation_batches")
+    before_import = automation_cursor(defs, instance)
     log = batch_log(store)
     imported_before = set(log.filter(log["status"] == "imported")["batch_id"].to_list())
-    outcomes = []
+    landed, again = {}, []
     for path in paths:
         _, sha, redeclared = land_file(store, profile.annotation.landing, path.name, path.read_bytes(), declaration)
-        if sha in imported_before and not redeclared:
-            outcomes.append((path, sha, "already imported: no change", None))
-            continue
-        if not instance.has_dynamic_partition(annotation_batch_partitions.name, sha):
-            instance.add_dynamic_partitions(annotation_batch_partitions.name, [sha])
-        report = materialize_step(defs, instance, [batch_key], partition=sha, log_level="CRITICAL")
-        done = "re-imported" if sha in imported_before else "imported"
-        outcomes.append((path, sha, done if report.success else report.error, report.run_id))
+        landed[path] = sha
+        known = instance.has_dynamic_partition(annotation_batch_partitions.name, sha)
+        if (sha in imported_before and redeclared) or (sha not in imported_before and known):
+            again.append(sha)
+    # New content is imported by the landing sensor, as under the daemon; a file declared anew, or one whose
+    # import failed before, is run again as a re-execution from the UI would.
+    reports = {r.partition: r for r in run_sensor(defs, instance, "annotation_landing_sensor", log_level="CRITICAL")}
+    for sha in again:
+        reports[sha] = materialize_step(
+            defs, instance, [StoredTable.ANNOTATION_BATCHES.key], partition=sha, log_level="CRITICAL"
+        )
+    outcomes = []
+    for path, sha in landed.items():
+        if sha not in reports:
+            outcomes.append((path, sha, "already imported: no change"))
+        else:
+            done = "re-imported" if sha in imported_before else "imported"
+            outcomes.append((path, sha, done if reports[sha].success else reports[sha].error))
     log = batch_log(store)
     rows, batches, failures, notes = [], [], [], []
     # Consensus is rebuilt only when ratings changed: a new batch that accepted some, or a re-imported one.
     changed = False
-    for path, sha, outcome, _ in outcomes:
+    for path, sha, outcome in outcomes:
         row = log.filter(log["batch_id"] == sha).row(0, named=True) if sha in log["batch_id"] else None
         changed |= outcome == "re-imported" or (outcome == "imported" and bool(row and row["accepted"]))
         counts = [
@@ -116,6 +124,9 @@ def import_annotations(
         shown = f"[green]{escape(outcome)}[/green]" if ok else "[red]rejected[/red]"
         rows.append([escape(path.name), shown, *counts])
         batches.append(f"batch {sha[:12]}  {path.name}" + (f": {reasons}" if reasons else ""))
+    if waiting := [sha for sha in reports if sha not in landed.values()]:
+        changed |= any(reports[sha].success for sha in waiting)
+        notes.append(f"also imported {len(waiting)} batch(es) that were waiting in the landing zone")
     console.print(batches_table(rows))
     for batch in batches:
         console.print(escape(batch), soft_wrap=True)
@@ -124,16 +135,19 @@ def import_annotations(
     for failure in failures:
         console.print(f"[red]rejected[/red] {escape(failure)}", soft_wrap=True)
     if changed:
-        graph = defs.resolve_asset_graph()
-        downstream = consensus_refresh_selection().resolve(graph)
-        for keys in plan(defs):
-            if set(keys) & downstream:
-                report = materialize_step(defs, instance, keys)
-                label = step_label(defs, report.assets)
-                print_step(report, label)
-                if not report.success:
-                    raise click.ClickException(f"refreshing consensus failed at {label} (see above)")
-    elif any(outcome == "imported" for _, _, outcome, _ in outcomes):
+        # The consensus refresh is the automation conditions' own, evaluated as the daemon evaluates them.
+        refreshed = run_automation(
+            defs, instance, before_import, on_step=lambda r: print_step(r, step_label(defs, r.assets))
+        )
+        if not refreshed:
+            raise click.ClickException(
+                "new ratings were imported, but the automation conditions requested no consensus refresh: the "
+                f"Dagster instance at {instance.root_directory} has no record of the assets consensus is built "
+                "from. Use the Dagster home the storage root was built with, or run `emonet demo` with this one"
+            )
+        if failed := next((r for r in refreshed if not r.success), None):
+            raise click.ClickException(f"refreshing consensus failed at {step_label(defs, failed.assets)} (see above)")
+    elif any(outcome == "imported" for _, _, outcome in outcomes):
         console.print("no new ratings accepted: consensus is unchanged and was not rebuilt")
     if failures:
         raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")

@@ -23,7 +23,7 @@ from emonet_assets.lib.consensus.agreement import KEY
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
-from emonet_assets.runner import consensus_refresh_selection, materialize_step, plan, run_sensor
+from emonet_assets.runner import materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 from emonet_assets_tests.item_stats import item_stats
 
@@ -33,9 +33,12 @@ SENSOR = "annotation_landing_sensor"
 
 
 def consensus_steps(defs, instance):
-    """Materialize `annotations` and the consensus group downstream of it, one node per run, like the CLI."""
-    graph = defs.resolve_asset_graph()
-    downstream = consensus_refresh_selection().resolve(graph)
+    """Materialize `annotations` and the consensus group downstream of it, one node per run: what the automation
+    conditions request after an import, run here directly because this instance holds no history of the graph."""
+    annotations = dg.AssetSelection.assets(Table.ANNOTATIONS.key)
+    downstream = (annotations | annotations.downstream() & dg.AssetSelection.groups("consensus")).resolve(
+        defs.resolve_asset_graph()
+    )
     reports = [materialize_step(defs, instance, keys) for keys in plan(defs) if set(keys) & downstream]
     assert all(r.success for r in reports), [r.error for r in reports]
     return reports
