@@ -50,7 +50,7 @@ def test_generate_missing_with_nothing_missing_is_a_no_op(shard_root):
 
 def test_generate_a_reversed_range_says_so(shard_root):
     result = invoke(["generate", "shard-00002...shard-00000"])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert "shard range shard-00002...shard-00000 is reversed: write it shard-00000...shard-00002" in result.output
 
 
@@ -76,7 +76,7 @@ def test_verify_release_follows_the_latest_json_pointer(release):
 def test_verify_release_of_a_folder_that_does_not_exist_says_so(release):
     root, _ = release
     result = invoke(["verify-release", str(root / "releases" / "nope")])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert f"release folder {root / 'releases' / 'nope'} does not exist" in result.output
     assert "difference" not in result.output
 
@@ -84,7 +84,7 @@ def test_verify_release_of_a_folder_that_does_not_exist_says_so(release):
 def test_verify_release_of_a_folder_without_a_manifest_says_it_is_not_a_release(release):
     root, _ = release
     result = invoke(["verify-release", str(root)])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert f"no manifest.json in {root}: not a release folder" in result.output
     assert "difference" not in result.output
 
@@ -203,7 +203,7 @@ def test_every_command_takes_profile_after_its_name(command):
 
 def test_an_unknown_profile_names_the_variable_that_set_it():
     result = invoke(["status"], EMONET_PROFILE="sdxl")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert "unknown profile 'sdxl' (set by EMONET_PROFILE)" in result.output
 
 
@@ -317,6 +317,24 @@ def test_an_import_that_accepts_nothing_new_does_not_rebuild_consensus(demo_run,
     assert sorted((root / "tables" / "consensus_labels").glob("*.parquet"))[0].stat().st_mtime_ns == before
 
 
+def test_an_import_into_a_dagster_home_without_the_graphs_history_says_consensus_was_not_refreshed(
+    demo_run, tmp_path, monkeypatch
+):
+    """The automation conditions read the instance's history; a home that never built the graph gets no refresh."""
+    root = shutil.copytree(demo_run.root, tmp_path / "root")
+    shutil.rmtree(root / "landing" / "annotations")  # only the new file waits in the landing zone
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("image,annotator,emotion,value\n00001,expert-99,Elation,3\n", encoding="utf-8")
+    before = pl.read_parquet(root / "tables" / "annotations").height
+    result = invoke(["import-annotations", "--positional-ids", str(ratings)], EMONET_ROOT=str(root))
+    assert result.exit_code == 1, result.output
+    assert "did not request consensus" in result.output and str(tmp_path / "home") in result.output
+    assert "never materialized " in result.output and "stg_taxonomy, taxonomy." in result.output
+    assert pl.read_parquet(root / "tables" / "annotations").height == before + 1, "the accepted rating is kept"
+
+
 def _rejected_only(tmp_path):
     """A ratings file whose one row names no emotion of the taxonomy: reading it needs the taxonomy, and nothing is
     accepted, so no consensus is rebuilt and the test stays quick."""
@@ -351,7 +369,7 @@ def test_import_annotations_into_an_empty_root_materializes_the_taxonomy_first(t
 def test_commands_that_cannot_make_what_they_need_say_what_to_run_on_an_empty_root(tmp_path, args, expected):
     root = tmp_path / "root"
     result = invoke(args, EMONET_ROOT=str(root))
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert expected.format(root=root) in result.output, result.output
 
 
@@ -371,7 +389,7 @@ def test_a_deleted_image_names_the_file_and_the_repair_that_brings_it_back(tmp_p
     (root / lost).unlink()
 
     result = invoke(["generate", "shard-00001"], **env)
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     repair = "emonet generate --repair shard-00000"
     assert f"1 image file of shard-00000 listed in the manifest is missing from {root / 'images'}: {lost}" in (
         result.output

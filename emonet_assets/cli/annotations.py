@@ -139,18 +139,35 @@ def import_annotations(
         refreshed = run_automation(
             defs, instance, before_import, on_step=lambda r: print_step(r, step_label(defs, r.assets))
         )
-        if not refreshed:
-            raise click.ClickException(
-                "new ratings were imported, but the automation conditions requested no consensus refresh: the "
-                f"Dagster instance at {instance.root_directory} has no record of the assets consensus is built "
-                "from. Use the Dagster home the storage root was built with, or run `emonet demo` with this one"
-            )
         if failed := next((r for r in refreshed if not r.success), None):
             raise click.ClickException(f"refreshing consensus failed at {step_label(defs, failed.assets)} (see above)")
+        if StoredTable.CONSENSUS_LABELS.value not in {asset for r in refreshed for asset in r.assets}:
+            unrecorded = ", ".join(_unrecorded_upstream(defs, instance))
+            raise click.ClickException(
+                "new ratings were imported, but the automation conditions did not request consensus: the Dagster "
+                f"instance at {instance.root_directory} never materialized {unrecorded}. "
+                "Use the Dagster home the storage root was built with, or run `emonet demo` with this one"
+            )
     elif any(outcome == "imported" for _, _, outcome in outcomes):
         console.print("no new ratings accepted: consensus is unchanged and was not rebuilt")
     if failures:
         raise click.ClickException(f"{len(failures)} file(s) not imported (see above)")
+
+
+def _unrecorded_upstream(defs, instance) -> list[str]:
+    """The unpartitioned assets consensus is built from that this Dagster instance has no materialization of."""
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    upstream = dg.AssetSelection.assets(StoredTable.CONSENSUS_LABELS.key).upstream().resolve(graph)
+    return sorted(
+        key.to_user_string()
+        for key in upstream
+        if graph.has(key)
+        and graph.get(key).is_materializable
+        and graph.get(key).partitions_def is None
+        and instance.get_latest_materialization_event(key) is None
+    )
 
 
 @click.command()
