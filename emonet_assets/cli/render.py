@@ -49,7 +49,7 @@ def format_bytes(n: int) -> str:
 
 def leaderboard_table(title: str, rows: list[dict]) -> Table:
     """One collection's leaderboard rows (model_leaderboard): rank, model, mean Spearman with its 95% CI, kappa,
-    F1, MAE, coverage and the p-value against the best; a note folds under its row's model."""
+    F1, MAE, coverage and the p-value against the best; why a model is not ranked folds under its name."""
 
     def number(value) -> str:
         return "-" if value is None or value != value else f"{value:.3f}"
@@ -65,7 +65,9 @@ def leaderboard_table(title: str, rows: list[dict]) -> Table:
             if r["mean_spearman_ci_low"] is not None and r["mean_spearman_ci_low"] == r["mean_spearman_ci_low"]
             else ""
         )
-        model = escape(f"{r['model_key']} ({r['kind']})") + (f"\n[dim]{escape(r['note'])}[/dim]" if r["note"] else "")
+        model = escape(f"{r['model_key']} ({r['kind']})") + (
+            f"\n[dim]{escape(r['note'])}[/dim]" if r["note"] and r["kind"] in ("heads", "predictions") else ""
+        )
         table.add_row(
             str(r["rank"] or "-"),
             model,
