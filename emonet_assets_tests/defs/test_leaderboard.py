@@ -89,3 +89,9 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     assert constant["rank"] is None and "constant scores" in constant["note"]
     assert rows[heads[0]]["rank"] is not None
     assert (root_copy / "reports/leaderboard/forest.png").read_bytes().startswith(b"\x89PNG")
+
+    report = materialize_step(defs, instance, [dg.AssetKey("model_fairness_gates")])
+    assert report.success, report.error
+    gates = store.read_table("model_fairness_gates")
+    assert set(gates["model_key"]) == set(partitions)
+    assert gates.filter(pl.col("model_key") == keys["oracle"])["passed"].all()

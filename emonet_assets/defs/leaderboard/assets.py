@@ -238,3 +238,76 @@ def model_leaderboard(storage: StorageResource, profile: ProfileResource):
         asset_key=Table.MODEL_LEADERBOARD_EMOTIONS.key,
         metadata=storage.write_table(Table.MODEL_LEADERBOARD_EMOTIONS, board.per_emotion),
     )
+
+
+def _fairness_spec(table: Table, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.key,
+        group_name="leaderboard",
+        kinds={"polars", "parquet"},
+        deps=[
+            dg.AssetDep(Table.MODEL_PREDICTIONS.key, partition_mapping=dg.AllPartitionMapping()),
+            Table.MODEL_REGISTRY.key,
+            Table.SPLITS.key,
+            Table.CONSENSUS_LABELS.key,
+            Table.PROMPT_DESIGN.key,
+            dg.AssetDep(Table.GENERATED_IMAGES.key, partition_mapping=dg.AllPartitionMapping()),
+        ],
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _fairness_spec(
+            Table.MODEL_FAIRNESS_GROUPS,
+            "Each registered model's metrics on the generated test images by age, gender, ethnicity group and their "
+            "intersections, and by occlusion, lighting, pose and generator, with bootstrap CIs (lib/fairness).",
+        ),
+        _fairness_spec(
+            Table.MODEL_FAIRNESS_GAPS,
+            "Per model, attribute and metric: the best and worst group large enough to rank and their gap.",
+        ),
+        _fairness_spec(
+            Table.MODEL_FAIRNESS_GATES,
+            "Per model, the fairness report's gates (`fairness.max_gap`): the widest gap per metric, passed or not.",
+        ),
+    ],
+)
+def model_fairness(storage: StorageResource, profile: ProfileResource):
+    from emonet_assets.lib.leaderboard.leaderboard import evaluation_truth
+    from emonet_assets.lib.leaderboard.model_fairness import image_slices, model_fairness
+    from emonet_assets.lib.leaderboard.registry import registered
+
+    store = storage.store()
+    settings = profile.fairness
+    keys = registered(store.read_table(Table.MODEL_REGISTRY))["model_key"].to_list()
+    scored = [k for k in store.table_partitions(Table.MODEL_PREDICTIONS) if k in set(keys)]
+    truth = evaluation_truth(store.read_table(Table.CONSENSUS_LABELS), store.read_table(Table.SPLITS), [])
+    report = model_fairness(
+        store.read_table(Table.MODEL_PREDICTIONS, scored) if scored else pl.DataFrame(),
+        scored,
+        truth,
+        image_slices(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)),
+        settings.max_gap,
+        settings.min_group_size,
+        settings.bootstrap_resamples,
+        settings.bootstrap_seed,
+    )
+    gates = report.gates.select("model_key", "metric", "max_difference", "passed", "message")
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_FAIRNESS_GROUPS.key,
+        metadata=storage.write_table(Table.MODEL_FAIRNESS_GROUPS, report.groups),
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_FAIRNESS_GAPS.key,
+        metadata=storage.write_table(Table.MODEL_FAIRNESS_GAPS, report.gaps),
+    )
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_FAIRNESS_GATES.key,
+        metadata={
+            **storage.write_table(Table.MODEL_FAIRNESS_GATES, report.gates),
+            "gates": dg.MetadataValue.md(markdown_table(gates, limit=60)),
+            "models_failing": gates.filter(~pl.col("passed"))["model_key"].unique().sort().to_list(),
+        },
+    )
