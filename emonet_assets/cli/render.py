@@ -49,7 +49,8 @@ def format_bytes(n: int) -> str:
 
 def leaderboard_table(title: str, rows: list[dict]) -> Table:
     """One collection's leaderboard rows (model_leaderboard): rank, model, mean Spearman with its 95% CI, kappa,
-    F1, MAE, coverage and the p-value against the best; why a model is not ranked folds under its name."""
+    F1, MAE, coverage and the p-value against the best (no draw on the far side of zero: under one in the number of
+    resamples); why a model is not ranked folds under its name."""
 
     def number(value) -> str:
         return "-" if value is None or value != value else f"{value:.3f}"
@@ -66,7 +67,7 @@ def leaderboard_table(title: str, rows: list[dict]) -> Table:
             else ""
         )
         model = escape(f"{r['model_key']} ({r['kind']})") + (
-            f"\n[dim]{escape(r['note'])}[/dim]" if r["note"] and r["kind"] in ("heads", "predictions") else ""
+            f"\n[dim]{escape(r['note'])}[/dim]" if r["note"] and r["kind"] not in ("human", "baseline") else ""
         )
         table.add_row(
             str(r["rank"] or "-"),
@@ -76,6 +77,6 @@ def leaderboard_table(title: str, rows: list[dict]) -> Table:
             number(r["mean_presence_f1"]),
             number(r["mean_mae"]),
             f"{r['coverage']:.0%}",
-            number(r["p_vs_best"]),
+            f"<{1 / r['resamples']:.3g}" if r["p_vs_best"] == 0 else number(r["p_vs_best"]),
         )
     return table

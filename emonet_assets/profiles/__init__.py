@@ -175,6 +175,19 @@ class ModelSettings(dg.Config):
     real_photo_sets: list[RealPhotoSet] = Field(default_factory=list)
 
 
+class ZeroShotSettings(dg.Config):
+    """An image-text model scored zero-shot: each image against a prompt per emotion from its word cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The model's name on the leaderboard.")
+    source: str = Field(description="Local folder or Hugging Face id of a CLIP or SigLIP checkpoint (cache only).")
+    build_tiny: bool = Field(default=False, description="Build a tiny random two-tower SigLIP at `source` if absent.")
+    template: str = Field(default="a photo of a face showing {words}", description="The prompt; {words} is filled.")
+    words: int = Field(default=3, ge=0, description="Cluster words after the emotion's name in each prompt.")
+    license: str | None = None
+
+
 class LeaderboardSettings(dg.Config):
     """The leaderboard: every registered model scored on the same evaluation images."""
 
@@ -192,6 +205,7 @@ class LeaderboardSettings(dg.Config):
     )
     bootstrap_resamples: int = Field(default=1000, ge=10)
     bootstrap_seed: int = 42
+    zero_shot: list[ZeroShotSettings] = Field(default_factory=list, description="Zero-shot models to register.")
 
 
 class FairnessSettings(dg.Config):

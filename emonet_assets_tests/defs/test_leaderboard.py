@@ -64,7 +64,8 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     assert not tick_sensor(defs, instance, "predictions_landing_sensor", cursor).run_requests
     partitions = instance.get_dynamic_partitions("model_versions")
     heads = [k for k in partitions if k.startswith("emotion-model@")]
-    assert set(keys.values()) | set(heads) == set(partitions) and heads
+    [zero_shot] = [k for k in partitions if k.startswith("zero-shot-tiny@")]
+    assert set(keys.values()) | {*heads, zero_shot} == set(partitions) and heads
     for partition in partitions:
         report = materialize_step(defs, instance, [dg.AssetKey("model_predictions")], partition=partition)
         assert report.success, report.error
@@ -88,6 +89,7 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     constant = rows[keys["constant"]]
     assert constant["rank"] is None and "constant scores" in constant["note"]
     assert rows[heads[0]]["rank"] is not None
+    assert rows[zero_shot]["coverage"] == 1.0 and np.isnan(rows[zero_shot]["mean_kappa_quadratic"])
     assert (root_copy / "reports/leaderboard/forest.png").read_bytes().startswith(b"\x89PNG")
 
     report = materialize_step(defs, instance, [dg.AssetKey("model_fairness_gates")])

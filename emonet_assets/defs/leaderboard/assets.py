@@ -18,25 +18,42 @@ FOREST_PATH = "reports/leaderboard/forest.png"
     key=Table.MODEL_REGISTRY.key,
     group_name="leaderboard",
     kinds={"polars", "parquet"},
-    deps=[Table.EMOTION_MODEL.key],
-    description="The models the leaderboard scores, one row per version: every trained emotion_model (heads) and "
+    deps=[Table.EMOTION_MODEL.key, Table.TAXONOMY.key],
+    description="The models the leaderboard scores, one row per version: every trained emotion_model (heads), "
     "every predictions file in the landing zone (name, score scale, collection, license and source from its "
-    "sidecar). Each registered version gets a model_versions partition; a file without a valid declaration is "
-    "listed as rejected, with the reason.",
+    "sidecar) and the profile's zero-shot image-text models (version: weights fingerprint and prompts hash). "
+    "Each registered version gets a model_versions partition; a model that cannot be used is listed as rejected, "
+    "with the reason.",
 )
 def model_registry(
     context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource
 ) -> dg.MaterializeResult:
-    from emonet_assets.lib.leaderboard.registry import heads_entries, predictions_entries, registered
+    from emonet_assets.lib.leaderboard.registry import (
+        heads_entries,
+        predictions_entries,
+        registered,
+        zero_shot_entry,
+    )
+    from emonet_assets.lib.leaderboard.zero_shot import zero_shot_registration
 
     store = storage.store()
+    taxonomy = read_taxonomy(storage)
+    zero_shot = [
+        zero_shot_entry(
+            z.name,
+            z.source,
+            z.license,
+            *zero_shot_registration(z.name, z.source, z.build_tiny, taxonomy, z.template, z.words),
+        )
+        for z in profile.leaderboard.zero_shot
+    ]
     heads = (
         heads_entries(store.read_table(Table.EMOTION_MODEL), profile.release.license)
         if store.has_table(Table.EMOTION_MODEL)
         else None
     )
     files = predictions_entries(store, profile.leaderboard.landing)
-    registry = files if heads is None else pl.concat([heads, files])
+    registry = pl.concat([frame for frame in (heads, files, *zero_shot) if frame is not None])
     keys = registered(registry)["model_key"].to_list()
     new = [k for k in keys if not context.instance.has_dynamic_partition(model_partitions.name, k)]
     if new:
@@ -93,9 +110,11 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
     from emonet_assets.lib.annotation.annotation_batches import platform_images
     from emonet_assets.lib.leaderboard.leaderboard import evaluation_truth
     from emonet_assets.lib.leaderboard.predictions import REJECT_SCHEMA, PredictionsFileError, load_predictions
-    from emonet_assets.lib.leaderboard.scores import coverage, head_scores, with_lineage
+    from emonet_assets.lib.leaderboard.scores import coverage, generated_image_files, head_scores, with_lineage
+    from emonet_assets.lib.leaderboard.zero_shot import ZeroShotModel, emotion_prompts, prompt_hash
     from emonet_assets.lib.model.emotion_model import load_model
     from emonet_assets.lib.model.modeling import fetch_model
+    from emonet_assets.lib.shared.profile_files import model_location
 
     store = storage.store()
     key = context.partition_key
@@ -107,8 +126,18 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
     truth = evaluation_truth(
         store.read_table(Table.CONSENSUS_LABELS), store.read_table(Table.SPLITS), profile.leaderboard.collections
     )
-    rejects, read = pl.DataFrame(schema=REJECT_SCHEMA), None
-    if entry["kind"] == "heads":
+    rejects, read, prompts_hash = pl.DataFrame(schema=REJECT_SCHEMA), None, None
+    if entry["kind"] == "zero_shot":
+        settings = next((z for z in profile.leaderboard.zero_shot if z.name == entry["name"]), None)
+        if settings is None:
+            raise dg.Failure(description=f"zero-shot model {entry['name']} is no longer in the profile")
+        model = ZeroShotModel.load(model_location(settings.source, build=settings.build_tiny))
+        prompts = emotion_prompts(taxonomy, settings.template, settings.words)
+        prompts_hash = prompt_hash(prompts)
+        files = generated_image_files(truth, store.read_table(Table.GENERATED_IMAGES))
+        images = [(sha, store.read_bytes(path)) for sha, path in files.iter_rows()]
+        scores = model.score(images, prompts)
+    elif entry["kind"] == "heads":
         row = (
             store.read_table(Table.EMOTION_MODEL)
             .filter(pl.col("model_fingerprint") == entry["version"])
@@ -133,7 +162,13 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
             raise dg.Failure(description=f"file rejected: {exc}") from exc
         scores, rejects, read = validated.accepted, validated.rejects, validated.rows_read
     frame = with_lineage(
-        scores, key, entry["model_fingerprint"], entry["collection"], store.read_table(Table.GENERATED_IMAGES)
+        scores,
+        key,
+        entry["model_fingerprint"],
+        entry["collection"],
+        entry["scale"],
+        store.read_table(Table.GENERATED_IMAGES),
+        prompts_hash,
     )
     covered = coverage(frame, truth)
     reasons = rejects.group_by("reason").agg(rows=pl.len()).sort("rows", descending=True)

@@ -23,7 +23,7 @@ from emonet_assets.lib.model.evaluation import (
 )
 from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY
 
-RANKED_KINDS = ("heads", "predictions")
+RANKED_KINDS = ("heads", "predictions", "zero_shot")
 HUMAN_KEY, RANDOM_KEY = "human ceiling", "random baseline"
 SUMMARY_SCHEMA = {
     "collection": pl.String,

@@ -20,7 +20,7 @@ from emonet_assets.lib.annotation.annotation_import import validate_collection_n
 from emonet_assets.lib.annotation.landing import file_sha256, list_landing
 from emonet_assets.lib.shared.storage import Store
 
-KINDS = ("heads", "predictions")
+KINDS = ("heads", "predictions", "zero_shot")
 # How a file's scores are to be read: intensities 0-7 or 0-1, logits, or ranks (order only: Spearman, no kappa).
 SCALES = ("0-7", "0-1", "logit", "rank")
 HEADS_NAME = "emotion-model"
@@ -163,6 +163,31 @@ def predictions_entries(store: Store, prefix: str) -> pl.DataFrame:
             }
         )
     return pl.DataFrame(rows, schema=REGISTRY_SCHEMA)
+
+
+def zero_shot_entry(
+    name: str, source: str, license: str | None, fingerprint: str | None, prompts_hash: str | None, error: str | None
+) -> pl.DataFrame:
+    """The registry row of a profile's zero-shot model: its version is the weights' fingerprint and the prompts'
+    hash together, so new prompts score as a new version; a model that cannot be found is listed as rejected."""
+    row = {"name": name, "kind": "zero_shot", "scale": "rank", "license": license, "source": source}
+    if error is not None or fingerprint is None or prompts_hash is None:
+        return pl.DataFrame([row | {"status": "rejected", "message": error}], schema=REGISTRY_SCHEMA)
+    version = hashlib.sha256(f"{fingerprint}\n{prompts_hash}".encode()).hexdigest()
+    key = model_key(name, version)
+    return pl.DataFrame(
+        [
+            row
+            | {
+                "model_key": key,
+                "version": version,
+                "model_fingerprint": fingerprint,
+                "status": "registered",
+                "message": f"prompts {prompts_hash[:12]}",
+            }
+        ],
+        schema=REGISTRY_SCHEMA,
+    )
 
 
 def registered(registry: pl.DataFrame) -> pl.DataFrame:
