@@ -203,6 +203,7 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
             Table.SPLITS.key,
             Table.CONSENSUS_LABELS.key,
             Table.EMOTION_AGREEMENT.key,
+            Table.AGREEMENT_ITEM_STATS.key,
         ],
         description=description,
     )
@@ -215,8 +216,9 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
             "Every registered model on the same images, per evaluation collection: mean over emotions of Spearman "
             "vs the consensus median (paired bootstrap 95% CI: the same image draws for every model), quadratic "
             "kappa, presence F1, MAE and coverage; the difference from the best model with CI and p-value; the "
-            "experts' own agreement (the ceiling) and a random baseline beside them. Models under the coverage "
-            "threshold are listed, not ranked.",
+            "panel's alpha with the model as one more rater beside the panel's own; the experts' own agreement "
+            "(the ceiling) and a random baseline beside them. Models under the coverage threshold are listed, not "
+            "ranked.",
         ),
         _leaderboard_spec(
             Table.MODEL_LEADERBOARD_EMOTIONS,
@@ -245,6 +247,7 @@ def model_leaderboard(storage: StorageResource, profile: ProfileResource):
         settings.bootstrap_resamples,
         settings.bootstrap_seed,
         settings.min_coverage,
+        store.read_table(Table.AGREEMENT_ITEM_STATS),
     )
     chart = forest_plot(board.summary)
     store.write_bytes(FOREST_PATH, chart)

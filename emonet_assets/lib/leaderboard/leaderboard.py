@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from emonet_assets.lib.consensus.agreement import COUNT_COLUMNS, alpha_interval
 from emonet_assets.lib.model.evaluation import (
     intensity_scores,
     nanmean,
     percentile_interval,
     permuted_predictions,
     spearman_draws,
+    to_scale,
 )
 from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY
 
@@ -44,6 +46,8 @@ SUMMARY_SCHEMA = {
     "diff_vs_best_ci_low": pl.Float64,
     "diff_vs_best_ci_high": pl.Float64,
     "p_vs_best": pl.Float64,
+    "mean_panel_alpha": pl.Float64,
+    "mean_alpha_with_model": pl.Float64,
     "resamples": pl.Int64,
     "note": pl.String,
 }
@@ -60,6 +64,8 @@ EMOTION_SCHEMA = {
     "kappa_quadratic": pl.Float64,
     "presence_f1": pl.Float64,
     "mae": pl.Float64,
+    "panel_alpha": pl.Float64,
+    "alpha_with_model": pl.Float64,
 }
 
 
@@ -112,6 +118,29 @@ class _Grid:
         return self._matrix(self.images, self.emotions, predictions, value)
 
 
+def alpha_with_model(item_stats: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """ "As good as one more expert?": per emotion, the panel's interval alpha and the alpha with the model added as
+    one more rater (its intensity rounded to 0..7), both over the items the panel pairs (`item_stats`, dbt's
+    int_agreement_item_stats of one collection) that the model scored. An alpha that rises means the model agrees
+    with the experts as well as they agree with each other."""
+    rated = scores.drop_nulls("intensity").filter(pl.col("intensity").is_finite())
+    rated = rated.select("image_id", "emotion_id", v=pl.Series(to_scale(rated["intensity"].to_numpy())))
+    joined = item_stats.join(rated, on=["image_id", "emotion_id"])
+    v = pl.col("v").cast(pl.Float64)
+    with_model = joined.with_columns(
+        m=pl.col("m") + 1,
+        s1=pl.col("s1") + v,
+        s2=pl.col("s2") + v * v,
+        **{c: pl.col(c) + (pl.col("v") == k).cast(pl.Int64) for k, c in enumerate(COUNT_COLUMNS)},
+    )
+    rows = [
+        (emotion, alpha_interval(part), alpha_interval(with_model.filter(pl.col("emotion_id") == emotion)))
+        for (emotion,), part in joined.group_by("emotion_id", maintain_order=True)
+    ]
+    schema = {"emotion_id": pl.String, "panel_alpha": pl.Float64, "alpha_with_model": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 def _p_value(differences: np.ndarray) -> float:
     """Two-sided bootstrap p-value of a paired difference: twice the share of draws on the far side of zero."""
     finite = differences[np.isfinite(differences)]
@@ -135,7 +164,9 @@ def _score_model(grid: _Grid, scores: np.ndarray, intensities: np.ndarray, resam
         )
         share = observed.sum() / rated[:, c].sum()
         rows.append((emotion, int(observed.sum()), share, point[c], low[c], high[c], kappa, f1, mae))
-    per_emotion = pl.DataFrame(rows, schema=list(EMOTION_SCHEMA)[3:], orient="row")
+    per_emotion = pl.DataFrame(rows, schema=list(EMOTION_SCHEMA)[3:-2], orient="row").with_columns(
+        panel_alpha=pl.lit(None, pl.Float64), alpha_with_model=pl.lit(None, pl.Float64)
+    )
     mean_draws = nanmean(draws, axis=0)
     mean_low, mean_high = percentile_interval(mean_draws)
     covered = rated & ~np.isnan(scores)
@@ -164,6 +195,8 @@ def _human_row(agreement: pl.DataFrame, collection: str) -> tuple[dict, pl.DataF
         kappa_quadratic=pl.col("kappa_quadratic_mean").cast(pl.Float64),
         presence_f1=pl.lit(None, pl.Float64),
         mae=pl.lit(None, pl.Float64),
+        panel_alpha=pl.col("alpha_interval").cast(pl.Float64),
+        alpha_with_model=pl.lit(None, pl.Float64),
     )
     summary = {
         "coverage": 1.0,
@@ -171,6 +204,7 @@ def _human_row(agreement: pl.DataFrame, collection: str) -> tuple[dict, pl.DataF
         "n_emotions": int(per_emotion["spearman"].drop_nulls().len()),
         "mean_spearman": per_emotion["spearman"].mean(),
         "mean_kappa_quadratic": per_emotion["kappa_quadratic"].mean(),
+        "mean_panel_alpha": per_emotion["panel_alpha"].mean(),
         "note": "each expert vs the others' median (emotion_agreement)",
     }
     return summary, per_emotion
@@ -184,13 +218,15 @@ def build_leaderboard(
     resamples: int = 1000,
     seed: int = 42,
     min_coverage: float = 0.9,
+    item_stats: pl.DataFrame | None = None,
 ) -> Leaderboard:
     """Per collection of `truth` (evaluation_truth): a summary row per registered model, the human ceiling and the
     random baseline (the consensus median shuffled across images per emotion), and their per-emotion metrics.
 
     `predictions` holds model_key, image_id, emotion_id, score and intensity. Models of a ranked kind whose coverage
     reaches `min_coverage` are ranked by mean Spearman; each row's paired bootstrap difference from the best model
-    comes with its 95% CI and two-sided p-value.
+    comes with its 95% CI and two-sided p-value. With `item_stats`, each model with intensities is also added to the
+    panel as one more rater (alpha_with_model).
     """
     summaries, emotions = [], []
     models = registry.select("model_key", "name", "kind").unique("model_key", maintain_order=True)
@@ -199,9 +235,22 @@ def build_leaderboard(
         scored = {}
         for model in models.iter_rows(named=True):
             own = predictions.filter(pl.col("model_key") == model["model_key"])
-            scored[model["model_key"]] = model | _score_model(
+            entry = model | _score_model(
                 grid, grid.scored(own, "score"), grid.scored(own, "intensity"), resamples, seed
             )
+            if item_stats is not None:
+                panel = item_stats.filter((pl.col("collection") == collection) & (pl.col("scale") == "intensity"))
+                alphas = alpha_with_model(panel, own)
+                entry["per_emotion"] = (
+                    entry["per_emotion"]
+                    .drop("panel_alpha", "alpha_with_model")
+                    .join(alphas, on="emotion_id", how="left")
+                )
+                entry["summary"] |= {
+                    f"mean_{c}": float(nanmean(alphas[c].to_numpy())) if alphas.height else None
+                    for c in ("panel_alpha", "alpha_with_model")
+                }
+            scored[model["model_key"]] = entry
         shuffled = permuted_predictions(
             part.select("image_id", "emotion_id", predicted="median_rating"), part.drop("collection"), seed
         )

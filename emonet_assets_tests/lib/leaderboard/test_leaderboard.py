@@ -1,11 +1,19 @@
+import krippendorff
 import numpy as np
 import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from emonet_assets.lib.consensus.agreement import resample_indices
-from emonet_assets.lib.leaderboard.leaderboard import HUMAN_KEY, RANDOM_KEY, build_leaderboard, evaluation_truth
-from emonet_assets.lib.model.evaluation import percentile_interval
+from emonet_assets.lib.consensus.agreement import reliability_matrix, resample_indices
+from emonet_assets.lib.leaderboard.leaderboard import (
+    HUMAN_KEY,
+    RANDOM_KEY,
+    alpha_with_model,
+    build_leaderboard,
+    evaluation_truth,
+)
+from emonet_assets.lib.model.evaluation import percentile_interval, to_scale
+from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy"]
 
@@ -28,6 +36,7 @@ def planted(n_images=60, seed=0):
             "n_images": n_images,
             "human_ceiling_spearman": [0.5, 0.4, 0.3],
             "kappa_quadratic_mean": [0.4, 0.3, 0.2],
+            "alpha_interval": [0.3, 0.2, 0.1],
         }
     )
     return truth, agreement
@@ -127,3 +136,35 @@ def test_evaluation_images_are_the_test_split_and_the_declared_collections():
     splits = pl.DataFrame({"image_sha256": ["t1", "tr1"], "split": ["test", "train"]})
     truth = evaluation_truth(consensus, splits, ["hq"])
     assert truth.select("collection", "image_id").rows() == [("generated", "t1"), ("hq", "hq/1")]
+
+
+def test_alpha_with_the_model_as_one_more_rater_equals_krippendorff_with_an_extra_coder():
+    rng = np.random.default_rng(7)
+    rows = []
+    for image in range(30):
+        truth = rng.integers(0, 8)
+        for emotion in EMOTIONS:
+            for annotator in range(3):
+                value = int(np.clip(truth + rng.integers(-2, 3), 0, 7))
+                rows.append(("c", "intensity", emotion, f"img{image:02d}", f"a{annotator}", value))
+    columns = ["collection", "scale", "emotion_id", "image_id", "annotator", "value"]
+    ratings = pl.DataFrame(rows, schema=columns, orient="row")
+    model_scores = ratings.group_by("emotion_id", "image_id").agg(intensity=pl.col("value").mean() + 0.4)
+    as_rater = model_scores.select(
+        "emotion_id",
+        "image_id",
+        collection=pl.lit("c"),
+        scale=pl.lit("intensity"),
+        annotator=pl.lit("model"),
+        value=pl.Series(to_scale(model_scores["intensity"].to_numpy())),
+    ).select(columns)
+    alphas = alpha_with_model(item_stats(ratings), model_scores)
+    with_model = pl.concat([ratings, as_rater])
+    for row in alphas.iter_rows(named=True):
+        emotion = row["emotion_id"]
+        for frame, column in ((ratings, "panel_alpha"), (with_model, "alpha_with_model")):
+            expected = krippendorff.alpha(
+                reliability_data=reliability_matrix(frame, emotion), level_of_measurement="interval"
+            )
+            assert row[column] == pytest.approx(expected, abs=1e-9)
+    assert (alphas["alpha_with_model"] > alphas["panel_alpha"]).all()
