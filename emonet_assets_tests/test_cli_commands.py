@@ -342,7 +342,15 @@ def test_register_predictions_scores_a_file_and_the_leaderboard_ranks_it(demo_ru
     board = json.loads(shown.output)
     best = next(row for row in board if row["rank"] == 1)
     assert best["name"] == "median" and best["mean_spearman"] == pytest.approx(1.0)
-    assert {row["kind"] for row in board} == {"heads", "predictions", "human", "baseline"}
+    assert {row["kind"] for row in board} >= {"heads", "predictions", "human", "baseline", "zero_shot"}
+    evaluated = invoke(
+        ["evaluate", "--predictions", str(scores), "--name", "again", "--scale", "0-1", "--format", "json"],
+        EMONET_ROOT=str(root),
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["model"].startswith("again@") and report["collection"] == "generated"
+    assert report["metrics"]["mean_spearman"] == pytest.approx(1.0) and report["n_images"] > 0
 
 
 def _rejected_only(tmp_path):

@@ -224,9 +224,15 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
             Table.MODEL_LEADERBOARD_EMOTIONS,
             "The leaderboard's metrics per model and emotion.",
         ),
+        _leaderboard_spec(
+            Table.MODEL_LEADERBOARD_BINARY,
+            "Every model on the binary-labelled items (the generated test split's and each binary collection of "
+            "leaderboard.collections): ROC AUC against the presence consensus and F1, per emotion and pooled.",
+        ),
     ],
 )
 def model_leaderboard(storage: StorageResource, profile: ProfileResource):
+    from emonet_assets.lib.leaderboard.binary import POOLED, binary_metrics, binary_truth
     from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard, evaluation_truth, forest_plot
     from emonet_assets.lib.leaderboard.registry import registered
     from emonet_assets.lib.leaderboard.scores import SCORE_SCHEMA
@@ -236,9 +242,9 @@ def model_leaderboard(storage: StorageResource, profile: ProfileResource):
     models = registered(store.read_table(Table.MODEL_REGISTRY))
     scored = [k for k in store.table_partitions(Table.MODEL_PREDICTIONS) if k in set(models["model_key"])]
     predictions = store.read_table(Table.MODEL_PREDICTIONS, scored) if scored else pl.DataFrame(schema=SCORE_SCHEMA)
-    truth = evaluation_truth(
-        store.read_table(Table.CONSENSUS_LABELS), store.read_table(Table.SPLITS), settings.collections
-    )
+    consensus, splits = store.read_table(Table.CONSENSUS_LABELS), store.read_table(Table.SPLITS)
+    truth = evaluation_truth(consensus, splits, settings.collections)
+    binary = binary_metrics(predictions, binary_truth(consensus, splits, settings.collections), scored)
     board = build_leaderboard(
         predictions,
         models,
@@ -275,6 +281,14 @@ def model_leaderboard(storage: StorageResource, profile: ProfileResource):
     yield dg.MaterializeResult(
         asset_key=Table.MODEL_LEADERBOARD_EMOTIONS.key,
         metadata=storage.write_table(Table.MODEL_LEADERBOARD_EMOTIONS, board.per_emotion),
+    )
+    pooled = binary.filter(pl.col("emotion_id") == POOLED).drop("emotion_id")
+    yield dg.MaterializeResult(
+        asset_key=Table.MODEL_LEADERBOARD_BINARY.key,
+        metadata={
+            **storage.write_table(Table.MODEL_LEADERBOARD_BINARY, binary),
+            "pooled": dg.MetadataValue.md(markdown_table(pooled.with_columns(pl.col(pl.Float64).round(3)), 50)),
+        },
     )
 
 

@@ -2,8 +2,8 @@
 group and intersection, and by the design's robustness axes (occlusion, lighting, pose) and the image's generator,
 each alone; the gaps between groups and the same gates.
 
-A model is judged on the generated images it scored; its 0-7 intensity where its scale has one, else its score
-(ranks: only the Spearman gap then means anything)."""
+A model is judged on the generated test images it scored, by its 0-7 intensity; a model of ranks only (zero-shot
+similarities, a file on the rank scale) by its Spearman gaps alone."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from emonet_assets.lib.fairness.fairness import (
 from emonet_assets.lib.shared.rules import GENERATED
 
 ROBUSTNESS = ("occlusion", "lighting", "pose", "generator")
+SPEARMAN = "mean_spearman"
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,21 @@ def model_fairness(
     groups, gaps, gates = [], [], []
     tagged = {"model_key": pl.String}
     for key in model_keys:
-        own = predictions.filter((pl.col("model_key") == key) & (pl.col("collection") == GENERATED)).select(
-            "image_id", "emotion_id", predicted=pl.coalesce("intensity", "score")
-        )
+        own = predictions.filter((pl.col("model_key") == key) & (pl.col("collection") == GENERATED))
         if not own.height:
             continue
+        ranks_only = own["intensity"].null_count() == own.height
+        own = own.select("image_id", "emotion_id", predicted=pl.coalesce("intensity", "score"))
         axes = [ATTRIBUTES, *((axis,) for axis in ROBUSTNESS)]
         table = pl.concat(
             [group_metrics(own, consensus, slices, attributes, min_group_size, resamples, seed) for attributes in axes]
         )
+        limits = dict(max_gap)
+        if ranks_only:  # scores without an intensity: MAE and presence mean nothing, Spearman alone is judged
+            table = table.filter(pl.col("metric") == SPEARMAN)
+            limits = {m: v for m, v in limits.items() if m == SPEARMAN}
         gap = disparities(table)
-        for frames, frame in ((groups, table), (gaps, gap), (gates, gate_table(gap, max_gap))):
+        for frames, frame in ((groups, table), (gaps, gap), (gates, gate_table(gap, limits))):
             frames.append(frame.select(pl.lit(key).alias("model_key"), pl.all()))
     return ModelFairness(
         pl.concat(groups) if groups else pl.DataFrame(schema=tagged | GROUP_SCHEMA),

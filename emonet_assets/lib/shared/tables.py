@@ -47,6 +47,7 @@ class Table(StrEnum):
     MODEL_PREDICTION_REJECTS = "model_prediction_rejects"
     MODEL_LEADERBOARD = "model_leaderboard"
     MODEL_LEADERBOARD_EMOTIONS = "model_leaderboard_emotions"
+    MODEL_LEADERBOARD_BINARY = "model_leaderboard_binary"
     MODEL_FAIRNESS_GROUPS = "model_fairness_groups"
     MODEL_FAIRNESS_GAPS = "model_fairness_gaps"
     MODEL_FAIRNESS_GATES = "model_fairness_gates"

@@ -45,3 +45,25 @@ def test_each_model_gets_the_fairness_gates_and_a_planted_disparity_fails_only_i
     assert "across gender" in gates["biased"]["message"] and "worst man" in gates["biased"]["message"]
     attributes = set(report.gaps.filter(pl.col("model_key") == "biased")["attribute"])
     assert {"gender", "age x gender", *ROBUSTNESS} <= attributes
+
+
+def test_a_model_of_ranks_only_is_judged_by_its_spearman_gaps_alone():
+    images = [f"img{i:03d}" for i in range(20)]
+    slices = pl.DataFrame(
+        {"image_id": images, "age": "30", "gender": "man", "ethnicity_group": "White", **dict.fromkeys(ROBUSTNESS, "x")}
+    )
+    consensus = pl.DataFrame(
+        {
+            "image_id": images * 2,
+            "emotion_id": ["joy"] * 20 + ["fear"] * 20,
+            "median_rating": [float(i % 8) for i in range(40)],
+            "present": True,
+        }
+    )
+    ranks = consensus.select(
+        "image_id", "emotion_id", model_key=pl.lit("z"), collection=pl.lit("generated"), score=pl.col("median_rating")
+    ).with_columns(intensity=pl.lit(None, pl.Float64))
+    limits = {"mean_spearman": 0.4, "mean_mae": 0.5}
+    report = model_fairness(ranks, ["z"], consensus, slices, limits, 5, 50, 42)
+    assert report.gates["metric"].to_list() == ["mean_spearman"]
+    assert set(report.groups["metric"]) == {"mean_spearman"}
