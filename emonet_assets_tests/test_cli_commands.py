@@ -192,7 +192,9 @@ def test_profiles_marks_the_profile_that_is_active(args, env, active):
     assert _active(result.output) == active
 
 
-@pytest.mark.parametrize("command", ["demo", "generate", "import-annotations", "agreement", "predict", "status"])
+@pytest.mark.parametrize(
+    "command", ["demo", "generate", "import-annotations", "agreement", "leaderboard", "predict", "status"]
+)
 def test_every_command_takes_profile_after_its_name(command):
     """An unknown profile is refused by name, so reaching the profile check proves the option was accepted."""
     paths = [__file__] if command in ("import-annotations", "predict") else []
@@ -335,6 +337,39 @@ def test_an_import_into_a_dagster_home_without_the_graphs_history_says_consensus
     assert pl.read_parquet(root / "tables" / "annotations").height == before + 1, "the accepted rating is kept"
 
 
+def test_register_predictions_scores_a_file_and_the_leaderboard_ranks_it(demo_run, tmp_path, monkeypatch):
+    """A long CSV of the consensus median on the 0-1 scale, with one row naming no image: it is registered, its bad
+    row rejected with the reason, and it ranks first; `emonet leaderboard` prints the same table as JSON."""
+    root = tmp_path / "root"
+    shutil.copytree(demo_run.root, root)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    medians = pl.read_parquet(root / "tables" / "consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    rows = medians.select(image="image_id", emotion="emotion", score=pl.col("median_rating") / 7)
+    scores = tmp_path / "scores.csv"
+    scores.write_text(rows.write_csv() + "not-an-image,Elation,0.5\n", encoding="utf-8")
+    result = invoke(["register-predictions", str(scores), "--name", "median", "--scale", "0-1"], EMONET_ROOT=str(root))
+    assert result.exit_code == 0, result.output
+    assert f"{rows.height + 1:,} scores read, {rows.height:,} accepted, 1 rejected" in result.output
+    assert "1 unknown_image, e.g. row" in result.output and "human ceiling" in result.output
+    shown = invoke(["leaderboard", "--collection", "generated", "--format", "json"], EMONET_ROOT=str(root))
+    assert shown.exit_code == 0, shown.output
+    board = json.loads(shown.output)
+    best = next(row for row in board if row["rank"] == 1)
+    assert best["name"] == "median" and best["mean_spearman"] == pytest.approx(1.0)
+    assert {row["kind"] for row in board} >= {"heads", "predictions", "human", "baseline", "zero_shot"}
+    evaluated = invoke(
+        ["evaluate", "--predictions", str(scores), "--name", "again", "--scale", "0-1", "--format", "json"],
+        EMONET_ROOT=str(root),
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["model"].startswith("again@") and report["collection"] == "generated"
+    assert report["metrics"]["mean_spearman"] == pytest.approx(1.0) and report["n_images"] > 0
+
+
 def _rejected_only(tmp_path):
     """A ratings file whose one row names no emotion of the taxonomy: reading it needs the taxonomy, and nothing is
     accepted, so no consensus is rebuilt and the test stays quick."""
@@ -364,6 +399,8 @@ def test_import_annotations_into_an_empty_root_materializes_the_taxonomy_first(t
     [
         (["predict", __file__], "no trained emotion model under {root} yet: run `emonet demo`"),
         (["agreement"], "no agreement under {root} yet: import ratings with `emonet import-annotations FILE`"),
+        (["leaderboard"], "no leaderboard under {root} yet: run `emonet demo`"),
+        (["register-predictions", __file__, "--name", "m", "--scale", "0-7"], "nothing to score against under {root}"),
     ],
 )
 def test_commands_that_cannot_make_what_they_need_say_what_to_run_on_an_empty_root(tmp_path, args, expected):

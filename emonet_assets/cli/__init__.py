@@ -8,6 +8,7 @@ from emonet_assets.cli.annotations import agreement, import_annotations
 from emonet_assets.cli.common import profile_option
 from emonet_assets.cli.demo import demo
 from emonet_assets.cli.generate import generate
+from emonet_assets.cli.leaderboard import evaluate, leaderboard, register_predictions
 from emonet_assets.cli.predict import predict
 from emonet_assets.cli.release import verify_release
 from emonet_assets.cli.status import profiles, status
@@ -21,5 +22,17 @@ def main(ctx: click.Context) -> None:
     ctx.ensure_object(dict).setdefault("profile", None)
 
 
-for command in (profiles, demo, generate, import_annotations, agreement, predict, verify_release, status):
+for command in (
+    profiles,
+    demo,
+    generate,
+    import_annotations,
+    agreement,
+    register_predictions,
+    evaluate,
+    leaderboard,
+    predict,
+    verify_release,
+    status,
+):
     main.add_command(command)

@@ -62,6 +62,7 @@ def demo(ctx: click.Context) -> None:
     store = Store(profile.root, storage_options())
     console.print(f"evaluation    {store.url('reports/model_evaluation/per_emotion_spearman.png')} (model vs human)")
     console.print(f"fairness      {store.url('reports/fairness/report.html')} (its summary: fairness_report in the UI)")
+    console.print("leaderboard   emonet leaderboard (every registered model beside the human ceiling and random)")
     alerted = describe_alerts(_alerts_since(store, started))
     console.print(
         f"alerts        {alerted}; alerts are recorded in {store.url('tables/alerts')} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the runner brings Dagster: seconds that `emonet status` and `--help` do not pay
@@ -44,3 +45,38 @@ def format_bytes(n: int) -> str:
             return f"{n:.0f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def leaderboard_table(title: str, rows: list[dict]) -> Table:
+    """One collection's leaderboard rows (model_leaderboard): rank, model, mean Spearman with its 95% CI, kappa,
+    F1, MAE, coverage and the p-value against the best (no draw on the far side of zero: under one in the number of
+    resamples); why a model is not ranked folds under its name."""
+
+    def number(value) -> str:
+        return "-" if value is None or value != value else f"{value:.3f}"
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("model", overflow="fold", min_width=16)
+    for column in ("Spearman [95% CI]", "kappa", "F1", "MAE", "coverage", "p vs best"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        ci = (
+            f"\n{r['mean_spearman_ci_low']:.2f}–{r['mean_spearman_ci_high']:.2f}"
+            if r["mean_spearman_ci_low"] is not None and r["mean_spearman_ci_low"] == r["mean_spearman_ci_low"]
+            else ""
+        )
+        model = escape(f"{r['model_key']} ({r['kind']})") + (
+            f"\n[dim]{escape(r['note'])}[/dim]" if r["note"] and r["kind"] not in ("human", "baseline") else ""
+        )
+        table.add_row(
+            str(r["rank"] or "-"),
+            model,
+            number(r["mean_spearman"]) + ci,
+            number(r["mean_kappa_quadratic"]),
+            number(r["mean_presence_f1"]),
+            number(r["mean_mae"]),
+            f"{r['coverage']:.0%}",
+            f"<{1 / r['resamples']:.3g}" if r["p_vs_best"] == 0 else number(r["p_vs_best"]),
+        )
+    return table

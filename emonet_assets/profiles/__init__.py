@@ -175,6 +175,39 @@ class ModelSettings(dg.Config):
     real_photo_sets: list[RealPhotoSet] = Field(default_factory=list)
 
 
+class ZeroShotSettings(dg.Config):
+    """An image-text model scored zero-shot: each image against a prompt per emotion from its word cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The model's name on the leaderboard.")
+    source: str = Field(description="Local folder or Hugging Face id of a CLIP or SigLIP checkpoint (cache only).")
+    build_tiny: bool = Field(default=False, description="Build a tiny random two-tower SigLIP at `source` if absent.")
+    template: str = Field(default="a photo of a face showing {words}", description="The prompt; {words} is filled.")
+    words: int = Field(default=3, ge=0, description="Cluster words after the emotion's name in each prompt.")
+    license: str | None = None
+
+
+class LeaderboardSettings(dg.Config):
+    """The leaderboard: every registered model scored on the same evaluation images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    landing: str = Field(
+        default="landing/predictions", description="Landing zone of predictions files, relative to the storage root."
+    )
+    collections: list[str] = Field(
+        default_factory=list,
+        description="Imported intensity collections scored beside the generated test split (e.g. an external set).",
+    )
+    min_coverage: float = Field(
+        default=0.9, ge=0, le=1, description="A model scoring fewer of the rated cells is listed, not ranked."
+    )
+    bootstrap_resamples: int = Field(default=1000, ge=10)
+    bootstrap_seed: int = 42
+    zero_shot: list[ZeroShotSettings] = Field(default_factory=list, description="Zero-shot models to register.")
+
+
 class FairnessSettings(dg.Config):
     """The fairness report and its gates: the largest allowed between-group gap per metric."""
 
@@ -260,6 +293,7 @@ class Profile(_Section):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    leaderboard: LeaderboardSettings = Field(default_factory=LeaderboardSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)

@@ -8,6 +8,7 @@ from emonet_assets.profiles import (
     AnnotationSettings,
     DatasetSettings,
     FairnessSettings,
+    LeaderboardSettings,
     ModelSettings,
     Profile,
     QCSettings,
@@ -26,6 +27,7 @@ class ProfileResource(dg.ConfigurableResource):
     annotation: AnnotationSettings
     dataset: DatasetSettings
     model: ModelSettings
+    leaderboard: LeaderboardSettings
     fairness: FairnessSettings
     release: ReleaseSettings
     schedules: ScheduleSettings
@@ -40,6 +42,7 @@ class ProfileResource(dg.ConfigurableResource):
             annotation=profile.annotation,
             dataset=profile.dataset,
             model=profile.model,
+            leaderboard=profile.leaderboard,
             fairness=profile.fairness,
             release=profile.release,
             schedules=profile.schedules,

@@ -51,6 +51,7 @@ def test_every_asset_is_described_and_grouped(tmp_path):
             "consensus",
             "dataset",
             "model",
+            "leaderboard",
             "fairness",
             "release",
             "alerts",
@@ -69,6 +70,7 @@ def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, 
         "annotation_landing_sensor",
         "check_failure_alert_sensor",
         "default_automation_condition_sensor",
+        "predictions_landing_sensor",
         "run_failure_alert_sensor",
     ]
     assert sorted(schedule.name for schedule in defs.schedules) == [

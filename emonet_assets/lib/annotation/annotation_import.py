@@ -46,7 +46,7 @@ SKIP_REASONS = {
 _COLLECTION = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _TRUE = ("true", "yes", "present")
 _FALSE = ("false", "no", "absent")
-_MISSING = ("", "nan", "null", "none", "na", "n/a")
+MISSING_TOKENS = ("", "nan", "null", "none", "na", "n/a")
 
 
 def validate_collection_name(name: str) -> str:
@@ -166,7 +166,7 @@ def _inspect_ref(ref: str | None) -> tuple[str | None, str | None, list[str]]:
     return None, None, [ref, _stem(ref)]
 
 
-def _resolve_refs(refs: pl.Series, images: ImageIndex, collection: str | None, positional_ids: bool) -> pl.DataFrame:
+def resolve_refs(refs: pl.Series, images: ImageIndex, collection: str | None, positional_ids: bool) -> pl.DataFrame:
     rows = []
     for ref in refs.to_list():
         reason, detail, keys = _inspect_ref(ref)
@@ -202,7 +202,7 @@ def _value_checks(values: pl.Series, scale: str) -> pl.DataFrame:
     lower = text.str.to_lowercase()
     number = text.cast(pl.Float64, strict=False)
     whole = number.cast(pl.Int64, strict=False)
-    missing = raw.is_null() | lower.is_in(_MISSING)
+    missing = raw.is_null() | lower.is_in(MISSING_TOKENS)
     if scale == "binary":
         is_one, is_zero = lower.is_in(_TRUE) | (number == 1), lower.is_in(_FALSE) | (number == 0)
         value = pl.when(is_one).then(1).when(is_zero).then(0)
@@ -263,7 +263,7 @@ def import_batch(
     if collection is not None:
         validate_collection_name(collection)
     units, extras = parsed.units, parsed.extras
-    refs = _resolve_refs(
+    refs = resolve_refs(
         pl.concat([units["image_ref"], extras["image_ref"]]).unique(), images, collection, positional_ids
     )
     refs = refs.with_columns(image_code=_dense_code("image_id"))

@@ -128,7 +128,7 @@ def build_tiny_backbone(directory: str | Path, seed: int = 0) -> Path:
             torch.manual_seed(seed)
             model = SiglipVisionModel(config).eval()
         processor = SiglipImageProcessorPil(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
 
@@ -183,7 +183,7 @@ class Embedder:
             options["config"] = config.vision_config
             options["config"].projection_dim = config.projection_dim
         model_class = getattr(transformers, _VISION_CLASSES[model_type])
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = model_class.from_pretrained(
                 folder,
                 local_files_only=True,
@@ -368,7 +368,7 @@ def _fetch_hint(spec: BackboneSpec) -> str:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Loading a full image-text checkpoint reports its text tower as unexpected weights, which is the point:
     only the vision tower is wanted, and missing vision weights are refused by `Embedder.load` instead."""
     from transformers.utils import logging

@@ -129,7 +129,7 @@ def spearman_draws(
     return point, draws
 
 
-def _interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval per row over the finite draws; NaN for a row without any."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -137,7 +137,7 @@ def _interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
+def nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(values, axis=axis)
@@ -163,11 +163,28 @@ def _joined(predictions: pl.DataFrame, consensus: pl.DataFrame, key: str) -> pl.
     return joined
 
 
+def intensity_scores(predicted: np.ndarray, truth: np.ndarray, present: np.ndarray) -> tuple[float, float, float]:
+    """(quadratic kappa after rounding to 0..7, presence F1, MAE) of one column's predicted intensities against the
+    consensus median and its `present` flags; NaN where undefined."""
+    from sklearn.metrics import cohen_kappa_score, f1_score  # seconds to import: only where scores are made
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kappa = cohen_kappa_score(
+            to_scale(truth),
+            to_scale(predicted),
+            labels=range(INTENSITY_MAX + 1),
+            weights="quadratic",
+            replace_undefined_by=np.nan,
+        )
+        f1 = f1_score(present, to_scale(predicted) >= 1, zero_division=np.nan)
+    mae = float(np.abs(predicted - truth).mean()) if predicted.size else np.nan
+    return float(kappa), float(f1), mae
+
+
 def _evaluate(joined: pl.DataFrame, key: str, resamples: int, seed: int) -> Evaluation:
     """Metrics per `key` value of consensus already joined to predictions (image_id, key, median_rating, present,
     predicted)."""
-    from sklearn.metrics import cohen_kappa_score, f1_score  # seconds to import: only where scores are made
-
     images = joined["image_id"].unique().sort()
     columns = joined[key].unique().sort()
     cells = joined.join(images.to_frame().with_row_index("row"), on="image_id").join(
@@ -182,36 +199,24 @@ def _evaluate(joined: pl.DataFrame, key: str, resamples: int, seed: int) -> Eval
     present[row, column] = cells["present"].to_numpy()
 
     point, draws = spearman_draws(predicted, truth, resamples, seed)
-    low, high = _interval(draws)
+    low, high = percentile_interval(draws)
     rows = []
     for c in range(columns.len()):
         observed = ~np.isnan(truth[:, c])
-        p, t = predicted[observed, c], truth[observed, c]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kappa = cohen_kappa_score(
-                to_scale(t),
-                to_scale(p),
-                labels=range(INTENSITY_MAX + 1),
-                weights="quadratic",
-                replace_undefined_by=np.nan,
-            )
-            f1 = f1_score(present[observed, c], to_scale(p) >= 1, zero_division=np.nan)
-        rows.append(
-            (int(observed.sum()), point[c], low[c], high[c], float(kappa), float(f1), float(np.abs(p - t).mean()))
-        )
+        scores = intensity_scores(predicted[observed, c], truth[observed, c], present[observed, c])
+        rows.append((int(observed.sum()), point[c], low[c], high[c], *scores))
     per_emotion = pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row").select(columns.alias(key), pl.all())
 
-    mean_low, mean_high = _interval(_nanmean(draws, axis=0))
+    mean_low, mean_high = percentile_interval(nanmean(draws, axis=0))
     summary = pl.DataFrame(
         [
             (
                 images.len(),
                 int(np.isfinite(point).sum()),
-                float(_nanmean(point)),
+                float(nanmean(point)),
                 float(mean_low),
                 float(mean_high),
-                *(float(_nanmean(per_emotion[m].to_numpy())) for m in ("kappa_quadratic", "presence_f1", "mae")),
+                *(float(nanmean(per_emotion[m].to_numpy())) for m in ("kappa_quadratic", "presence_f1", "mae")),
                 resamples,
             )
         ],

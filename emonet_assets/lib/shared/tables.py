@@ -42,6 +42,15 @@ class Table(StrEnum):
     MODEL_TEST_PREDICTIONS = "model_test_predictions"
     REAL_PHOTO_EVALUATION = "real_photo_evaluation"
     REAL_PHOTO_PER_CLASS = "real_photo_per_class"
+    MODEL_REGISTRY = "model_registry"
+    MODEL_PREDICTIONS = "model_predictions"
+    MODEL_PREDICTION_REJECTS = "model_prediction_rejects"
+    MODEL_LEADERBOARD = "model_leaderboard"
+    MODEL_LEADERBOARD_EMOTIONS = "model_leaderboard_emotions"
+    MODEL_LEADERBOARD_BINARY = "model_leaderboard_binary"
+    MODEL_FAIRNESS_GROUPS = "model_fairness_groups"
+    MODEL_FAIRNESS_GAPS = "model_fairness_gaps"
+    MODEL_FAIRNESS_GATES = "model_fairness_gates"
     FAIRNESS_GROUP_METRICS = "fairness_group_metrics"
     FAIRNESS_DISPARITIES = "fairness_disparities"
     FAIRNESS_GATES = "fairness_gates"
@@ -74,5 +83,6 @@ LINEAGE_KEYS = {
     "image_id": "lineage key: a generated image's sha256; <collection>/<ref> for an external image",
     "prompt_id": "lineage key: the prompt (prompt_design) the image was generated from",
     "batch_id": "lineage key: the annotation batch, the sha256 of the landed file (annotation_batch_log)",
-    "model_fingerprint": "lineage key: the trained model (emotion_model)",
+    "model_fingerprint": "lineage key: the trained model (emotion_model), or a predictions file's sha256 prefix",
+    "model_key": "lineage key: the registered model version (model_registry), a model_predictions partition",
 }

@@ -1,0 +1,99 @@
+"""The leaderboard on the tiny graph, with planted models whose standing follows from how they were built: the
+consensus median itself, the median shuffled across images, the median plus noise, and a constant."""
+
+import io
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from emonet_assets.definitions import build_definitions
+from emonet_assets.lib.leaderboard.registry import PredictionsDeclaration, land_predictions, model_key
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.runner import materialize_step, run_sensor, tick_sensor
+from emonet_assets_tests.defs.conftest import tiny_profile
+
+
+def plant(store: Store, landing: str) -> dict[str, str]:
+    """Four predictions files over every rated generated image (so the test split is covered whatever it holds);
+    returns each model's key."""
+    medians = store.read_table("consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    rng = np.random.default_rng(0)
+    wide = medians.pivot(on="emotion_id", index="image_id", values="median_rating").rename({"image_id": "image_sha256"})
+    oracle = pl.concat([wide, wide.head(1).with_columns(image_sha256=pl.lit("no-such-image"))])
+    shuffled = medians.with_columns(pl.col("median_rating").shuffle(seed=1).over("emotion_id"))
+    noisy = medians.with_columns(
+        (pl.col("median_rating") + pl.Series(rng.normal(0, 2.0, medians.height))).clip(0, 7) / 7
+    )
+    constant = wide.select("image_sha256", *(pl.lit(3.0).alias(c) for c in wide.columns[1:]))
+    parquet = io.BytesIO()
+    constant.write_parquet(parquet)
+    files = {
+        "oracle": ("oracle.csv", oracle.write_csv().encode(), "0-7"),
+        "shuffled": (
+            "shuffled.jsonl",
+            shuffled.select(image="image_id", emotion="emotion_id", score="median_rating").write_ndjson().encode(),
+            "0-7",
+        ),
+        "noisy": (
+            "noisy.csv",
+            noisy.select(image="image_id", emotion="emotion_id", score="median_rating").write_csv().encode(),
+            "0-1",
+        ),
+        "constant": ("constant.parquet", parquet.getvalue(), "0-7"),
+    }
+    keys = {}
+    for name, (file_name, data, scale) in files.items():
+        sha = land_predictions(store, landing, file_name, data, PredictionsDeclaration(name=name, scale=scale))
+        keys[name] = model_key(name, sha)
+    return keys
+
+
+def test_planted_models_stand_where_they_were_built_to(root_copy):
+    profile = tiny_profile(root_copy)
+    store = Store(str(root_copy))
+    keys = plant(store, profile.leaderboard.landing)
+    defs = build_definitions(profile)
+    instance = dg.DagsterInstance.ephemeral()
+    reports = run_sensor(defs, instance, "predictions_landing_sensor")
+    assert len(reports) == 4 and all(r.success for r in reports)
+    cursor = tick_sensor(defs, instance, "predictions_landing_sensor").cursor
+    assert not tick_sensor(defs, instance, "predictions_landing_sensor", cursor).run_requests
+    partitions = instance.get_dynamic_partitions("model_versions")
+    heads = [k for k in partitions if k.startswith("emotion-model@")]
+    [zero_shot] = [k for k in partitions if k.startswith("zero-shot-tiny@")]
+    assert set(keys.values()) | {*heads, zero_shot} == set(partitions) and heads
+    for partition in partitions:
+        report = materialize_step(defs, instance, [dg.AssetKey("model_predictions")], partition=partition)
+        assert report.success, report.error
+    report = materialize_step(defs, instance, [dg.AssetKey("model_leaderboard")])
+    assert report.success, report.error
+
+    rejects = store.read_table("model_prediction_rejects", [keys["oracle"]])
+    assert rejects.height == 40 and set(rejects["reason"]) == {"unknown_image"}
+    oracle = store.read_table("model_predictions", [keys["oracle"]])
+    assert oracle["image_sha256"].null_count() == 0 and oracle["prompt_id"].null_count() == 0
+
+    board = store.read_table("model_leaderboard").filter(pl.col("collection") == "generated")
+    rows = {r["model_key"]: r for r in board.iter_rows(named=True)}
+    best, human, random = rows[keys["oracle"]], rows["human ceiling"], rows["random baseline"]
+    assert best["rank"] == 1 and best["mean_spearman"] == pytest.approx(1.0) and best["coverage"] == 1.0
+    assert best["mean_spearman"] > human["mean_spearman"]
+    noisy, shuffled = rows[keys["noisy"]], rows[keys["shuffled"]]
+    assert shuffled["mean_spearman"] < noisy["mean_spearman"] < best["mean_spearman"]
+    assert abs(shuffled["mean_spearman"] - random["mean_spearman"]) < 0.2
+    assert noisy["rank"] < shuffled["rank"] and noisy["p_vs_best"] < 0.05
+    constant = rows[keys["constant"]]
+    assert constant["rank"] is None and "constant scores" in constant["note"]
+    assert rows[heads[0]]["rank"] is not None
+    assert rows[zero_shot]["coverage"] == 1.0 and np.isnan(rows[zero_shot]["mean_kappa_quadratic"])
+    assert (root_copy / "reports/leaderboard/forest.png").read_bytes().startswith(b"\x89PNG")
+
+    report = materialize_step(defs, instance, [dg.AssetKey("model_fairness_gates")])
+    assert report.success, report.error
+    gates = store.read_table("model_fairness_gates")
+    assert set(gates["model_key"]) == set(partitions)
+    assert gates.filter(pl.col("model_key") == keys["oracle"])["passed"].all()

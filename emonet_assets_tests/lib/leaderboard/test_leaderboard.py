@@ -1,0 +1,170 @@
+import krippendorff
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+
+from emonet_assets.lib.consensus.agreement import reliability_matrix, resample_indices
+from emonet_assets.lib.leaderboard.leaderboard import (
+    HUMAN_KEY,
+    RANDOM_KEY,
+    alpha_with_model,
+    build_leaderboard,
+    evaluation_truth,
+)
+from emonet_assets.lib.model.evaluation import percentile_interval, to_scale
+from emonet_assets_tests.item_stats import item_stats
+
+EMOTIONS = ["anger", "fear", "joy"]
+
+
+def planted(n_images=60, seed=0):
+    """Consensus medians of one generated collection, and per-emotion agreement with a known ceiling."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        ("generated", f"img{i:03d}", e, float(m), bool(m >= 1))
+        for e in EMOTIONS
+        for i, m in enumerate(rng.integers(0, 15, n_images) / 2)
+    ]
+    columns = ["collection", "image_id", "emotion_id", "median_rating", "present"]
+    truth = pl.DataFrame(rows, schema=columns, orient="row")
+    agreement = pl.DataFrame(
+        {
+            "collection": "generated",
+            "scale": "intensity",
+            "emotion_id": EMOTIONS,
+            "n_images": n_images,
+            "human_ceiling_spearman": [0.5, 0.4, 0.3],
+            "kappa_quadratic_mean": [0.4, 0.3, 0.2],
+            "alpha_interval": [0.3, 0.2, 0.1],
+        }
+    )
+    return truth, agreement
+
+
+def model(key, truth, score):
+    return truth.select("image_id", "emotion_id", model_key=pl.lit(key), score=score, intensity=score)
+
+
+def registry(*keys, kind="predictions"):
+    return pl.DataFrame({"model_key": list(keys), "name": list(keys), "kind": kind})
+
+
+def test_the_consensus_median_ranks_first_and_a_constant_file_is_listed_not_ranked():
+    truth, agreement = planted()
+    rng = np.random.default_rng(1)
+    noisy = pl.col("median_rating") + pl.Series(rng.normal(0, 2, truth.height))
+    predictions = pl.concat(
+        [
+            model("oracle", truth, pl.col("median_rating")),
+            model("noisy", truth, noisy.clip(0, 7)),
+            model("constant", truth, pl.lit(3.0)),
+        ]
+    )
+    board = build_leaderboard(predictions, registry("oracle", "noisy", "constant"), truth, agreement, 200, 42)
+    rows = {r["model_key"]: r for r in board.summary.iter_rows(named=True)}
+    assert rows["oracle"]["rank"] == 1 and rows["oracle"]["mean_spearman"] == pytest.approx(1.0)
+    assert rows["oracle"]["mean_kappa_quadratic"] == pytest.approx(1.0) and rows["oracle"]["mean_mae"] == 0
+    assert rows["oracle"]["mean_spearman"] > rows[HUMAN_KEY]["mean_spearman"] == pytest.approx(0.4)
+    assert rows["noisy"]["rank"] == 2
+    assert rows[RANDOM_KEY]["mean_spearman"] < rows["noisy"]["mean_spearman"] < rows["oracle"]["mean_spearman"]
+    assert rows["noisy"]["p_vs_best"] < 0.05 and rows["noisy"]["diff_vs_best_ci_high"] < 0
+    assert rows["constant"]["rank"] is None and np.isnan(rows["constant"]["mean_spearman"])
+    assert "constant scores" in rows["constant"]["note"]
+    assert rows[HUMAN_KEY]["rank"] is None and rows[RANDOM_KEY]["rank"] is None
+    assert board.summary["model_key"].to_list()[:2] == ["oracle", "noisy"]
+    per_emotion = board.per_emotion.filter(pl.col("model_key") == "oracle")
+    assert per_emotion["spearman"].to_list() == pytest.approx([1.0] * 3)
+
+
+def test_a_model_under_the_coverage_threshold_is_listed_with_its_coverage_not_ranked():
+    truth, agreement = planted()
+    half = truth.filter(pl.col("image_id") < "img030")
+    predictions = pl.concat([model("half", half, pl.col("median_rating")), model("full", truth, pl.lit(1.0))])
+    board = build_leaderboard(predictions, registry("half", "full"), truth, agreement, 50, 42, min_coverage=0.9)
+    half_row = board.summary.filter(pl.col("model_key") == "half").row(0, named=True)
+    assert half_row["coverage"] == pytest.approx(0.5) and half_row["rank"] is None
+    assert "coverage 50% < 90%" in half_row["note"] and half_row["mean_spearman"] == pytest.approx(1.0)
+
+
+def test_the_difference_from_the_best_is_the_paired_numpy_bootstrap():
+    truth, agreement = planted(n_images=30)
+    rng = np.random.default_rng(5)
+    predictions = pl.concat(
+        [
+            model(key, truth, pl.col("median_rating") + pl.Series(rng.normal(0, noise, truth.height)))
+            for key, noise in (("a", 1.0), ("b", 3.0))
+        ]
+    )
+    resamples, seed = 300, 42
+    board = build_leaderboard(predictions, registry("a", "b"), truth, agreement, resamples, seed)
+    images = sorted(truth["image_id"].unique())
+
+    def matrix(key):
+        wide = predictions.filter(pl.col("model_key") == key).pivot(on="emotion_id", index="image_id", values="score")
+        return wide.sort("image_id").select(EMOTIONS).to_numpy()
+
+    medians = truth.pivot(on="emotion_id", index="image_id", values="median_rating").sort("image_id")
+    medians = medians.select(EMOTIONS).to_numpy()
+    scores = {key: matrix(key) for key in "ab"}
+    draws = {k: [] for k in "ab"}
+    for indices in resample_indices(len(images), resamples, seed):
+        for row in indices:
+            for key in "ab":
+                drawn = scores[key][row]
+                draws[key].append(np.mean([spearmanr(drawn[:, c], medians[row, c])[0] for c in range(3)]))
+    difference = np.array(draws["b"]) - np.array(draws["a"])
+    low, high = percentile_interval(difference)
+    row = board.summary.filter(pl.col("model_key") == "b").row(0, named=True)
+    assert row["diff_vs_best_ci_low"] == pytest.approx(low, abs=1e-9)
+    assert row["diff_vs_best_ci_high"] == pytest.approx(high, abs=1e-9)
+    p = min(1.0, 2 * min((difference <= 0).mean(), (difference >= 0).mean()))
+    assert row["p_vs_best"] == pytest.approx(p)
+
+
+def test_evaluation_images_are_the_test_split_and_the_declared_collections():
+    consensus = pl.DataFrame(
+        {
+            "collection": ["generated", "generated", "generated", "hq", "other"],
+            "scale": ["intensity", "intensity", "binary", "intensity", "intensity"],
+            "image_id": ["t1", "tr1", "t1", "hq/1", "other/1"],
+            "emotion_id": "joy",
+            "median_rating": [1.0, 2.0, 1.0, 3.0, 4.0],
+            "present": True,
+        }
+    )
+    splits = pl.DataFrame({"image_sha256": ["t1", "tr1"], "split": ["test", "train"]})
+    truth = evaluation_truth(consensus, splits, ["hq"])
+    assert truth.select("collection", "image_id").rows() == [("generated", "t1"), ("hq", "hq/1")]
+
+
+def test_alpha_with_the_model_as_one_more_rater_equals_krippendorff_with_an_extra_coder():
+    rng = np.random.default_rng(7)
+    rows = []
+    for image in range(30):
+        truth = rng.integers(0, 8)
+        for emotion in EMOTIONS:
+            for annotator in range(3):
+                value = int(np.clip(truth + rng.integers(-2, 3), 0, 7))
+                rows.append(("c", "intensity", emotion, f"img{image:02d}", f"a{annotator}", value))
+    columns = ["collection", "scale", "emotion_id", "image_id", "annotator", "value"]
+    ratings = pl.DataFrame(rows, schema=columns, orient="row")
+    model_scores = ratings.group_by("emotion_id", "image_id").agg(intensity=pl.col("value").mean() + 0.4)
+    as_rater = model_scores.select(
+        "emotion_id",
+        "image_id",
+        collection=pl.lit("c"),
+        scale=pl.lit("intensity"),
+        annotator=pl.lit("model"),
+        value=pl.Series(to_scale(model_scores["intensity"].to_numpy())),
+    ).select(columns)
+    alphas = alpha_with_model(item_stats(ratings), model_scores)
+    with_model = pl.concat([ratings, as_rater])
+    for row in alphas.iter_rows(named=True):
+        emotion = row["emotion_id"]
+        for frame, column in ((ratings, "panel_alpha"), (with_model, "alpha_with_model")):
+            expected = krippendorff.alpha(
+                reliability_data=reliability_matrix(frame, emotion), level_of_measurement="interval"
+            )
+            assert row[column] == pytest.approx(expected, abs=1e-9)
+    assert (alphas["alpha_with_model"] > alphas["panel_alpha"]).all()
