@@ -195,3 +195,15 @@ def test_a_tick_out_of_time_stops_between_runs_and_the_next_sends_the_rest_once(
     sensor.tick()
     alerted = [(p["alert"]["run_id"], p["alert"]["check"]) for p in _payloads(webhook_server)]
     assert len(alerted) == len(set(alerted)) == 6 and {run for run, _ in alerted} == set(runs)
+
+
+@pytest.mark.parametrize(
+    ("severity", "verb"), [(dg.AssetCheckSeverity.WARN, "warned"), (dg.AssetCheckSeverity.ERROR, "failed")]
+)
+def test_a_warn_check_warns_and_an_error_check_fails_in_the_alert_title(severity, verb):
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("splits"), check_name="cells_have_test_images", passed=False, severity=severity
+    )
+    alert = alert_sensors.check_failure_alert(evaluation, "run-1", "http://127.0.0.1:3000/runs/run-1")
+    assert alert.title == f"Check {verb}: splits / cells_have_test_images"
+    assert alert.severity == severity.value

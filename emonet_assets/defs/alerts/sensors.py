@@ -67,9 +67,11 @@ def run_failure_alert(context: dg.RunFailureSensorContext, run_url: str) -> Aler
 
 def check_failure_alert(evaluation: dg.AssetCheckEvaluation, run_id: str, run_url: str) -> Alert:
     key = evaluation.asset_check_key
+    # A WARN check that fails warns; only an ERROR check's failure is called a failure.
+    verb = "warned" if evaluation.severity == dg.AssetCheckSeverity.WARN else "failed"
     return Alert(
         kind="check_failure",
-        title=f"Check failed: {key.asset_key.to_user_string()} / {key.name}",
+        title=f"Check {verb}: {key.asset_key.to_user_string()} / {key.name}",
         severity=evaluation.severity.value,
         asset=key.asset_key.to_user_string(),
         check=key.name,
