@@ -10,8 +10,10 @@ import polars as pl
 from emonet_assets.lib.shared.tables import LINEAGE_KEYS
 
 
-def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:
+def markdown_table(frame: pl.DataFrame, limit: int = 10, rows: int | None = None) -> str:
+    """The first `limit` rows as a Markdown table; `rows`, the table's size when `frame` is only its head."""
     head = frame.head(limit)
+    rows = frame.height if rows is None else rows
 
     def cell(value) -> str:
         text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -19,8 +21,8 @@ def markdown_table(frame: pl.DataFrame, limit: int = 10) -> str:
 
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.iter_rows()]
-    if frame.height > limit:
-        lines.append(f"\n{frame.height - limit} more rows")
+    if rows > limit:
+        lines.append(f"\n{rows - limit} more rows")
     return "\n".join(lines)
 
 
@@ -33,12 +35,16 @@ def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
     )
 
 
-def table_metadata(frame: pl.DataFrame, url: str, preview_rows: int = 10, preview_drop: Sequence[str] = ()) -> dict:
+def table_metadata(
+    frame: pl.DataFrame, url: str, preview_rows: int = 10, preview_drop: Sequence[str] = (), rows: int | None = None
+) -> dict:
+    """Row count, column schema, path and preview of a table; `rows`, its size when `frame` is only its head."""
+    rows = frame.height if rows is None else rows
     return {
-        "dagster/row_count": frame.height,
+        "dagster/row_count": rows,
         "dagster/column_schema": column_schema(frame),
         "path": dg.MetadataValue.path(url),
-        "preview": dg.MetadataValue.md(markdown_table(frame.drop(preview_drop, strict=False), preview_rows)),
+        "preview": dg.MetadataValue.md(markdown_table(frame.drop(preview_drop, strict=False), preview_rows, rows)),
     }
 
 

@@ -4,6 +4,7 @@ Finding and reading the file is lib/shared/profile_files.py; this module validat
 from __future__ import annotations
 
 import os
+import tempfile
 from decimal import Decimal
 from typing import Literal
 
@@ -83,6 +84,17 @@ class AnnotationSettings(dg.Config):
     bootstrap_resamples: int = Field(default=1000, ge=10)
     bootstrap_seed: int = 42
     duckdb_threads: int | None = Field(default=None, ge=1, description="DuckDB threads for dbt; default: all cores.")
+    duckdb_memory_limit: str | None = Field(
+        default=None,
+        pattern=r"^\d+(\.\d+)? ?([KMGT]i?B)$",
+        description="DuckDB's memory limit for dbt, e.g. 4GB; past it DuckDB spills to the temp directory. "
+        "Default: DuckDB's own, 80% of the memory it sees.",
+    )
+    duckdb_temp_directory: str | None = Field(
+        default=None,
+        description="Local folder DuckDB spills to (a node's local disk, not the storage root). "
+        "Default: emonet-duckdb under the system's temporary folder.",
+    )
 
     def dbt_vars(self) -> dict:
         """The dbt project's vars; max_item_std as a plain decimal, which the SQL compares exactly."""
@@ -98,7 +110,17 @@ class AnnotationSettings(dg.Config):
         ) | {
             "max_item_std": format(Decimal(repr(self.max_item_std)), "f"),
             "duckdb_threads": self.duckdb_threads or os.cpu_count() or 1,
+            "duckdb_memory_limit": self.duckdb_memory_limit or _duckdb_default_memory_limit(),
+            "duckdb_temp_directory": self.duckdb_temp_directory or os.path.join(tempfile.gettempdir(), "emonet-duckdb"),
         }
+
+
+def _duckdb_default_memory_limit() -> str:
+    """DuckDB's own default (80% of the memory it sees, container limits included), as a value dbt can set."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return con.sql("select current_setting('memory_limit')").fetchone()[0]
 
 
 class DatasetSettings(dg.Config):

@@ -1,7 +1,6 @@
 import json
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
@@ -34,9 +33,7 @@ def consensus_models(
     events = list(invocation.stream())
     exported = {}
     if invocation.is_successful():
-        with duckdb.connect(catalog.database, read_only=True) as con:
-            frames = {Table(name): con.sql(f"select * from main.{name}").pl() for name in EXPORTED}
-        exported = {table.value: storage.write_table(table, frame) for table, frame in frames.items()}
+        exported = {name: storage.copy_table(Table(name), catalog.database, f"main.{name}") for name in EXPORTED}
     for event in events:
         name = _asset_name(context, event)
         yield event.with_metadata({**event.metadata, **exported[name]}) if name in exported else event

@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import posixpath
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -201,6 +202,38 @@ class Store:
         frame.write_parquet(buffer, compression="zstd", statistics=True)
         rel = self.table_path(name, partition)
         self.write_bytes(rel, buffer.getvalue())
+        if first:
+            self.on_new_table(self, name)
+        return rel
+
+    def write_table_file(self, name: str, write: Callable[[str], object], partition: str = UNPARTITIONED) -> str:
+        """A table's partition file written by `write(local path)`, e.g. DuckDB's `COPY ... TO`, so that no frame
+        passes through Python: written under a temporary name then renamed on local disks, written to a local
+        temporary file then uploaded whole to object stores. Returns the path, as `write_table` does."""
+        _observe(WRITE, name)
+        first = self.on_new_table is not None and not self._partition_files(name)
+        rel = self.table_path(name, partition)
+        target = self._abs(rel)
+        try:
+            if self.is_local:
+                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+                tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+                try:
+                    write(tmp)
+                    with open(tmp, "rb") as fh:
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, target)
+                    _fsync_dir(posixpath.dirname(target))
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    local = os.path.join(folder, posixpath.basename(target))
+                    write(local)
+                    self.fs.put_file(local, target)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url(rel)}: {exc}") from exc
         if first:
             self.on_new_table(self, name)
         return rel

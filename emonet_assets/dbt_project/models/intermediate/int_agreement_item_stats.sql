@@ -1,16 +1,18 @@
 -- Per-item sufficient statistics of every pairable (image, emotion): alpha and its bootstrap need only these.
--- Integers, so every sum over them is exact whatever order the rows arrive in.
+-- A view with the string ids joined back, for the Parquet export the fairness report reads.
+{{ config(materialized='view') }}
 select
-    collection,
-    scale,
-    emotion_id,
-    image_id,
-    count(*) as m,
-    sum(value)::bigint as s1,
-    sum(value * value)::bigint as s2,
+    i.collection,
+    {{ scale_name('c.scale_key') }} as scale,
+    e.emotion_id,
+    i.image_id,
+    c.m,
+    c.s1,
+    c.s2,
     {% for v in range(8) -%}
-    count(*) filter (where value = {{ v }}) as c{{ v }}{{ "," if not loop.last }}
+    c.c{{ v }}{{ "," if not loop.last }}
     {% endfor %}
-from {{ ref('stg_ratings') }}
-group by all
-having count(*) >= 2
+from {{ ref('int_item_value_counts') }} as c
+inner join {{ ref('stg_images') }} as i using (image_key)
+inner join {{ ref('stg_emotions') }} as e using (emotion_key)
+where c.m >= 2

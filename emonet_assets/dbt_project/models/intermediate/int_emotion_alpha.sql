@@ -1,15 +1,16 @@
--- Krippendorff's alpha per emotion, interval and ordinal, in closed form over pairable items.
+-- Krippendorff's alpha per emotion, interval and ordinal, in closed form over pairable items: the coincidences
+-- are sums over items of products of their value counts.
 -- Every sum over items is an integer sum per item size m (exact in any row order); the few terms divided by
 -- m - 1 are then added in a fixed order, so alpha and the gates on it are the same on every run and thread count.
 with item_stats as (
-    select * from {{ ref('int_agreement_item_stats') }}
+    select * from {{ ref('int_item_value_counts') }} where m >= 2
 ),
 
 interval_by_size as (
     select
-        collection,
-        scale,
-        emotion_id,
+        collection_key,
+        scale_key,
+        emotion_key,
         m,
         count(*) as n_items,
         sum(m)::hugeint as n_values,
@@ -22,9 +23,9 @@ interval_by_size as (
 
 interval_terms as (
     select
-        collection,
-        scale,
-        emotion_id,
+        collection_key,
+        scale_key,
+        emotion_key,
         sum(n_values)::bigint as n_pairable_values,
         sum(n_items)::bigint as n_pairable_items,
         sum(t1) as t1,
@@ -34,33 +35,35 @@ interval_terms as (
     group by all
 ),
 
-value_counts as (
-    {% for v in range(8) -%}
-    select collection, scale, emotion_id, image_id, m, {{ v }} as value, c{{ v }} as n_uv
-    from item_stats where c{{ v }} > 0
-    {{ "union all" if not loop.last }}
-    {% endfor %}
+pair_sums as (
+    -- Per item size m and values c <= k: the sum of n_c·n_k (less n_c when c = k), and whether any item has both.
+    select
+        collection_key,
+        scale_key,
+        emotion_key,
+        m,
+        {% for c in range(8) %}{% for k in range(c, 8) -%}
+        sum(c{{ c }} * c{{ k }}){{ " - sum(c" ~ c ~ ")" if c == k }} as o_{{ c }}_{{ k }},
+        bool_or(c{{ c }} > 0{{ " and c" ~ k ~ " > 0" if c != k }}) as seen_{{ c }}_{{ k }}{{ "," if c < 7 }}
+        {% endfor %}{% endfor %}
+    from item_stats
+    group by all
 ),
 
 coincidences_by_size as (
-    select
-        a.collection,
-        a.scale,
-        a.emotion_id,
-        a.m,
-        a.value as c,
-        b.value as k,
-        sum(a.n_uv::hugeint * b.n_uv - case when a.value = b.value then a.n_uv else 0 end) as o_numerator
-    from value_counts as a
-    inner join value_counts as b using (collection, scale, emotion_id, image_id, m)
-    group by all
+    {% for c in range(8) %}{% for k in range(8) -%}
+    {%- set low, high = [c, k] | min, [c, k] | max -%}
+    select collection_key, scale_key, emotion_key, m, {{ c }} as c, {{ k }} as k, o_{{ low }}_{{ high }} as o_numerator
+    from pair_sums where seen_{{ low }}_{{ high }}
+    {{ "union all" if not loop.last or c < 7 }}
+    {% endfor %}{% endfor %}
 ),
 
 coincidences as (
     select
-        collection,
-        scale,
-        emotion_id,
+        collection_key,
+        scale_key,
+        emotion_key,
         c,
         k,
         list_sum(list(o_numerator::double / (m - 1) order by m)) as o_ck
@@ -70,9 +73,9 @@ coincidences as (
 
 value_totals as (
     select
-        collection,
-        scale,
-        emotion_id,
+        collection_key,
+        scale_key,
+        emotion_key,
         c as value,
         list_sum(list(o_ck order by k)) as n_c
     from coincidences
@@ -82,15 +85,15 @@ value_totals as (
 marginals as (
     select
         *,
-        sum(n_c) over (partition by collection, scale, emotion_id order by value) as cum_c
+        sum(n_c) over (partition by collection_key, scale_key, emotion_key order by value) as cum_c
     from value_totals
 ),
 
 ordinal_distance as (
     select
-        a.collection,
-        a.scale,
-        a.emotion_id,
+        a.collection_key,
+        a.scale_key,
+        a.emotion_key,
         a.value as c,
         b.value as k,
         a.n_c * b.n_c as expected_weight,
@@ -100,31 +103,33 @@ ordinal_distance as (
             2
         ) as delta
     from marginals as a
-    inner join marginals as b using (collection, scale, emotion_id)
+    inner join marginals as b using (collection_key, scale_key, emotion_key)
 ),
 
 ordinal_terms as (
     select
-        d.collection,
-        d.scale,
-        d.emotion_id,
+        d.collection_key,
+        d.scale_key,
+        d.emotion_key,
         list_sum(list(coalesce(o.o_ck, 0) * d.delta order by d.c, d.k)) as observed,
         list_sum(list(d.expected_weight * d.delta order by d.c, d.k)) as expected
     from ordinal_distance as d
     left join coincidences as o
-        on d.collection = o.collection and d.scale = o.scale and d.emotion_id = o.emotion_id
+        on d.collection_key = o.collection_key and d.scale_key = o.scale_key and d.emotion_key = o.emotion_key
         and d.c = o.c and d.k = o.k
     group by all
 )
 
 select
-    i.collection,
-    i.scale,
-    i.emotion_id,
+    c.collection,
+    {{ scale_name('i.scale_key') }} as scale,
+    e.emotion_id,
     i.n_pairable_items,
     i.n_pairable_values,
     1 - (i.n_pairable_values - 1) * i.within
         / nullif((i.n_pairable_values * i.t2 - i.t1 * i.t1)::double, 0) as alpha_interval,
     1 - (i.n_pairable_values - 1) * o.observed / nullif(o.expected, 0) as alpha_ordinal
 from interval_terms as i
-inner join ordinal_terms as o using (collection, scale, emotion_id)
+inner join ordinal_terms as o using (collection_key, scale_key, emotion_key)
+inner join {{ collections() }} as c using (collection_key)
+inner join {{ ref('stg_emotions') }} as e using (emotion_key)

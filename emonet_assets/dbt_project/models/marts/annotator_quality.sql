@@ -1,29 +1,45 @@
 -- Per annotator: volume, how often they mark an emotion present, agreement with the leave-one-out
 -- consensus, and drift of their bias (rating minus the others' median) from their first batch to their last.
-with ratings as (
+with keyed_ratings as (
     select
-        collection,
-        scale,
-        annotator,
+        collection_key,
+        scale_key,
+        annotator_key,
         count(*) as n_ratings,
-        count(distinct image_id) as n_images,
-        count(distinct batch_id) as n_batches,
+        count(distinct image_key) as n_images,
+        count(distinct batch_key) as n_batches,
         avg((value >= 1)::int)::double as share_nonzero,
         avg(value)::double as mean_rating
     from {{ ref('stg_ratings') }}
     group by all
 ),
 
-loo as (
+ratings as (
+    select c.collection, {{ scale_name('r.scale_key') }} as scale, a.annotator, r.*
+    from keyed_ratings as r
+    inner join {{ collections() }} as c using (collection_key)
+    inner join {{ ref('stg_annotators') }} as a using (annotator_key)
+),
+
+-- The leave-one-out table counts ratings per (rating, twice the others' median): differences from the median are
+-- half-integers, so their sums are exact and the means are those of the ratings one by one.
+loo_keyed as (
     select
-        collection,
-        scale,
-        annotator,
-        count(*) as n_compared,
-        avg(abs(value - others_median))::double as mean_abs_diff_vs_others,
-        avg(value - others_median)::double as bias_vs_others
+        collection_key,
+        scale_key,
+        annotator_key,
+        sum(n_ratings)::bigint as n_compared,
+        sum(n_ratings * abs(2 * value - others_median2))::double / 2 / sum(n_ratings) as mean_abs_diff_vs_others,
+        sum(n_ratings * (2 * value - others_median2))::double / 2 / sum(n_ratings) as bias_vs_others
     from {{ ref('int_leave_one_out') }}
     group by all
+),
+
+loo as (
+    select c.collection, {{ scale_name('l.scale_key') }} as scale, a.annotator, l.*
+    from loo_keyed as l
+    inner join {{ collections() }} as c using (collection_key)
+    inner join {{ ref('stg_annotators') }} as a using (annotator_key)
 ),
 
 per_emotion as (
@@ -39,13 +55,15 @@ per_emotion as (
 
 batch_bias as (
     select
-        collection,
-        scale,
-        annotator,
-        batch_id,
-        min(imported_at) as imported_at,
-        avg(value - others_median)::double as bias
-    from {{ ref('int_leave_one_out') }}
+        c.collection,
+        {{ scale_name('l.scale_key') }} as scale,
+        a.annotator,
+        l.batch_key,
+        min(l.imported_at) as imported_at,
+        sum(l.n_ratings * (2 * l.value - l.others_median2))::double / 2 / sum(l.n_ratings) as bias
+    from {{ ref('int_leave_one_out') }} as l
+    inner join {{ collections() }} as c using (collection_key)
+    inner join {{ ref('stg_annotators') }} as a using (annotator_key)
     group by all
 ),
 

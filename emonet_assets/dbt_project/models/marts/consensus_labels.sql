@@ -4,21 +4,26 @@
 {% set disputed = std_exceeds('p.n_ratings', 'p.sum_rating', 'p.sum_squared_rating', var('max_item_std')) %}
 with per_item as (
     select
-        collection,
-        scale,
-        image_id,
-        emotion_id,
-        count(*) as n_ratings,
-        avg(value)::double as mean_rating,
-        median(value)::double as median_rating,
-        sum(value)::hugeint as sum_rating,
-        sum(value * value)::hugeint as sum_squared_rating,
-        min(value) as min_rating,
-        max(value) as max_rating,
-        count(*) filter (where value >= 1) as n_positive,
-        count(distinct batch_id) as n_batches
-    from {{ ref('stg_ratings') }}
-    group by all
+        image_key,
+        emotion_key,
+        scale_key,
+        m as n_ratings,
+        s1::double / m as mean_rating,
+        {{ twice_median(cumulative(value_counts()), 'm') }}::double / 2 as median_rating,
+        s1::hugeint as sum_rating,
+        s2::hugeint as sum_squared_rating,
+        case {% for v in range(8) %}when c{{ v }} > 0 then {{ v }} {% endfor %}end as min_rating,
+        case {% for v in range(7, -1, -1) %}when c{{ v }} > 0 then {{ v }} {% endfor %}end as max_rating,
+        m - c0 as n_positive,
+        n_batches
+    from {{ ref('int_item_value_counts') }}
+),
+
+p as (
+    select i.collection, {{ scale_name('per_item.scale_key') }} as scale, i.image_id, e.emotion_id, per_item.*
+    from per_item
+    inner join {{ ref('stg_images') }} as i using (image_key)
+    inner join {{ ref('stg_emotions') }} as e using (emotion_key)
 )
 
 select
@@ -45,5 +50,5 @@ select
         when {{ disputed }} then 'high_disagreement'
     end as low_confidence_reason,
     p.n_batches
-from per_item as p
+from p
 left join {{ ref('stg_taxonomy') }} as t using (emotion_id)

@@ -1,17 +1,30 @@
 -- Per emotion: Krippendorff's alpha with its bootstrap CI, mean pairwise quadratic kappa, and the human
 -- ceiling (mean Spearman rho of each annotator against the median of the others).
-with counts as (
+with item_counts as (
     select
-        collection,
-        scale,
-        emotion_id,
-        count(*) as n_ratings,
-        count(distinct image_id) as n_images,
-        count(distinct annotator) as n_annotators,
-        avg(value)::double as mean_rating,
-        avg((value >= 1)::int)::double as share_nonzero
+        collection_key,
+        scale_key,
+        emotion_key,
+        sum(m)::bigint as n_ratings,
+        count(*) as n_images,
+        sum(s1)::double / sum(m) as mean_rating,
+        sum(m - c0)::double / sum(m) as share_nonzero
+    from {{ ref('int_item_value_counts') }}
+    group by all
+),
+
+annotators as (
+    select collection_key, scale_key, emotion_key, count(distinct annotator_key) as n_annotators
     from {{ ref('stg_ratings') }}
     group by all
+),
+
+counts as (
+    select c.collection, {{ scale_name('i.scale_key') }} as scale, e.emotion_id, i.*, a.n_annotators
+    from item_counts as i
+    inner join annotators as a using (collection_key, scale_key, emotion_key)
+    inner join {{ collections() }} as c using (collection_key)
+    inner join {{ ref('stg_emotions') }} as e using (emotion_key)
 ),
 
 kappa as (

@@ -1,12 +1,25 @@
+-- Accepted ratings, typed, with the integer keys every later model joins and groups on.
 select
-    batch_id,
-    source_file,
-    cast(source_row as bigint) as source_row,
-    collection,
-    image_id,
-    annotator,
-    emotion_id,
-    scale,
-    cast(value as integer) as value,
-    cast(imported_at as timestamp) as imported_at
-from {{ source('emonet', 'annotations') }}
+    r.batch_id,
+    r.source_file,
+    cast(r.source_row as bigint) as source_row,
+    r.collection,
+    r.image_id,
+    r.annotator,
+    r.emotion_id,
+    r.scale,
+    cast(r.value as integer) as value,
+    cast(r.imported_at as timestamp) as imported_at,
+    {{ item_key('i.image_key', 'e.emotion_key', scale_key('r.scale')) }} as item_key,
+    i.collection_key,
+    {{ scale_key('r.scale') }} as scale_key,
+    e.emotion_key,
+    i.image_key,
+    a.annotator_key,
+    b.batch_key
+from {{ source('emonet', 'annotations') }} as r
+left join {{ ref('stg_images') }} as i
+    on r.collection = i.collection and r.image_id = i.image_id
+left join {{ ref('stg_emotions') }} as e on r.emotion_id = e.emotion_id
+left join {{ ref('stg_annotators') }} as a on r.annotator = a.annotator
+left join {{ ref('stg_batches') }} as b on r.batch_id = b.batch_id
