@@ -262,8 +262,7 @@ def score_images(
     todo = [(sha, data) for sha, data in images if sha not in answers]
     budget = _Budget(endpoint.request_budget)
     if todo:
-        client = _client(endpoint, api_key(endpoint, environ))
-        with ThreadPoolExecutor(max_workers=endpoint.concurrency) as pool:
+        with _client(endpoint, api_key(endpoint, environ)) as client, ThreadPoolExecutor(endpoint.concurrency) as pool:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start : start + chunk_size]
                 results = list(pool.map(lambda item: _ask(client, endpoint, prompt, item[1], taxonomy, budget), chunk))
