@@ -71,6 +71,7 @@ class ChatServer(ThreadingHTTPServer):
     (with `retry-after-ms` so client retries are quick). With `api_key` set, any other bearer token gets a 401."""
 
     daemon_threads = True
+    request_queue_size = 128  # 16 clients connecting at once overflow the default backlog of 5: a 1 s SYN retry
 
     def __init__(self, answer: Callable[[str], tuple[int, str]], api_key: str | None = None):
         super().__init__(("127.0.0.1", 0), ChatHandler)

@@ -6,9 +6,10 @@ An answer counts only when it rates every emotion of the taxonomy (names, ids or
 7; an unparseable, partial or refused answer is asked again, then the image is recorded as missing, never guessed.
 Transport errors (429, 5xx, timeouts, dropped connections) are retried by the openai client itself, with its
 exponential backoff and jitter (honouring Retry-After), `max_retries` times. Valid answers are cached under the
-storage root by (endpoint model, prompt hash, image sha256), one JSONL file per completed chunk written atomically,
-so a re-run sends nothing for them and a crash loses only the chunk in flight. A request budget stops sending once
-spent; the images left are recorded as not scored.
+storage root by (endpoint model, prompt hash, image sha256), one JSONL file per chunk of completed answers written
+atomically, so a re-run sends nothing for them and a killed run loses at most its last chunk. A request budget
+(chat calls, not counting the client's transport retries) stops sending once spent; the images left are recorded
+as not scored.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import threading
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import polars as pl
@@ -252,8 +253,9 @@ def score_images(
     environ: Mapping[str, str] = os.environ,
     chunk_size: int = 32,
 ) -> VlmScores:
-    """Every image's ratings, from the cache under `store` or the endpoint, `concurrency` requests at a time; each
-    completed chunk's valid answers are cached before the next chunk is sent."""
+    """Every image's ratings, from the cache under `store` or the endpoint, `concurrency` requests at a time. Valid
+    answers are cached `chunk_size` at a time as they complete, and the rest when the run ends or fails, so a failed
+    run keeps every answer it got (a killed one all but the last chunk's)."""
     prompt = rating_prompt(taxonomy)
     cache = ResponseCache(store, endpoint.model, prompt_hash(prompt))
     cached = cache.load()
@@ -263,13 +265,22 @@ def score_images(
     budget = _Budget(endpoint.request_budget)
     if todo:
         with _client(endpoint, api_key(endpoint, environ)) as client, ThreadPoolExecutor(endpoint.concurrency) as pool:
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start : start + chunk_size]
-                results = list(pool.map(lambda item: _ask(client, endpoint, prompt, item[1], taxonomy, budget), chunk))
-                fresh = {sha: r[0] for (sha, _), r in zip(chunk, results, strict=True) if r[0] is not None}
+            futures = {pool.submit(_ask, client, endpoint, prompt, data, taxonomy, budget): sha for sha, data in todo}
+            fresh: dict[str, dict[str, float]] = {}
+            try:
+                for future in as_completed(futures):
+                    ratings, *outcome = future.result()
+                    outcomes.append((futures[future], *outcome))
+                    if ratings is not None:
+                        fresh[futures[future]] = ratings
+                    if len(fresh) >= chunk_size:
+                        cache.save(fresh)
+                        answers, fresh = answers | fresh, {}
+            finally:
+                for future in futures:
+                    future.cancel()
                 cache.save(fresh)
-                answers |= fresh
-                outcomes += [(sha, *r[1:]) for (sha, _), r in zip(chunk, results, strict=True)]
+        answers |= fresh
     scores = pl.DataFrame(
         [(sha, emotion, value) for sha, ratings in answers.items() for emotion, value in ratings.items()],
         schema=SCORE_SCHEMA,
