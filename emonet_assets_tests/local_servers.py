@@ -1,10 +1,13 @@
-"""Servers the tests run on 127.0.0.1: webhook and SMTP receivers that record what they get, and PostgreSQL."""
+"""Servers the tests run on 127.0.0.1: webhook and SMTP receivers that record what they get, a fake OpenAI-compatible
+chat endpoint with scripted answers, and PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -13,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -57,6 +60,91 @@ class WebhookHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
+
+    def log_message(self, format, *args):
+        pass
+
+
+class ChatServer(ThreadingHTTPServer):
+    """`POST /v1/chat/completions` as an OpenAI-compatible server answers it. `answer(image_sha256)` gives each
+    request's (status, content): a 200 carries the content as the assistant's message, any other status is an error
+    (with `retry-after-ms` so client retries are quick). With `api_key` set, any other bearer token gets a 401."""
+
+    daemon_threads = True
+    request_queue_size = 128  # 16 clients connecting at once overflow the default backlog of 5: a 1 s SYN retry
+
+    def __init__(self, answer: Callable[[str], tuple[int, str]], api_key: str | None = None):
+        super().__init__(("127.0.0.1", 0), ChatHandler)
+        self.answer = answer
+        self.api_key = api_key
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def images(self) -> list[str]:
+        """The sha256 of the image each request carried, in arrival order."""
+        with self.lock:
+            return [_request_image(body) for body in self.requests]
+
+
+def scripted(scripts: dict[str, list[tuple[int, str]]], default: tuple[int, str]) -> Callable[[str], tuple[int, str]]:
+    """Answers per image sha256 in order, then `default`: the order holds whatever the client's concurrency."""
+    queues = {sha: deque(answers) for sha, answers in scripts.items()}
+    lock = threading.Lock()
+
+    def answer(sha: str) -> tuple[int, str]:
+        with lock:
+            queue = queues.get(sha)
+            return queue.popleft() if queue else default
+
+    return answer
+
+
+def _request_image(body: dict) -> str:
+    url = next(p["image_url"]["url"] for p in body["messages"][-1]["content"] if p["type"] == "image_url")
+    return hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("retry-after-ms", "5")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if self.server.api_key is not None and self.headers.get("Authorization") != f"Bearer {self.server.api_key}":
+            self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+            return
+        with self.server.lock:
+            self.server.requests.append(body)
+        status, content = self.server.answer(_request_image(body))
+        if status != 200:
+            self._send(status, {"error": {"message": content, "type": "server_error", "code": status}})
+            return
+        message = {"role": "assistant", "content": content}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        self._send(
+            200,
+            {
+                "id": "chat-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
 
     def log_message(self, format, *args):
         pass

@@ -210,6 +210,37 @@ class ZeroShotSettings(dg.Config):
     license: str | None = None
 
 
+class VlmSettings(dg.Config):
+    """A vision-language model behind an OpenAI-compatible chat endpoint (vLLM, Ollama, a hosted API), asked for a
+    0-7 intensity of every emotion per image. Example entry of `leaderboard.vlm`:
+    `{name: qwen-vl, base_url: http://localhost:8000/v1, model: Qwen/Qwen2.5-VL-7B-Instruct,
+    api_key_env: VLLM_API_KEY, concurrency: 8, request_budget: 5000}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The model's name on the leaderboard.")
+    base_url: str = Field(description="The endpoint's OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
+    model: str = Field(description="The model name the endpoint serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct.")
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the API key (never the key itself); none for a local endpoint "
+        "without authentication.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds one request may take.")
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries of a request on 429, 5xx, timeout or connection error (the openai client's backoff), "
+        "and of an image whose answer is not a complete rating.",
+    )
+    request_budget: int | None = Field(
+        default=None, ge=0, description="Most chat requests one scoring run sends; the images left are not scored."
+    )
+    max_tokens: int = Field(default=1024, ge=16, description="Most tokens an answer may have.")
+    license: str | None = None
+
+
 class LeaderboardSettings(dg.Config):
     """The leaderboard: every registered model scored on the same evaluation images."""
 
@@ -228,6 +259,11 @@ class LeaderboardSettings(dg.Config):
     bootstrap_resamples: int = Field(default=1000, ge=10)
     bootstrap_seed: int = 42
     zero_shot: list[ZeroShotSettings] = Field(default_factory=list, description="Zero-shot models to register.")
+    vlm: list[VlmSettings] = Field(
+        default_factory=list,
+        description="Vision-language models behind OpenAI-compatible endpoints to register; scoring them sends "
+        "requests, so no profile shipped here names one.",
+    )
 
 
 class FairnessSettings(dg.Config):

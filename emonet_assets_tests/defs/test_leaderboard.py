@@ -2,6 +2,7 @@
 consensus median itself, the median shuffled across images, the median plus noise, and a constant."""
 
 import io
+import json
 
 import dagster as dg
 import numpy as np
@@ -9,10 +10,14 @@ import polars as pl
 import pytest
 
 from emonet_assets.definitions import build_definitions
+from emonet_assets.lib.leaderboard.leaderboard import evaluation_truth
 from emonet_assets.lib.leaderboard.registry import PredictionsDeclaration, land_predictions, model_key
 from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
+from emonet_assets.profiles import VlmSettings
 from emonet_assets.runner import materialize_step, run_sensor, tick_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
+from emonet_assets_tests.local_servers import ChatServer, serving
 
 
 def plant(store: Store, landing: str) -> dict[str, str]:
@@ -97,3 +102,57 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     gates = store.read_table("model_fairness_gates")
     assert set(gates["model_key"]) == set(partitions)
     assert gates.filter(pl.col("model_key") == keys["oracle"])["passed"].all()
+
+
+def test_a_vlm_endpoint_is_registered_scored_from_its_answers_and_ranked(root_copy, monkeypatch):
+    """A fake endpoint that answers each image's rounded consensus median, except one image it rates only in part:
+    that image is recorded missing, the rest rank the VLM near the top; a second scoring asks only that image."""
+    store = Store(str(root_copy))
+    medians = store.read_table("consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    names = {e.id: e.name for e in load_taxonomy().emotions}
+    answers = {
+        image: json.dumps(
+            {names[e]: round(m) for e, m in zip(group["emotion_id"], group["median_rating"], strict=True)}
+        )
+        for (image,), group in medians.group_by("image_id")
+    }
+    truth = evaluation_truth(store.read_table("consensus_labels"), store.read_table("splits"), [])
+    test_images = sorted(truth.filter(pl.col("collection") == "generated")["image_id"].unique())
+    partial = test_images[0]
+    answers[partial] = json.dumps(dict(list(json.loads(answers[partial]).items())[:20]))
+    monkeypatch.setenv("EMONET_TEST_VLM_KEY", "sk-test")
+    with serving(ChatServer(lambda sha: (200, answers.get(sha, "{}")), api_key="sk-test")) as server:
+        vlm = VlmSettings(
+            name="fake-vlm", base_url=server.base_url, model="fake/vl", api_key_env="EMONET_TEST_VLM_KEY", max_retries=1
+        )
+        profile = tiny_profile(root_copy)
+        profile = profile.model_copy(update={"leaderboard": profile.leaderboard.model_copy(update={"vlm": [vlm]})})
+        defs, instance = build_definitions(profile), dg.DagsterInstance.ephemeral()
+        report = materialize_step(defs, instance, [dg.AssetKey("model_registry")])
+        assert report.success, report.error
+        [key] = [k for k in instance.get_dynamic_partitions("model_versions") if k.startswith("fake-vlm@")]
+        assert not server.requests
+        for _ in range(2):
+            report = materialize_step(defs, instance, [dg.AssetKey("model_predictions")], partition=key)
+            assert report.success, report.error
+        sent = len(server.requests)
+    event = instance.get_latest_materialization_event(dg.AssetKey("model_predictions"))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    scored = len(test_images) - 1
+    # the second run asks only the image without a valid answer again (twice: max_retries=1)
+    assert metadata["requests_sent"] == 2 and metadata["images_cached"] == scored
+    assert metadata["images_vlm_invalid_answer"] == 1 and sent == scored + 2 + 2
+    rejects = store.read_table("model_prediction_rejects", [key])
+    assert rejects.select("image_ref", "reason").rows() == [(partial, "vlm_invalid_answer")]
+    predictions = store.read_table("model_predictions", [key])
+    assert predictions["image_sha256"].n_unique() == scored and predictions["prompt_hash"].null_count() == 0
+
+    report = materialize_step(defs, instance, [dg.AssetKey("model_leaderboard")])
+    assert report.success, report.error
+    board = store.read_table("model_leaderboard").filter(pl.col("collection") == "generated")
+    row = board.filter(pl.col("model_key") == key).row(0, named=True)
+    assert row["kind"] == "vlm" and row["rank"] is not None and row["mean_spearman"] > 0.8
+    generated = truth.filter(pl.col("collection") == "generated")
+    assert row["coverage"] == pytest.approx(generated.filter(pl.col("image_id") != partial).height / generated.height)

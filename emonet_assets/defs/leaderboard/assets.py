@@ -21,7 +21,8 @@ FOREST_PATH = "reports/leaderboard/forest.png"
     deps=[Table.EMOTION_MODEL.key, Table.TAXONOMY.key],
     description="The models the leaderboard scores, one row per version: every trained emotion_model (heads), "
     "every predictions file in the landing zone (name, score scale, collection, license and source from its "
-    "sidecar) and the profile's zero-shot image-text models (version: weights fingerprint and prompts hash). "
+    "sidecar), the profile's zero-shot image-text models (version: weights fingerprint and prompts hash) and its "
+    "VLM endpoints (version: base URL, model name and rating prompt hash; registering sends no request). "
     "Each registered version gets a model_versions partition; a model that cannot be used is listed as rejected, "
     "with the reason.",
 )
@@ -32,8 +33,10 @@ def model_registry(
         heads_entries,
         predictions_entries,
         registered,
+        vlm_entry,
         zero_shot_entry,
     )
+    from emonet_assets.lib.leaderboard.vlm import prompt_hash, rating_prompt
     from emonet_assets.lib.leaderboard.zero_shot import zero_shot_registration
 
     store = storage.store()
@@ -47,13 +50,15 @@ def model_registry(
         )
         for z in profile.leaderboard.zero_shot
     ]
+    vlm_prompt_hash = prompt_hash(rating_prompt(taxonomy))
+    vlm = [vlm_entry(v.name, v.base_url, v.model, v.license, vlm_prompt_hash) for v in profile.leaderboard.vlm]
     heads = (
         heads_entries(store.read_table(Table.EMOTION_MODEL), profile.release.license)
         if store.has_table(Table.EMOTION_MODEL)
         else None
     )
     files = predictions_entries(store, profile.leaderboard.landing)
-    registry = pl.concat([frame for frame in (heads, files, *zero_shot) if frame is not None])
+    registry = pl.concat([frame for frame in (heads, files, *zero_shot, *vlm) if frame is not None])
     keys = registered(registry)["model_key"].to_list()
     new = [k for k in keys if not context.instance.has_dynamic_partition(model_partitions.name, k)]
     if new:
@@ -102,7 +107,7 @@ def _prediction_spec(table: Table, description: str) -> dg.AssetSpec:
         _prediction_spec(
             Table.MODEL_PREDICTION_REJECTS,
             "The rows of a predictions file that were not accepted, each with its reason: read = accepted + "
-            "rejected, always.",
+            "rejected, always; for a VLM, each image it left unscored (invalid answer, failed request, budget spent).",
         ),
     ],
 )
@@ -111,6 +116,7 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
     from emonet_assets.lib.leaderboard.leaderboard import evaluation_truth
     from emonet_assets.lib.leaderboard.predictions import REJECT_SCHEMA, PredictionsFileError, load_predictions
     from emonet_assets.lib.leaderboard.scores import coverage, generated_image_files, head_scores, with_lineage
+    from emonet_assets.lib.leaderboard.vlm import Endpoint, VlmError, endpoint_fingerprint, score_images
     from emonet_assets.lib.leaderboard.zero_shot import ZeroShotModel, emotion_prompts, prompt_hash
     from emonet_assets.lib.model.emotion_model import load_model
     from emonet_assets.lib.model.modeling import fetch_model
@@ -126,8 +132,22 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
     truth = evaluation_truth(
         store.read_table(Table.CONSENSUS_LABELS), store.read_table(Table.SPLITS), profile.leaderboard.collections
     )
-    rejects, read, prompts_hash = pl.DataFrame(schema=REJECT_SCHEMA), None, None
-    if entry["kind"] == "zero_shot":
+    rejects, read, prompts_hash, vlm_counts = pl.DataFrame(schema=REJECT_SCHEMA), None, None, {}
+    if entry["kind"] == "vlm":
+        same = (v for v in profile.leaderboard.vlm if v.name == entry["name"])
+        settings = next(
+            (v for v in same if endpoint_fingerprint(v.base_url, v.model) == entry["model_fingerprint"]), None
+        )
+        if settings is None:
+            raise dg.Failure(description=f"VLM {entry['name']} at this base_url and model is no longer in the profile")
+        files = generated_image_files(truth, store.read_table(Table.GENERATED_IMAGES))
+        images = [(sha, store.read_bytes(path)) for sha, path in files.iter_rows()]
+        try:
+            result = score_images(images, Endpoint(**settings.model_dump(exclude={"license"})), taxonomy, store)
+        except VlmError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        scores, rejects, prompts_hash, vlm_counts = result.scores, result.rejects(), result.prompt_hash, result.counts
+    elif entry["kind"] == "zero_shot":
         settings = next((z for z in profile.leaderboard.zero_shot if z.name == entry["name"]), None)
         if settings is None:
             raise dg.Failure(description=f"zero-shot model {entry['name']} is no longer in the profile")
@@ -184,6 +204,7 @@ def model_predictions(context: dg.AssetExecutionContext, storage: StorageResourc
             "rejected": rejects.height,
             "coverage": dg.MetadataValue.md(markdown_table(covered)),
             "reasons": dg.MetadataValue.md(markdown_table(reasons, limit=20)),
+            **vlm_counts,
         },
     )
     yield dg.MaterializeResult(

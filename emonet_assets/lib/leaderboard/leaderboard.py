@@ -25,7 +25,7 @@ from emonet_assets.lib.model.evaluation import (
 )
 from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY
 
-RANKED_KINDS = ("heads", "predictions", "zero_shot")
+RANKED_KINDS = ("heads", "predictions", "zero_shot", "vlm")
 HUMAN_KEY, RANDOM_KEY = "human ceiling", "random baseline"
 SUMMARY_SCHEMA = {
     "collection": pl.String,

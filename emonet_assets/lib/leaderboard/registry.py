@@ -20,7 +20,7 @@ from emonet_assets.lib.annotation.annotation_import import validate_collection_n
 from emonet_assets.lib.annotation.landing import file_sha256, list_landing
 from emonet_assets.lib.shared.storage import Store
 
-KINDS = ("heads", "predictions", "zero_shot")
+KINDS = ("heads", "predictions", "zero_shot", "vlm")
 # How a file's scores are to be read: intensities 0-7 or 0-1, logits, or ranks (order only: Spearman, no kappa).
 SCALES = ("0-7", "0-1", "logit", "rank")
 HEADS_NAME = "emotion-model"
@@ -188,6 +188,28 @@ def zero_shot_entry(
         ],
         schema=REGISTRY_SCHEMA,
     )
+
+
+def vlm_entry(name: str, base_url: str, model: str, license: str | None, prompts_hash: str) -> pl.DataFrame:
+    """The registry row of a profile's VLM endpoint: its version is the endpoint's URL and model name with the rating
+    prompt's hash, so a new prompt or model scores as a new version. Registering sends no request."""
+    from emonet_assets.lib.leaderboard.vlm import endpoint_fingerprint
+
+    fingerprint = endpoint_fingerprint(base_url, model)
+    version = hashlib.sha256(f"{fingerprint}\n{prompts_hash}".encode()).hexdigest()
+    row = {
+        "model_key": model_key(name, version),
+        "name": name,
+        "kind": "vlm",
+        "version": version,
+        "model_fingerprint": fingerprint,
+        "scale": "0-7",
+        "license": license,
+        "source": f"{model} at {base_url}",
+        "status": "registered",
+        "message": f"rating prompt {prompts_hash[:12]}",
+    }
+    return pl.DataFrame([row], schema=REGISTRY_SCHEMA)
 
 
 def registered(registry: pl.DataFrame) -> pl.DataFrame:
