@@ -193,13 +193,19 @@ def describe_alerts(alerts: list[tuple[str, str]]) -> str:
 
 
 def tick_sensor(
-    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str,
+    cursor: str | None = None,
+    log_level: str = "WARNING",
 ) -> dg.SensorResult:
-    """One evaluation of a sensor with the definitions' resources, from `cursor`; nothing it requests is run."""
+    """One evaluation of a sensor with the definitions' resources, from `cursor`; nothing it requests is run. The
+    sensor's log lines below `log_level` are not printed: the commands print their own account of what it did."""
     context = dg.build_sensor_context(
         instance=instance, definitions=defs, sensor_name=name, cursor=cursor, resources=dict(defs.resources or {})
     )
     with context:
+        context.log.setLevel(log_level)
         return defs.resolve_sensor_def(name)(context)
 
 
@@ -212,7 +218,7 @@ def run_sensor(
 ) -> list[StepReport]:
     """Evaluate a sensor once as the daemon would: apply its partition requests, then run what it requests."""
     sensor = defs.resolve_sensor_def(name)
-    result = tick_sensor(defs, instance, name)
+    result = tick_sensor(defs, instance, name, log_level=log_level)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     keys = list(sensor.asset_selection.resolve(defs.resolve_asset_graph()))
