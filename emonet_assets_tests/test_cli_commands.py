@@ -322,19 +322,28 @@ def test_an_import_that_accepts_nothing_new_does_not_rebuild_consensus(demo_run,
 def test_an_import_into_a_dagster_home_without_the_graphs_history_says_consensus_was_not_refreshed(
     demo_run, tmp_path, monkeypatch
 ):
-    """The automation conditions read the instance's history; a home that never built the graph gets no refresh."""
+    """The automation conditions read the instance's history; a home that never built the graph gets no refresh.
+    A file someone dropped into the landing zone by hand is imported by the same sensor tick, and said so."""
+    from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
+    from emonet_assets.lib.shared.storage import Store
+    from emonet_assets.profiles import load_profile
+
     root = shutil.copytree(demo_run.root, tmp_path / "root")
-    shutil.rmtree(root / "landing" / "annotations")  # only the new file waits in the landing zone
+    shutil.rmtree(root / "landing" / "annotations")  # only the files of this test wait in the landing zone
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
+    landing = load_profile("tiny", env={"EMONET_ROOT": str(root)}).annotation.landing
+    dropped = b"image,annotator,emotion,value\n00002,expert-98,Elation,4\n"
+    land_file(Store(str(root)), landing, "dropped.csv", dropped, BatchDeclaration(positional_ids=True))
     ratings = tmp_path / "ratings.csv"
     ratings.write_text("image,annotator,emotion,value\n00001,expert-99,Elation,3\n", encoding="utf-8")
     before = pl.read_parquet(root / "tables" / "annotations").height
     result = invoke(["import-annotations", "--positional-ids", str(ratings)], EMONET_ROOT=str(root))
     assert result.exit_code == 1, result.output
+    assert "1 batch(es) were waiting in the landing zone: 1 imported" in result.output
     assert "did not request consensus" in result.output and str(tmp_path / "home") in result.output
     assert "never materialized " in result.output and "stg_taxonomy, taxonomy." in result.output
-    assert pl.read_parquet(root / "tables" / "annotations").height == before + 1, "the accepted rating is kept"
+    assert pl.read_parquet(root / "tables" / "annotations").height == before + 2, "the accepted ratings are kept"
 
 
 def test_register_predictions_scores_a_file_and_the_leaderboard_ranks_it(demo_run, tmp_path, monkeypatch):

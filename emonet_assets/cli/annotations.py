@@ -125,8 +125,12 @@ def import_annotations(
         rows.append([escape(path.name), shown, *counts])
         batches.append(f"batch {sha[:12]}  {path.name}" + (f": {reasons}" if reasons else ""))
     if waiting := [sha for sha in reports if sha not in landed.values()]:
-        changed |= any(reports[sha].success for sha in waiting)
-        notes.append(f"also imported {len(waiting)} batch(es) that were waiting in the landing zone")
+        imported = [sha for sha in waiting if reports[sha].success]
+        changed |= bool(imported)
+        notes.append(
+            f"{len(waiting)} batch(es) were waiting in the landing zone: {len(imported)} imported"
+            + "".join(f"; {sha[:12]} failed: {reports[sha].error}" for sha in waiting if sha not in imported)
+        )
     console.print(batches_table(rows))
     for batch in batches:
         console.print(escape(batch), soft_wrap=True)
