@@ -4,7 +4,7 @@ import dagster as dg
 
 from emonet_assets.defs.annotation.assets import annotation_batches
 from emonet_assets.defs.annotation.partitions import annotation_batch_partitions
-from emonet_assets.lib.annotation.landing import file_sha256, list_landing
+from emonet_assets.lib.annotation.landing import new_landed_files
 from emonet_assets.resources import ProfileResource, StorageResource
 
 
@@ -21,16 +21,10 @@ def annotation_landing_sensor(
     store = storage.store()
     seen = json.loads(context.cursor) if context.cursor else {}
     known = set(context.instance.get_dynamic_partitions(annotation_batch_partitions.name))
-    cursor, new = {}, []
-    for landed in list_landing(store, profile.annotation.landing):
-        entry = seen.get(landed.path)
-        sha = (
-            entry["sha256"] if entry and entry["fingerprint"] == landed.fingerprint else file_sha256(store, landed.path)
-        )
-        cursor[landed.path] = {"fingerprint": landed.fingerprint, "sha256": sha}
-        if sha not in known and sha not in new:
-            new.append(sha)
-            context.log.info(f"new annotation batch {sha[:12]} from {landed.path}")
+    cursor, landed = new_landed_files(store, profile.annotation.landing, seen, known)
+    for sha, path in landed:
+        context.log.info(f"new annotation batch {sha[:12]} from {path}")
+    new = [sha for sha, _ in landed]
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=sha, run_key=sha) for sha in new],
         dynamic_partitions_requests=[annotation_batch_partitions.build_add_request(new)] if new else [],

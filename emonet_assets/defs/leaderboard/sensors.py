@@ -3,7 +3,7 @@ import json
 import dagster as dg
 
 from emonet_assets.defs.leaderboard.assets import model_registry
-from emonet_assets.lib.annotation.landing import file_sha256, list_landing
+from emonet_assets.lib.annotation.landing import new_landed_files
 from emonet_assets.lib.leaderboard.registry import MODEL_SIDECAR
 from emonet_assets.resources import ProfileResource, StorageResource
 
@@ -22,18 +22,9 @@ def predictions_landing_sensor(
     store = storage.store()
     seen = json.loads(context.cursor) if context.cursor else {}
     known = {entry["sha256"] for entry in seen.values()}
-    cursor, new = {}, []
-    for landed in list_landing(store, profile.leaderboard.landing):
-        if landed.name.endswith(MODEL_SIDECAR):
-            continue
-        entry = seen.get(landed.path)
-        sha = (
-            entry["sha256"] if entry and entry["fingerprint"] == landed.fingerprint else file_sha256(store, landed.path)
-        )
-        cursor[landed.path] = {"fingerprint": landed.fingerprint, "sha256": sha}
-        if sha not in known and sha not in new:
-            new.append(sha)
-            context.log.info(f"new predictions file {sha[:12]} from {landed.path}")
+    cursor, new = new_landed_files(store, profile.leaderboard.landing, seen, known, skip_suffix=MODEL_SIDECAR)
+    for sha, path in new:
+        context.log.info(f"new predictions file {sha[:12]} from {path}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=sha) for sha in new], cursor=json.dumps(cursor, sort_keys=True)
+        run_requests=[dg.RunRequest(run_key=sha) for sha, _ in new], cursor=json.dumps(cursor, sort_keys=True)
     )

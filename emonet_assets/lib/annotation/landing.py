@@ -96,6 +96,25 @@ def list_landing(store: Store, prefix: str) -> list[LandingFile]:
     return sorted(files, key=lambda f: (f.modified or datetime.min, f.path))
 
 
+def new_landed_files(
+    store: Store, prefix: str, seen: dict, known: set[str], skip_suffix: str | None = None
+) -> tuple[dict, list[tuple[str, str]]]:
+    """(cursor, [(sha256, path)]) for a landing-zone sensor: the files whose content is not in `known`, each content
+    once. A file whose size and mtime (its fingerprint) match the cursor `seen` is not hashed again."""
+    cursor, new = {}, {}
+    for landed in list_landing(store, prefix):
+        if skip_suffix and landed.name.endswith(skip_suffix):
+            continue
+        entry = seen.get(landed.path)
+        sha = (
+            entry["sha256"] if entry and entry["fingerprint"] == landed.fingerprint else file_sha256(store, landed.path)
+        )
+        cursor[landed.path] = {"fingerprint": landed.fingerprint, "sha256": sha}
+        if sha not in known:
+            new.setdefault(sha, landed.path)
+    return cursor, list(new.items())
+
+
 def file_sha256(store: Store, path: str) -> str:
     digest = hashlib.sha256()
     with store.open(path) as fh:
