@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import fsspec
@@ -119,24 +120,27 @@ class Store:
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self._abs(rel))
 
+    def _replace_locally(self, target: str, write: Callable[[str], object]) -> None:
+        """`write(temporary path)`, synced to disk, then renamed over `target`: readers never see a part."""
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        try:
+            write(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(posixpath.dirname(target))
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Readers see the old file or the new one, never a part: a temporary name then a rename
         on local disks, a single PUT on object stores."""
         target = self._abs(rel)
         try:
             if self.is_local:
-                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-                tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-                try:
-                    with open(tmp, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, target)
-                    _fsync_dir(posixpath.dirname(target))
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
+                self._replace_locally(target, lambda tmp: Path(tmp).write_bytes(data))
             else:
                 self.fs.pipe_file(target, data)
         except OSError as exc:
@@ -216,17 +220,7 @@ class Store:
         target = self._abs(rel)
         try:
             if self.is_local:
-                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-                tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-                try:
-                    write(tmp)
-                    with open(tmp, "rb") as fh:
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, target)
-                    _fsync_dir(posixpath.dirname(target))
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
+                self._replace_locally(target, write)
             else:
                 with tempfile.TemporaryDirectory() as folder:
                     local = os.path.join(folder, posixpath.basename(target))
