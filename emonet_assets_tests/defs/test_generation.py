@@ -83,8 +83,7 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_a_clean_run(tmp_path):
     profile_file.write_text(
         (REPO / "emonet_assets" / "profiles" / "tiny.yaml")
         .read_text()
-        .replace("total: 240", "total: 48")
-        .replace("shard_size: 16", "shard_size: 48")
+        .replace("total: 240", "total: 16")
         .replace("batch_size: 8", "batch_size: 2")
     )
     env = {
@@ -114,7 +113,7 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_a_clean_run(tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     partial = pl.read_parquet(shard_file)
-    assert 0 < partial.height < 48, "the kill must land mid-shard"
+    assert 0 < partial.height < 16, "the kill must land mid-shard"
     assert not list((tmp_path / "killed").rglob("*.tmp-*"))
 
     resumed = subprocess.run([EMONET, "generate", "shard-00000"], cwd=REPO, env=env, capture_output=True, text=True)
@@ -129,7 +128,7 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_a_clean_run(tmp_path):
     assert manifest(tmp_path / "killed").equals(manifest(tmp_path / "clean"))
     killed_images = sorted(p.name for p in (tmp_path / "killed" / "images").rglob("*.png"))
     clean_images = sorted(p.name for p in (tmp_path / "clean" / "images").rglob("*.png"))
-    assert killed_images == clean_images and len(clean_images) == 48
+    assert killed_images == clean_images and len(clean_images) == 16
 
 
 def test_unknown_shard_fails_with_a_clear_message(root_copy):
