@@ -328,8 +328,10 @@ def render_html(
     notes: list[str],
     min_group_size: int | None = None,
     gate_severity: str | None = None,
+    leaderboard: pl.DataFrame | None = None,
 ) -> str:
-    """The full report page; every piece of text is escaped, since group names and notes come from data."""
+    """The full report page; every piece of text is escaped, since group names and notes come from data.
+    `leaderboard` (the model_leaderboard rows to show, `shown_board`) puts every registered model beside this one."""
     headline, points = summarize(tables, min_group_size, gate_severity)
     parts = [
         "<!DOCTYPE html>",
@@ -350,6 +352,16 @@ def render_html(
     ]
     if notes:
         parts += ["<h2>Notes</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    parts.append("<h2>Leaderboard</h2>")
+    if leaderboard is None:
+        parts.append('<p class="empty">No leaderboard: model_leaderboard has not been materialized.</p>')
+    else:
+        parts.append(
+            "<p>Every registered model on the same evaluation images: mean Spearman against the consensus median "
+            "with its paired bootstrap 95% CI, and the paired difference from the human ceiling (each expert "
+            "against the others' median) with its p-value.</p>"
+        )
+        parts.append(_html_table(leaderboard))
     gates = _gates_table(tables, gate_severity)
     parts.append("<h2>Gates</h2>")
     parts.append(

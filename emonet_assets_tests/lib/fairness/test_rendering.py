@@ -205,3 +205,26 @@ def test_every_table_fits_the_page(report, unranked, tmp_path, width):
             )
             assert tables_right and max(tables_right) <= body + 0.5, name
             assert errors == []
+
+
+def test_html_puts_the_leaderboard_beside_the_model_or_says_it_is_missing(report):
+    tables, notes = report
+    board = pl.DataFrame(
+        {
+            "collection": ["generated", "generated"],
+            "rank": [1, None],
+            "model_key": ["<mine>@abc", "human ceiling"],
+            "mean_spearman": [0.71, 0.62],
+            "diff_vs_human": [0.09, 0.0],
+            "p_vs_human": [0.012, 1.0],
+        }
+    )
+    page = render_html(tables, VERSIONS, notes, leaderboard=board)
+    parse(page)
+    section = page.split("<h2>Leaderboard</h2>")[1].split("<h2>")[0]
+    assert "<td>&lt;mine&gt;@abc</td><td>0.710</td><td>0.090</td><td>0.012</td>" in section.replace(
+        "<td>generated</td><td>1</td>", ""
+    )
+    assert "<th>p_vs_human</th>" in section and "<td>human ceiling</td>" in section
+    missing = render_html(tables, VERSIONS, notes)
+    assert "No leaderboard: model_leaderboard has not been materialized." in missing
