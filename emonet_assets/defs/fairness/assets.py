@@ -47,13 +47,18 @@ _TABLE_DESCRIPTIONS = {
             "fairness_report",
             group_name="fairness",
             kinds={"html"},
-            deps=[*_REPORT_DEPS, Table.MODEL_LEADERBOARD.key],
+            deps=[
+                *_REPORT_DEPS,
+                Table.MODEL_LEADERBOARD.key,
+                Table.MODEL_FAIRNESS_GATES.key,
+                Table.MODEL_FAIRNESS_GAPS.key,
+            ],
             freshness_policy=weekly_freshness,
             description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
             "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and "
-            "expert agreement per group, and the leaderboard of every registered model (model_leaderboard, per "
-            "emotion). A self-contained HTML report and a Markdown summary here; its tables are the fairness_* "
-            "assets.",
+            "expert agreement per group, the leaderboard of every registered model (model_leaderboard, per "
+            "emotion) and each registered model's gates and gaps (model_fairness_*). A self-contained HTML report "
+            "and a Markdown summary here; its tables are the fairness_* assets.",
         ),
         *(
             dg.AssetSpec(
@@ -100,7 +105,9 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
         if store.has_table(Table.MODEL_LEADERBOARD)
         else None
     )
-    page = render_html(report.tables, versions, report.notes, **shown, leaderboard=board)
+    per_model = (Table.MODEL_FAIRNESS_GATES, Table.MODEL_FAIRNESS_GAPS)
+    models = tuple(store.read_table(t) for t in per_model) if all(store.has_table(t) for t in per_model) else None
+    page = render_html(report.tables, versions, report.notes, **shown, leaderboard=board, models=models)
     store.write_bytes(REPORT_PATH, page.encode())
     for name, table in FAIRNESS_TABLES.items():
         yield dg.MaterializeResult(asset_key=table.key, metadata=storage.write_table(table, report.tables[name]))

@@ -329,9 +329,11 @@ def render_html(
     min_group_size: int | None = None,
     gate_severity: str | None = None,
     leaderboard: pl.DataFrame | None = None,
+    models: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> str:
     """The full report page; every piece of text is escaped, since group names and notes come from data.
-    `leaderboard` (the model_leaderboard rows to show, `shown_board`) puts every registered model beside this one."""
+    `leaderboard` (the model_leaderboard rows to show, `shown_board`) puts every registered model beside this one;
+    `models` (model_fairness_gates, model_fairness_gaps) gives each registered model a section of its own."""
     headline, points = summarize(tables, min_group_size, gate_severity)
     parts = [
         "<!DOCTYPE html>",
@@ -401,8 +403,33 @@ def render_html(
         else:
             classes = ["small" if s else "" for s in table["too_small"]] if "too_small" in table.columns else None
             parts.append(_html_table(table, classes))
+    parts += _model_sections(models)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _model_sections(models: tuple[pl.DataFrame, pl.DataFrame] | None) -> list[str]:
+    """Per registered model: its gates and its widest gap per attribute and metric (model_fairness_*)."""
+    parts = ["<h2>Per registered model</h2>"]
+    if models is None:
+        return [*parts, '<p class="empty">No per-model tables: model_fairness has not been materialized.</p>']
+    gates, gaps = models
+    parts.append(
+        "<p>The same gates and gaps for every model of the leaderboard, on the generated test images, by "
+        "demographic attribute and by the design's robustness axes and generator.</p>"
+    )
+    for key in sorted(set(gates["model_key"]) | set(gaps["model_key"])):
+        mine = gates.filter(pl.col("model_key") == key)
+        classes = ["" if passed else "failed" for passed in mine["passed"]]
+        shown = gaps.filter(pl.col("model_key") == key).select(
+            "attribute", "metric", "best_group", "worst_group", "best_value", "worst_value", "difference"
+        )
+        parts += [
+            f"<h3>{html.escape(key)}</h3>",
+            _html_table(mine.select("metric", "max_difference", "passed", "message"), classes),
+            _html_table(shown),
+        ]
+    return parts
 
 
 def _markdown_cell(value: object) -> str:

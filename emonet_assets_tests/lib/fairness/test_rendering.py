@@ -228,3 +228,36 @@ def test_html_puts_the_leaderboard_beside_the_model_or_says_it_is_missing(report
     assert "<th>p_vs_human</th>" in section and "<td>human ceiling</td>" in section
     missing = render_html(tables, VERSIONS, notes)
     assert "No leaderboard: model_leaderboard has not been materialized." in missing
+
+
+def test_html_gives_each_registered_model_its_gates_and_gaps(report):
+    tables, notes = report
+    gates = pl.DataFrame(
+        {
+            "model_key": ["m@1", "m@2"],
+            "metric": ["mean_spearman", "mean_spearman"],
+            "max_difference": [0.4, 0.4],
+            "passed": [True, False],
+            "message": ["fairness gate passed", "gap 0.6 over 0.4"],
+        }
+    )
+    gaps = pl.DataFrame(
+        {
+            "model_key": ["m@2"],
+            "attribute": ["occlusion"],
+            "metric": ["mean_spearman"],
+            "best_group": ["none"],
+            "worst_group": ["sunglasses"],
+            "best_value": [0.7],
+            "worst_value": [0.1],
+            "difference": [0.6],
+        }
+    )
+    page = render_html(tables, VERSIONS, notes, models=(gates, gaps))
+    parse(page)
+    section = page.split("<h2>Per registered model</h2>")[1]
+    assert section.index("<h3>m@1</h3>") < section.index("<h3>m@2</h3>")
+    second = section.split("<h3>m@2</h3>")[1]
+    assert '<tr class="failed"><td>mean_spearman</td><td>0.400</td><td>no</td><td>gap 0.6 over 0.4</td></tr>' in second
+    assert "<td>occlusion</td><td>mean_spearman</td><td>none</td><td>sunglasses</td>" in second
+    assert "No per-model tables: model_fairness has not been materialized." in render_html(tables, VERSIONS, notes)
