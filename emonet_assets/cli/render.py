@@ -56,11 +56,11 @@ def leaderboard_table(title: str, rows: list[dict]) -> Table:
     def number(value) -> str:
         return "-" if value is None or value != value else f"{value:.3f}"
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", padding=(0, 0))
     table.add_column("#", justify="right")
     table.add_column("model", overflow="fold", min_width=16)
-    for column in ("Spearman [95% CI]", "kappa", "F1", "MAE", "coverage", "vs human", "p vs best"):
-        table.add_column(column, justify="right")
+    for column in ("Spearman\n[95% CI]", "kappa", "F1", "MAE", "cov.", "Δ human\n(p)", "p vs\nbest"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         ci = (
             f"\n{r['mean_spearman_ci_low']:.2f}–{r['mean_spearman_ci_high']:.2f}"
@@ -92,8 +92,8 @@ def _p(row: dict, reference: str) -> str:
 
 
 def _versus(row: dict, reference: str) -> str:
-    """A paired difference and its p-value, e.g. `+0.120 (p 0.004)`."""
+    """A paired difference above its p-value in brackets, e.g. `+0.120` over `(0.004)`."""
     difference = row[f"diff_vs_{reference}"]
     if difference is None or difference != difference:
         return "-"
-    return f"{difference:+.3f}\n(p {_p(row, reference)})"
+    return f"{difference:+.3f}\n({_p(row, reference)})"
