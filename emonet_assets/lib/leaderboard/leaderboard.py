@@ -343,7 +343,7 @@ def build_leaderboard(
     for (collection,), part in truth.group_by("collection", maintain_order=True):
         images = part["image_id"].unique().implode()
         own = predictions.filter(pl.col("image_id").is_in(images))
-        raters = others.filter((pl.col("collection") == collection) & pl.col("image_id").is_in(images))
+        raters = others.filter(pl.col("collection") == collection)
         agreed = agreement.filter((pl.col("collection") == collection) & (pl.col("scale") == "intensity"))
         stats = (
             item_stats.filter((pl.col("collection") == collection) & (pl.col("scale") == "intensity"))

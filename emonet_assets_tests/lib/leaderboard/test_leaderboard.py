@@ -223,3 +223,49 @@ def test_alpha_with_the_model_as_one_more_rater_equals_krippendorff_with_an_extr
             )
             assert row[column] == pytest.approx(expected, abs=1e-9)
     assert (alphas["alpha_with_model"] > alphas["panel_alpha"]).all()
+
+
+def test_a_rollup_level_scores_each_image_by_its_strongest_member_on_every_side():
+    """One rollup with two levels: a model of each level's strongest consensus median is exact at the level, and
+    the ceiling is each annotator's strongest member rating against the median of the others' (scipy)."""
+    truth, agreement, ratings = planted(n_images=40)
+    rollups = pl.DataFrame(
+        {"rollup": "mine", "level": ["negative", "negative", "positive"], "emotion_id": ["anger", "fear", "joy"]}
+    )
+    board = build_leaderboard(
+        model("oracle", truth, pl.col("median_rating")),
+        registry("oracle"),
+        truth,
+        agreement,
+        ratings,
+        50,
+        42,
+        rollups=rollups,
+    )
+    assert set(board.summary["rollup"]) == {"emotion", "mine"}
+    mine = board.per_level.filter(pl.col("rollup") == "mine")
+    oracle = mine.filter(pl.col("model_key") == "oracle")
+    # the model's level score is the max of its member scores, i.e. of the member medians: Spearman 1 at each level
+    assert oracle.sort("level")["spearman"].to_list() == pytest.approx([1.0, 1.0])
+    by_level = (
+        ratings.with_columns(
+            emotion_id=pl.when(pl.col("emotion_id") == "joy").then(pl.lit("positive")).otherwise(pl.lit("negative"))
+        )
+        .group_by("collection", "scale", "image_id", "emotion_id", "annotator")
+        .agg(pl.col("value").max())
+    )
+    expected = {}
+    for level in ("negative", "positive"):
+        wide = (
+            by_level.filter(pl.col("emotion_id") == level)
+            .pivot(on="annotator", index="image_id", values="value")
+            .sort("image_id")
+            .select(ANNOTATORS)
+            .to_numpy()
+            .astype(float)
+        )
+        expected[level] = np.nanmean(
+            [spearmanr(wide[:, a], np.median(np.delete(wide, a, axis=1), axis=1))[0] for a in range(len(ANNOTATORS))]
+        )
+    human = dict(mine.filter(pl.col("model_key") == HUMAN_KEY).select("level", "spearman").iter_rows())
+    assert human == pytest.approx(expected, abs=1e-12)
