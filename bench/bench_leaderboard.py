@@ -1,4 +1,5 @@
-"""The leaderboard for 10 models x 2,500 images x 40 emotions x 1,000 paired resamples: time and peak memory.
+"""The leaderboard for 10 models x 2,500 images x 40 emotions x 1,000 paired resamples, beside the human ceiling of
+3 annotators on the same draws: time and peak memory.
 
 The baseline is the plain loop a reader would write (scipy's spearmanr per resample and emotion on the drawn
 images), timed on a few resamples of one model and extrapolated to every model and resample.
@@ -16,8 +17,11 @@ from bench.common import in_process, peak_rss_mb
 NAIVE_RESAMPLES = 5
 
 
-def planted(images: int, models: int, emotions: int = 40) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Consensus medians, and models that follow them with growing noise."""
+def planted(
+    images: int, models: int, emotions: int = 40, annotators: int = 3
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Consensus medians, models that follow them with growing noise, and `annotators` ratings of every item
+    around them (the human ceiling's input)."""
     rng = np.random.default_rng(0)
     image_ids = np.repeat([f"img{i:05d}" for i in range(images)], emotions)
     emotion_ids = np.tile([f"e{e:02d}" for e in range(emotions)], images)
@@ -40,26 +44,35 @@ def planted(images: int, models: int, emotions: int = 40) -> tuple[pl.DataFrame,
             ).with_columns(intensity=pl.col("score"))
         )
     registry = pl.DataFrame({"model_key": [f"m{m}" for m in range(models)], "name": "m", "kind": "predictions"})
-    return truth, pl.concat(frames), registry
+    ratings = pl.concat(
+        truth.select(
+            "collection",
+            "image_id",
+            "emotion_id",
+            scale=pl.lit("intensity"),
+            annotator=pl.lit(f"a{a}"),
+            value=pl.Series(np.clip(np.rint(medians + rng.normal(0, 1, medians.size)), 0, 7).astype(np.int64)),
+        )
+        for a in range(annotators)
+    )
+    return truth, pl.concat(frames), registry, ratings
 
 
 def stage_leaderboard(images: int, models: int, resamples: int) -> dict:
     from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard
 
-    truth, predictions, registry = planted(images, models)
+    truth, predictions, registry, ratings = planted(images, models)
     agreement = pl.DataFrame(
         schema={
             "collection": pl.String,
             "scale": pl.String,
             "emotion_id": pl.String,
-            "n_images": pl.Int64,
-            "human_ceiling_spearman": pl.Float64,
             "kappa_quadratic_mean": pl.Float64,
             "alpha_interval": pl.Float64,
         }
     )
     started = time.perf_counter()
-    board = build_leaderboard(predictions, registry, truth, agreement, resamples, 42)
+    board = build_leaderboard(predictions, registry, truth, agreement, ratings, resamples, 42)
     return {"seconds": time.perf_counter() - started, "rows": board.summary.height, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -69,7 +82,7 @@ def stage_naive(images: int, models: int, resamples: int) -> dict:
 
     from emonet_assets.lib.consensus.agreement import resample_indices
 
-    truth, predictions, _ = planted(images, 1)
+    truth, predictions, _, _ = planted(images, 1)
     shape = (images, 40)
     medians = truth["median_rating"].to_numpy().reshape(shape)
     scores = predictions["score"].to_numpy().reshape(shape)

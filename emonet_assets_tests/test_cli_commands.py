@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -377,6 +378,40 @@ def test_register_predictions_scores_a_file_and_the_leaderboard_ranks_it(demo_ru
     report = json.loads(evaluated.stdout)
     assert report["model"].startswith("again@") and report["collection"] == "generated"
     assert report["metrics"]["mean_spearman"] == pytest.approx(1.0) and report["n_images"] > 0
+
+
+def test_evaluate_scores_a_predictions_file_against_an_external_binary_collection(demo_run, tmp_path, monkeypatch):
+    """A binary collection built by construction (three raters who agree on which of 3 emotions each of 12
+    release-style images shows) is imported; `emonet evaluate` scores a file of fixed scores against it, and its
+    pooled ROC AUC is sklearn's on the same items."""
+    from sklearn.metrics import roc_auc_score
+
+    root = tmp_path / "root"
+    shutil.copytree(demo_run.root, root)
+    shutil.rmtree(root / "landing" / "annotations")  # only this test's file waits in the landing zone
+    # the demo's Dagster home, so the import's automation knows the graph it rebuilds consensus on
+    shutil.copytree(demo_run.folder / "home", tmp_path / "home")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    emotions = ["Elation", "Anger", "Fear"]
+    rng = np.random.default_rng(3)
+    present = {(f"{i:05d}", e): bool((i + k) % 3 == 0) for i in range(12) for k, e in enumerate(emotions)}
+    ratings = tmp_path / "binary.csv"
+    rows = [f"{image},rater-{r},{emotion},{value}" for (image, emotion), value in present.items() for r in range(3)]
+    ratings.write_text("image,annotator,emotion,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    imported = invoke(["import-annotations", "--collection", "binary-set", str(ratings)], EMONET_ROOT=str(root))
+    assert imported.exit_code == 0, imported.output
+    scores = {item: float(rng.uniform(0.3, 1.0) if shown else rng.uniform(0.0, 0.7)) for item, shown in present.items()}
+    predictions = tmp_path / "binary-scores.csv"
+    lines = [f"{image},{emotion},{score}" for (image, emotion), score in scores.items()]
+    predictions.write_text("image,emotion,score\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    args = ["evaluate", "--predictions", str(predictions), "--name", "bin", "--collection", "binary-set"]
+    evaluated = invoke([*args, "--scale", "0-1", "--format", "json"], EMONET_ROOT=str(root))
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["model"].startswith("bin@") and report["collection"] == "binary-set"
+    assert report["n_images"] == 12 and report["n_items"] == len(present)
+    expected = roc_auc_score(list(present.values()), [scores[item] for item in present])
+    assert report["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
 def _rejected_only(tmp_path):

@@ -139,17 +139,24 @@ def evaluate(ctx: click.Context, path: Path, name: str, collection: str | None, 
 @click.command()
 @profile_option
 @click.option("--collection", help="Only this evaluation collection (generated = the test split).")
+@click.option(
+    "--level",
+    default="emotion",
+    show_default=True,
+    help="The rollup the table is at: emotion, group, valence or one of the profile's mappings (by its name).",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
-def leaderboard(ctx: click.Context, collection: str | None, fmt: str) -> None:
+def leaderboard(ctx: click.Context, collection: str | None, level: str, fmt: str) -> None:
     """Every registered model on the same images: mean Spearman vs the consensus median with its paired bootstrap
-    95% CI, kappa, presence F1, MAE, coverage, beside the human ceiling and a random baseline."""
+    95% CI, kappa, presence F1, MAE, coverage and the paired difference from the human ceiling, beside the human
+    ceiling and a random baseline; per emotion or at a rollup level."""
     from emonet_assets.lib.shared.storage import Store
 
-    _print_board(Store(chosen_profile(ctx.obj["profile"]).root, storage_options()), collection, fmt)
+    _print_board(Store(chosen_profile(ctx.obj["profile"]).root, storage_options()), collection, fmt, level)
 
 
-def _print_board(store, collection: str | None, fmt: str) -> None:
+def _print_board(store, collection: str | None, fmt: str, level: str = "emotion") -> None:
     import polars as pl
 
     if not store.has_table(StoredTable.MODEL_LEADERBOARD):
@@ -157,6 +164,10 @@ def _print_board(store, collection: str | None, fmt: str) -> None:
             f"no leaderboard under {store.root} yet: run `emonet demo`, or `emonet register-predictions FILE`"
         )
     board = store.read_table(StoredTable.MODEL_LEADERBOARD)
+    rollups = board["rollup"].unique().sort().to_list()
+    if level not in rollups:
+        raise click.ClickException(f"no level {level!r} on the leaderboard; known: {', '.join(rollups)}")
+    board = board.filter(pl.col("rollup") == level)
     if collection:
         known = board["collection"].unique().sort().to_list()
         if collection not in known:
@@ -168,4 +179,5 @@ def _print_board(store, collection: str | None, fmt: str) -> None:
         click.echo(board.write_json())
     else:
         for (name,), part in board.group_by("collection", maintain_order=True):
-            console.print(leaderboard_table(f"{name} ({part['resamples'][0]:,} paired resamples)", part.to_dicts()))
+            title = f"{name}, per {level} ({part['resamples'][0]:,} paired resamples)"
+            console.print(leaderboard_table(title, part.to_dicts()))

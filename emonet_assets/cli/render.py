@@ -49,17 +49,18 @@ def format_bytes(n: int) -> str:
 
 def leaderboard_table(title: str, rows: list[dict]) -> Table:
     """One collection's leaderboard rows (model_leaderboard): rank, model, mean Spearman with its 95% CI, kappa,
-    F1, MAE, coverage and the p-value against the best (no draw on the far side of zero: under one in the number of
-    resamples); why a model is not ranked folds under its name."""
+    F1, MAE, coverage, the paired difference from the human ceiling with its p-value, and the p-value against the
+    best (no draw on the far side of zero: under one in the number of resamples); why a model is not ranked folds
+    under its name."""
 
     def number(value) -> str:
         return "-" if value is None or value != value else f"{value:.3f}"
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", padding=(0, 0))
     table.add_column("#", justify="right")
     table.add_column("model", overflow="fold", min_width=16)
-    for column in ("Spearman [95% CI]", "kappa", "F1", "MAE", "coverage", "p vs best"):
-        table.add_column(column, justify="right")
+    for column in ("Spearman\n[95% CI]", "kappa", "F1", "MAE", "cov.", "Δ human\n(p)", "p vs\nbest"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in rows:
         ci = (
             f"\n{r['mean_spearman_ci_low']:.2f}–{r['mean_spearman_ci_high']:.2f}"
@@ -77,6 +78,22 @@ def leaderboard_table(title: str, rows: list[dict]) -> Table:
             number(r["mean_presence_f1"]),
             number(r["mean_mae"]),
             f"{r['coverage']:.0%}",
-            f"<{1 / r['resamples']:.3g}" if r["p_vs_best"] == 0 else number(r["p_vs_best"]),
+            _versus(r, "human") if r["kind"] != "human" else "-",
+            _p(r, "best"),
         )
     return table
+
+
+def _p(row: dict, reference: str) -> str:
+    p = row[f"p_vs_{reference}"]
+    if p is None or p != p:
+        return "-"
+    return f"<{1 / row['resamples']:.3g}" if p == 0 else f"{p:.3f}"
+
+
+def _versus(row: dict, reference: str) -> str:
+    """A paired difference above its p-value in brackets, e.g. `+0.120` over `(0.004)`."""
+    difference = row[f"diff_vs_{reference}"]
+    if difference is None or difference != difference:
+        return "-"
+    return f"{difference:+.3f}\n({_p(row, reference)})"

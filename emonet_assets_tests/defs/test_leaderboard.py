@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.leaderboard.leaderboard import evaluation_truth
+from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard, evaluation_truth
 from emonet_assets.lib.leaderboard.registry import PredictionsDeclaration, land_predictions, model_key
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
@@ -18,6 +18,9 @@ from emonet_assets.profiles import VlmSettings
 from emonet_assets.runner import materialize_step, run_sensor, tick_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 from emonet_assets_tests.local_servers import ChatServer, serving
+
+SCORE_COLUMNS = {"model_key": pl.String, "image_id": pl.String, "emotion_id": pl.String, "score": pl.Float64}
+REGISTRY_COLUMNS = {"model_key": pl.String, "name": pl.String, "kind": pl.String}
 
 
 def plant(store: Store, landing: str) -> dict[str, str]:
@@ -82,11 +85,18 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     oracle = store.read_table("model_predictions", [keys["oracle"]])
     assert oracle["image_sha256"].null_count() == 0 and oracle["prompt_id"].null_count() == 0
 
-    board = store.read_table("model_leaderboard").filter(pl.col("collection") == "generated")
+    everything = store.read_table("model_leaderboard").filter(pl.col("collection") == "generated")
+    assert set(everything["rollup"]) == {"emotion", "group", "valence", *profile.taxonomy.rollups}
+    for (rollup,), part in everything.group_by("rollup"):
+        oracle = part.filter(pl.col("model_key") == keys["oracle"]).row(0, named=True)
+        assert oracle["rank"] == 1 and oracle["mean_spearman"] == pytest.approx(1.0), rollup
+    board = everything.filter(pl.col("rollup") == "emotion")
     rows = {r["model_key"]: r for r in board.iter_rows(named=True)}
     best, human, random = rows[keys["oracle"]], rows["human ceiling"], rows["random baseline"]
     assert best["rank"] == 1 and best["mean_spearman"] == pytest.approx(1.0) and best["coverage"] == 1.0
-    assert best["mean_spearman"] > human["mean_spearman"]
+    assert best["mean_spearman"] > human["mean_spearman"] and best["diff_vs_human_ci_low"] > 0
+    assert best["p_vs_human"] < 0.05 and human["mean_spearman_ci_low"] < human["mean_spearman"]
+    assert random["diff_vs_human_ci_high"] < 0
     noisy, shuffled = rows[keys["noisy"]], rows[keys["shuffled"]]
     assert shuffled["mean_spearman"] < noisy["mean_spearman"] < best["mean_spearman"]
     assert abs(shuffled["mean_spearman"] - random["mean_spearman"]) < 0.2
@@ -95,7 +105,14 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     assert constant["rank"] is None and "constant scores" in constant["note"]
     assert rows[heads[0]]["rank"] is not None
     assert rows[zero_shot]["coverage"] == 1.0 and np.isnan(rows[zero_shot]["mean_kappa_quadratic"])
-    assert (root_copy / "reports/leaderboard/forest.png").read_bytes().startswith(b"\x89PNG")
+    for chart in ("forest", "heatmap"):
+        assert (root_copy / f"reports/leaderboard/{chart}.png").read_bytes().startswith(b"\x89PNG")
+    event = instance.get_latest_materialization_event(dg.AssetKey("model_leaderboard"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["heatmap"].value.startswith("![heatmap](data:image/png;base64,")
+    levels = store.read_table("model_leaderboard_emotions").filter(pl.col("collection") == "generated")
+    assert levels.filter(pl.col("rollup") == "emotion")["level"].n_unique() == 40
+    assert levels.filter(pl.col("rollup") == "group")["level"].n_unique() == 7
 
     report = materialize_step(defs, instance, [dg.AssetKey("model_fairness_gates")])
     assert report.success, report.error
@@ -151,8 +168,38 @@ def test_a_vlm_endpoint_is_registered_scored_from_its_answers_and_ranked(root_co
 
     report = materialize_step(defs, instance, [dg.AssetKey("model_leaderboard")])
     assert report.success, report.error
-    board = store.read_table("model_leaderboard").filter(pl.col("collection") == "generated")
+    board = store.read_table("model_leaderboard").filter(
+        (pl.col("collection") == "generated") & (pl.col("rollup") == "emotion")
+    )
     row = board.filter(pl.col("model_key") == key).row(0, named=True)
     assert row["kind"] == "vlm" and row["rank"] is not None and row["mean_spearman"] > 0.8
     generated = truth.filter(pl.col("collection") == "generated")
     assert row["coverage"] == pytest.approx(generated.filter(pl.col("image_id") != partial).height / generated.height)
+
+
+def test_the_human_ceiling_on_a_whole_collection_is_dbts(materialized_root):
+    """The leaderboard recomputes the ceiling from the annotations on its own images; on every rated generated image
+    it is emotion_agreement's human_ceiling_spearman, emotion by emotion (both from the same run's ratings)."""
+    store = Store(str(materialized_root))
+    consensus = store.read_table("consensus_labels").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    truth = consensus.select(
+        "collection", "image_id", "emotion_id", pl.col("median_rating").cast(pl.Float64), "present"
+    ).drop_nulls("median_rating")
+    agreement = store.read_table("emotion_agreement").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    board = build_leaderboard(
+        pl.DataFrame(schema=SCORE_COLUMNS),
+        pl.DataFrame(schema=REGISTRY_COLUMNS),
+        truth,
+        agreement,
+        store.read_table("annotations"),
+        resamples=10,
+    )
+    human = board.per_level.filter(pl.col("model_key") == "human ceiling").select("level", "spearman")
+    expected = agreement.select(level="emotion_id", expected=pl.col("human_ceiling_spearman").cast(pl.Float64))
+    joined = human.join(expected, on="level")
+    assert joined.height == 40
+    assert joined["spearman"].fill_nan(None).to_list() == pytest.approx(joined["expected"].to_list(), abs=1e-12)

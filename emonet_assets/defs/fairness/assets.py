@@ -47,12 +47,18 @@ _TABLE_DESCRIPTIONS = {
             "fairness_report",
             group_name="fairness",
             kinds={"html"},
-            deps=_REPORT_DEPS,
+            deps=[
+                *_REPORT_DEPS,
+                Table.MODEL_LEADERBOARD.key,
+                Table.MODEL_FAIRNESS_GATES.key,
+                Table.MODEL_FAIRNESS_GAPS.key,
+            ],
             freshness_policy=weekly_freshness,
             description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
             "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and "
-            "expert agreement per group. A self-contained HTML report and a Markdown summary here; its tables are "
-            "the fairness_* assets.",
+            "expert agreement per group, the leaderboard of every registered model (model_leaderboard, per "
+            "emotion) and each registered model's gates and gaps (model_fairness_*). A self-contained HTML report "
+            "and a Markdown summary here; its tables are the fairness_* assets.",
         ),
         *(
             dg.AssetSpec(
@@ -69,6 +75,7 @@ _TABLE_DESCRIPTIONS = {
 )
 def fairness_report(storage: StorageResource, profile: ProfileResource):
     from emonet_assets.lib.fairness.rendering import model_card_fairness, render_html, render_markdown  # matplotlib
+    from emonet_assets.lib.leaderboard.leaderboard import EMOTION_ROLLUP, shown_board
     from emonet_assets.lib.model.emotion_model import CARD_FILE, CONFIG_FILE, render_model_card  # torch
 
     store = storage.store()
@@ -93,7 +100,15 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
         "taxonomy": read_taxonomy(storage).version,
     }
     shown = {"min_group_size": settings.min_group_size, "gate_severity": settings.gate_severity}
-    store.write_bytes(REPORT_PATH, render_html(report.tables, versions, report.notes, **shown).encode())
+    board = (
+        shown_board(store.read_table(Table.MODEL_LEADERBOARD).filter(pl.col("rollup") == EMOTION_ROLLUP))
+        if store.has_table(Table.MODEL_LEADERBOARD)
+        else None
+    )
+    per_model = (Table.MODEL_FAIRNESS_GATES, Table.MODEL_FAIRNESS_GAPS)
+    models = tuple(store.read_table(t) for t in per_model) if all(store.has_table(t) for t in per_model) else None
+    page = render_html(report.tables, versions, report.notes, **shown, leaderboard=board, models=models)
+    store.write_bytes(REPORT_PATH, page.encode())
     for name, table in FAIRNESS_TABLES.items():
         yield dg.MaterializeResult(asset_key=table.key, metadata=storage.write_table(table, report.tables[name]))
     # The model's card was written at training, before this report existed: it now links the report.

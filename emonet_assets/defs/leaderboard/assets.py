@@ -12,6 +12,7 @@ from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
 
 FOREST_PATH = "reports/leaderboard/forest.png"
+HEATMAP_PATH = "reports/leaderboard/heatmap.png"
 
 
 @dg.asset(
@@ -225,6 +226,8 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
             Table.CONSENSUS_LABELS.key,
             Table.EMOTION_AGREEMENT.key,
             Table.AGREEMENT_ITEM_STATS.key,
+            Table.ANNOTATIONS.key,
+            Table.EMOTION_ROLLUPS.key,
         ],
         description=description,
     )
@@ -234,16 +237,18 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
     specs=[
         _leaderboard_spec(
             Table.MODEL_LEADERBOARD,
-            "Every registered model on the same images, per evaluation collection: mean over emotions of Spearman "
-            "vs the consensus median (paired bootstrap 95% CI: the same image draws for every model), quadratic "
-            "kappa, presence F1, MAE and coverage; the difference from the best model with CI and p-value; the "
-            "panel's alpha with the model as one more rater beside the panel's own; the experts' own agreement "
-            "(the ceiling) and a random baseline beside them. Models under the coverage threshold are listed, not "
-            "ranked.",
+            "Every registered model on the same images, per evaluation collection and rollup (emotion, group, "
+            "valence, the profile's mappings; a level scores an image by its strongest member emotion): mean over "
+            "emotions or levels of Spearman vs the consensus median (paired bootstrap 95% CI: the same image draws "
+            "for every row), quadratic kappa, presence F1, MAE and coverage; the paired difference from the best "
+            "model and from the human ceiling, each with CI and p-value; the panel's alpha with the model as one "
+            "more rater beside the panel's own; the experts' own agreement on the same images (each annotator vs "
+            "the others' median, from annotations) and a random baseline beside them. Models under the coverage "
+            "threshold are listed, not ranked.",
         ),
         _leaderboard_spec(
             Table.MODEL_LEADERBOARD_EMOTIONS,
-            "The leaderboard's metrics per model and emotion.",
+            "The leaderboard's metrics per model and emotion (rollup `emotion`) or rollup level.",
         ),
         _leaderboard_spec(
             Table.MODEL_LEADERBOARD_BINARY,
@@ -254,7 +259,14 @@ def _leaderboard_spec(table: Table, description: str) -> dg.AssetSpec:
 )
 def model_leaderboard(storage: StorageResource, profile: ProfileResource):
     from emonet_assets.lib.leaderboard.binary import POOLED, binary_metrics, binary_truth
-    from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard, evaluation_truth, forest_plot
+    from emonet_assets.lib.leaderboard.leaderboard import (
+        EMOTION_ROLLUP,
+        build_leaderboard,
+        evaluation_truth,
+        forest_plot,
+        heatmap,
+        shown_board,
+    )
     from emonet_assets.lib.leaderboard.registry import registered
     from emonet_assets.lib.leaderboard.scores import SCORE_SCHEMA
 
@@ -271,37 +283,39 @@ def model_leaderboard(storage: StorageResource, profile: ProfileResource):
         models,
         truth,
         store.read_table(Table.EMOTION_AGREEMENT),
+        store.read_table(Table.ANNOTATIONS),
         settings.bootstrap_resamples,
         settings.bootstrap_seed,
         settings.min_coverage,
         store.read_table(Table.AGREEMENT_ITEM_STATS),
+        store.read_table(Table.EMOTION_ROLLUPS),
+        profile.annotation.min_pair_items,
     )
-    chart = forest_plot(board.summary)
+    emotions = board.summary.filter(pl.col("rollup") == EMOTION_ROLLUP)
+    chart = forest_plot(emotions)
     store.write_bytes(FOREST_PATH, chart)
-    shown = board.summary.select(
-        "collection",
-        "rank",
-        "model_key",
-        "kind",
-        "coverage",
-        *(pl.col(c).round(3) for c in ("mean_spearman", "mean_spearman_ci_low", "mean_spearman_ci_high")),
-        *(pl.col(c).round(3) for c in ("mean_kappa_quadratic", "mean_presence_f1", "mean_mae", "p_vs_best")),
-        "note",
-    )
     encoded = base64.b64encode(chart).decode()
+    grid = heatmap(emotions, board.per_level)
+    store.write_bytes(HEATMAP_PATH, grid)
+    levels = board.summary.group_by("rollup", maintain_order=True).agg(
+        pl.col("n_levels").max(), pl.col("rank").max().alias("ranked")
+    )
     yield dg.MaterializeResult(
         asset_key=Table.MODEL_LEADERBOARD.key,
         metadata={
             **storage.write_table(Table.MODEL_LEADERBOARD, board.summary, preview_rows=20),
-            "leaderboard": dg.MetadataValue.md(markdown_table(shown, limit=50)),
+            "leaderboard": dg.MetadataValue.md(markdown_table(shown_board(emotions), limit=50)),
+            "rollups": dg.MetadataValue.md(markdown_table(levels)),
             "forest_plot": dg.MetadataValue.md(f"![leaderboard](data:image/png;base64,{encoded})"),
             "forest_plot_path": dg.MetadataValue.path(store.url(FOREST_PATH)),
+            "heatmap": dg.MetadataValue.md(f"![heatmap](data:image/png;base64,{base64.b64encode(grid).decode()})"),
+            "heatmap_path": dg.MetadataValue.path(store.url(HEATMAP_PATH)),
             "models": models.height,
         },
     )
     yield dg.MaterializeResult(
         asset_key=Table.MODEL_LEADERBOARD_EMOTIONS.key,
-        metadata=storage.write_table(Table.MODEL_LEADERBOARD_EMOTIONS, board.per_emotion),
+        metadata=storage.write_table(Table.MODEL_LEADERBOARD_EMOTIONS, board.per_level),
     )
     pooled = binary.filter(pl.col("emotion_id") == POOLED).drop("emotion_id")
     yield dg.MaterializeResult(

@@ -57,6 +57,7 @@ def _fingerprints(store) -> dict[str, str]:
             Table.EMOTION_MODEL,
             Table.MODEL_EVALUATION,
             Table.MODEL_EVALUATION_SUMMARY,
+            Table.MODEL_LEADERBOARD,
             *RELEASED_FAIRNESS,
             Table.TAXONOMY,
         )
@@ -77,6 +78,7 @@ def benchmark_release(
     # datasets and huggingface_hub take seconds to import: paid by this step only.
     from huggingface_hub import DatasetCard
 
+    from emonet_assets.lib.leaderboard.leaderboard import EMOTION_ROLLUP
     from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card
     from emonet_assets.lib.release.manifest import LIBRARIES, manifest, mark_latest, provenance, publish
     from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, release_rows
@@ -129,6 +131,11 @@ def benchmark_release(
             "min_group_size": profile.fairness.min_group_size,
             "gate_severity": profile.fairness.gate_severity,
         },
+        leaderboard=(
+            store.read_table(Table.MODEL_LEADERBOARD).filter(pl.col("rollup") == EMOTION_ROLLUP)
+            if store.has_table(Table.MODEL_LEADERBOARD)
+            else None
+        ),
     )
     try:
         card = render_card(inputs)

@@ -328,8 +328,12 @@ def render_html(
     notes: list[str],
     min_group_size: int | None = None,
     gate_severity: str | None = None,
+    leaderboard: pl.DataFrame | None = None,
+    models: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> str:
-    """The full report page; every piece of text is escaped, since group names and notes come from data."""
+    """The full report page; every piece of text is escaped, since group names and notes come from data.
+    `leaderboard` (the model_leaderboard rows to show, `shown_board`) puts every registered model beside this one;
+    `models` (model_fairness_gates, model_fairness_gaps) gives each registered model a section of its own."""
     headline, points = summarize(tables, min_group_size, gate_severity)
     parts = [
         "<!DOCTYPE html>",
@@ -350,6 +354,16 @@ def render_html(
     ]
     if notes:
         parts += ["<h2>Notes</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    parts.append("<h2>Leaderboard</h2>")
+    if leaderboard is None:
+        parts.append('<p class="empty">No leaderboard: model_leaderboard has not been materialized.</p>')
+    else:
+        parts.append(
+            "<p>Every registered model on the same evaluation images: mean Spearman against the consensus median "
+            "with its paired bootstrap 95% CI, and the paired difference from the human ceiling (each expert "
+            "against the others' median) with its p-value.</p>"
+        )
+        parts.append(_html_table(leaderboard))
     gates = _gates_table(tables, gate_severity)
     parts.append("<h2>Gates</h2>")
     parts.append(
@@ -389,8 +403,33 @@ def render_html(
         else:
             classes = ["small" if s else "" for s in table["too_small"]] if "too_small" in table.columns else None
             parts.append(_html_table(table, classes))
+    parts += _model_sections(models)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _model_sections(models: tuple[pl.DataFrame, pl.DataFrame] | None) -> list[str]:
+    """Per registered model: its gates and its widest gap per attribute and metric (model_fairness_*)."""
+    parts = ["<h2>Per registered model</h2>"]
+    if models is None:
+        return [*parts, '<p class="empty">No per-model tables: model_fairness has not been materialized.</p>']
+    gates, gaps = models
+    parts.append(
+        "<p>The same gates and gaps for every model of the leaderboard, on the generated test images, by "
+        "demographic attribute and by the design's robustness axes and generator.</p>"
+    )
+    for key in sorted(set(gates["model_key"]) | set(gaps["model_key"])):
+        mine = gates.filter(pl.col("model_key") == key)
+        classes = ["" if passed else "failed" for passed in mine["passed"]]
+        shown = gaps.filter(pl.col("model_key") == key).select(
+            "attribute", "metric", "best_group", "worst_group", "best_value", "worst_value", "difference"
+        )
+        parts += [
+            f"<h3>{html.escape(key)}</h3>",
+            _html_table(mine.select("metric", "max_difference", "passed", "message"), classes),
+            _html_table(shown),
+        ]
+    return parts
 
 
 def _markdown_cell(value: object) -> str:

@@ -7,6 +7,7 @@ import math
 import polars as pl
 
 from emonet_assets.lib.leaderboard.binary import POOLED
+from emonet_assets.lib.leaderboard.leaderboard import EMOTION_ROLLUP
 
 _INTENSITY = (
     "mean_spearman",
@@ -18,6 +19,10 @@ _INTENSITY = (
     "coverage",
     "mean_alpha_with_model",
     "mean_panel_alpha",
+    "diff_vs_human",
+    "diff_vs_human_ci_low",
+    "diff_vs_human_ci_high",
+    "p_vs_human",
 )
 
 
@@ -28,11 +33,13 @@ def _number(value) -> float | None:
 def evaluation_report(
     board: pl.DataFrame, binary: pl.DataFrame, predictions: pl.DataFrame, model_key: str, collection: str
 ) -> dict:
-    """`model`, `collection`, `n_images`, `n_items` and `metrics`: the intensity metrics where the collection has
-    intensity consensus (`mean_spearman`, its CI, kappa, F1, MAE, coverage, rank), `roc_auc` and `f1` pooled over
+    """`model`, `collection`, `n_images`, `n_items` and `metrics`: the intensity metrics over emotions where the
+    collection has intensity consensus (`mean_spearman`, its CI, kappa, F1, MAE, coverage, rank, the paired
+    difference from the human ceiling), `roc_auc` and `f1` pooled over
     items where it has binary consensus; NaN is reported as null."""
     report = {"model": model_key, "collection": collection, "n_images": 0, "n_items": 0, "metrics": {}}
-    row = board.filter((pl.col("collection") == collection) & (pl.col("model_key") == model_key))
+    mine = (pl.col("collection") == collection) & (pl.col("model_key") == model_key)
+    row = board.filter(mine & (pl.col("rollup") == EMOTION_ROLLUP))
     if row.height:
         values = row.row(0, named=True)
         report["metrics"] |= {name: _number(values[name]) for name in _INTENSITY} | {"rank": values["rank"]}

@@ -62,6 +62,7 @@ class CardInputs:
     provenance: dict
     rating_sources: list[dict]  # annotation_batches.rating_sources rows over the released images' ratings
     fairness_settings: dict = dataclasses.field(default_factory=dict)  # min_group_size, gate_severity
+    leaderboard: pl.DataFrame | None = None  # model_leaderboard rows of the emotion rollup
 
 
 def _rater_kinds(inputs: CardInputs) -> list[str]:
@@ -107,7 +108,7 @@ def _bytes(n: int) -> str:
 
 
 def _with_ci(value, low, high) -> str:
-    if value is None:
+    if value is None or math.isnan(value):
         return "–"
     return f"{value:.3f} [{_cell(low)}, {_cell(high)}]"
 
@@ -172,6 +173,36 @@ def _models(summary: pl.DataFrame) -> list[list[str]]:
             _cell(r["human_ceiling_spearman"]),
         ]
         for r in summary.iter_rows(named=True)
+    ]
+
+
+def _leaderboard(board: pl.DataFrame | None) -> list[list[str]]:
+    """Every registered model on the benchmark's evaluation images, beside the human ceiling and the random
+    baseline: what the card's leaderboard table shows."""
+    if board is None:
+        return []
+
+    def versus(r: dict) -> str:
+        if r["kind"] == "human" or r["diff_vs_human"] is None or math.isnan(r["diff_vs_human"]):
+            return "–"
+        return f"{r['diff_vs_human']:+.3f} [{r['diff_vs_human_ci_low']:.3f}, {r['diff_vs_human_ci_high']:.3f}]"
+
+    return [
+        [
+            _cell(r["collection"]),
+            str(r["rank"]) if r["rank"] is not None else "–",
+            f"`{r['model_key']}`",
+            _cell(r["kind"]),
+            _with_ci(r["mean_spearman"], r["mean_spearman_ci_low"], r["mean_spearman_ci_high"]),
+            versus(r),
+            "–"
+            if r["kind"] == "human"
+            else f"<{1 / r['resamples']:.3g}"
+            if r["p_vs_human"] == 0
+            else _cell(r["p_vs_human"]),
+            f"{r['coverage']:.0%}",
+        ]
+        for r in board.iter_rows(named=True)
     ]
 
 
@@ -315,6 +346,7 @@ def render_card(inputs: CardInputs) -> str:
         gender_by_ethnicity=by_ethnicity,
         emotions=_emotions(inputs),
         models=_models(inputs.evaluation_summary),
+        leaderboard=_leaderboard(inputs.leaderboard),
         fairness=render_markdown(inputs.fairness, versions, [], **inputs.fairness_settings),
         generation=_generation(inputs.rows),
         fields=[[f"`{name}`", _type_name(feature), FIELD_DESCRIPTIONS[name]] for name, feature in FEATURES.items()],

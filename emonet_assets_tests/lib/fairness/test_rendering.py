@@ -205,3 +205,59 @@ def test_every_table_fits_the_page(report, unranked, tmp_path, width):
             )
             assert tables_right and max(tables_right) <= body + 0.5, name
             assert errors == []
+
+
+def test_html_puts_the_leaderboard_beside_the_model_or_says_it_is_missing(report):
+    tables, notes = report
+    board = pl.DataFrame(
+        {
+            "collection": ["generated", "generated"],
+            "rank": [1, None],
+            "model_key": ["<mine>@abc", "human ceiling"],
+            "mean_spearman": [0.71, 0.62],
+            "diff_vs_human": [0.09, 0.0],
+            "p_vs_human": [0.012, 1.0],
+        }
+    )
+    page = render_html(tables, VERSIONS, notes, leaderboard=board)
+    parse(page)
+    section = page.split("<h2>Leaderboard</h2>")[1].split("<h2>")[0]
+    assert "<td>&lt;mine&gt;@abc</td><td>0.710</td><td>0.090</td><td>0.012</td>" in section.replace(
+        "<td>generated</td><td>1</td>", ""
+    )
+    assert "<th>p_vs_human</th>" in section and "<td>human ceiling</td>" in section
+    missing = render_html(tables, VERSIONS, notes)
+    assert "No leaderboard: model_leaderboard has not been materialized." in missing
+
+
+def test_html_gives_each_registered_model_its_gates_and_gaps(report):
+    tables, notes = report
+    gates = pl.DataFrame(
+        {
+            "model_key": ["m@1", "m@2"],
+            "metric": ["mean_spearman", "mean_spearman"],
+            "max_difference": [0.4, 0.4],
+            "passed": [True, False],
+            "message": ["fairness gate passed", "gap 0.6 over 0.4"],
+        }
+    )
+    gaps = pl.DataFrame(
+        {
+            "model_key": ["m@2"],
+            "attribute": ["occlusion"],
+            "metric": ["mean_spearman"],
+            "best_group": ["none"],
+            "worst_group": ["sunglasses"],
+            "best_value": [0.7],
+            "worst_value": [0.1],
+            "difference": [0.6],
+        }
+    )
+    page = render_html(tables, VERSIONS, notes, models=(gates, gaps))
+    parse(page)
+    section = page.split("<h2>Per registered model</h2>")[1]
+    assert section.index("<h3>m@1</h3>") < section.index("<h3>m@2</h3>")
+    second = section.split("<h3>m@2</h3>")[1]
+    assert '<tr class="failed"><td>mean_spearman</td><td>0.400</td><td>no</td><td>gap 0.6 over 0.4</td></tr>' in second
+    assert "<td>occlusion</td><td>mean_spearman</td><td>none</td><td>sunglasses</td>" in second
+    assert "No per-model tables: model_fairness has not been materialized." in render_html(tables, VERSIONS, notes)

@@ -408,3 +408,32 @@ def test_the_card_names_the_data_version_as_the_fairness_report_does(tmp_path):
     assert f"data `{version}`" in card.split("## Fairness")[1] and f"on data `{version}`" in card
     assert "data `0.0.1`" not in card and "Release version **0.0.1**" in card
     assert "reports/fairness/report.html" in card.split("## Fairness")[1]
+
+
+def test_the_card_shows_the_leaderboard_with_the_difference_from_the_human_ceiling(tmp_path):
+    inputs = release_inputs(tmp_path, EXPERTS)
+    assert "No leaderboard: model_leaderboard had not been materialized" in render_card(inputs)
+    board = pl.DataFrame(
+        {
+            "collection": ["generated", "generated"],
+            "rank": [1, None],
+            "model_key": ["mine@abc", "human ceiling"],
+            "kind": ["predictions", "human"],
+            "mean_spearman": [0.71, 0.62],
+            "mean_spearman_ci_low": [0.65, 0.55],
+            "mean_spearman_ci_high": [0.77, 0.68],
+            "diff_vs_human": [0.09, 0.0],
+            "diff_vs_human_ci_low": [0.02, 0.0],
+            "diff_vs_human_ci_high": [0.15, 0.0],
+            "p_vs_human": [0.0, 1.0],
+            "coverage": [1.0, 1.0],
+            "resamples": [1000, 1000],
+        }
+    )
+    card = render_card(dataclasses.replace(inputs, leaderboard=board))
+    section = card.split("## Leaderboard")[1].split("## Fairness")[0]
+    assert (
+        "| generated | 1 | `mine@abc` | predictions | 0.710 [0.650, 0.770] | +0.090 [0.020, 0.150] | <0.001 | 100% |"
+        in (section)
+    )
+    assert "| generated | – | `human ceiling` | human | 0.620 [0.550, 0.680] | – | – | 100% |" in section
