@@ -10,7 +10,7 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test-tools demo test dev lint bench validate clean
+.PHONY: setup test-tools label-studio demo test dev lint bench validate clean annotate
 
 DBT_PROJECT := emonet_assets/dbt_project
 MANIFEST := $(DBT_PROJECT)/target/manifest.json
@@ -46,11 +46,24 @@ test-tools:
 		echo "Not installed: $$missing (Debian packages); the tests that need them skip without them" >&2; \
 	fi
 
+# Label Studio pins pytz, openai and pyarrow at versions this project cannot use: it lives in its own venv, which the
+# tests start a server from (emonet_assets_tests/label_studio_server.py) and `make annotate` runs.
+LS_VENV := .venv-label-studio
+LS_VERSION := 1.23.2
+LS_STAMP := $(LS_VENV)/.installed-$(LS_VERSION)
+
+label-studio: $(LS_STAMP)
+
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LS_VERSION) 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
 demo: setup
 	$(BIN)/emonet demo
 
 # Both cores (pytest-xdist, one worker per test file so module fixtures are built once), the slowest 15 listed.
-test: setup test-tools
+test: setup test-tools label-studio
 	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-2} --dist loadfile --durations=15
 
 dev: setup
