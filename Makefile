@@ -66,6 +66,11 @@ demo: setup
 test: setup test-tools label-studio
 	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-2} --dist loadfile --durations=15
 
+# A local Label Studio (127.0.0.1:8080) with the demo's images to rate; what is submitted reaches consensus_labels.
+annotate: setup label-studio
+	test -d $${EMONET_ROOT:-data/tiny}/tables/image_qc || $(BIN)/emonet demo
+	$(BIN)/emonet annotate serve --label-studio $(LS_VENV)/bin/label-studio
+
 dev: setup
 	$(BIN)/dg dev -h 127.0.0.1 -p $${PORT:-3000}
 

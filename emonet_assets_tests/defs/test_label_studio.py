@@ -22,7 +22,7 @@ from emonet_assets.lib.annotation.label_studio import TOKEN_ENV, LabelStudioErro
 from emonet_assets.lib.annotation.label_studio_server import LabelStudioServer
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
-from emonet_assets.runner import materialize_step, plan, run_sensor, tick_sensor
+from emonet_assets.runner import materialize_step, plan, run_sensor, skip_message, tick_sensor
 from emonet_assets_tests.conftest import REPO
 from emonet_assets_tests.defs.conftest import tiny_profile
 
@@ -153,7 +153,7 @@ def test_push_once_annotate_as_two_experts_pull_and_see_consensus(loop, client, 
     annotate(client, second, experts[1], {}, cancelled=True)
     pulled = loop.pull()
     assert pulled.run_requests in (None, []), "the pull lands files; the landing sensor runs the import"
-    assert loop.pull().skip_reason.startswith("no annotation submitted"), "a second pull finds nothing new"
+    assert skip_message(loop.pull()).startswith("no annotation submitted"), "a second pull finds nothing new"
     loop.import_landed()
     log = batch_log(loop.store).filter(pl.col("source_file").str.contains("label-studio-project"))
     assert log.select("status", "accepted", "rejected", "skipped").rows() == [("imported", 4, 0, 1)]
@@ -206,13 +206,13 @@ def test_server_stopped_in_the_middle_of_a_pull_then_the_next_tick_finishes_it_o
 
     monkeypatch.setattr(ExportsClient, "download_sync", stop_after_the_first_project)
     skipped = loop.pull()
-    assert "did not answer" in skipped.skip_reason and "next tick" in skipped.skip_reason, skipped.skip_reason
+    assert "did not answer" in skip_message(skipped) and "next tick" in skip_message(skipped), skip_message(skipped)
     assert pulled_through(loop.store, loop.profile.annotation.landing) == {}, "nothing landed from a broken pull"
     monkeypatch.setattr(ExportsClient, "download_sync", download)
     server.start()
 
     loop.pull()
-    assert loop.pull().skip_reason.startswith("no annotation submitted")
+    assert skip_message(loop.pull()).startswith("no annotation submitted")
     loop.import_landed()
     log = batch_log(loop.store).filter(pl.col("source_file").str.contains("label-studio-project"))
     assert log["accepted"].sum() == 2 and log["rejected"].sum() == 0
@@ -271,13 +271,13 @@ def test_label_studio_down_skips_the_pull_with_the_reason(loop, monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
     down = Loop(Path(loop.store.root), url, "down")
     skipped = down.pull()
-    assert skipped.skip_reason.startswith(f"Label Studio at {url} did not answer"), skipped.skip_reason
+    assert skip_message(skipped).startswith(f"Label Studio at {url} did not answer"), skip_message(skipped)
 
 
 def test_a_missing_or_wrong_token_is_a_clear_error_naming_the_variable(loop, server, monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, "not-the-token")
     wrong = Loop(Path(loop.store.root), server.url, "wrong")
-    assert TOKEN_ENV in wrong.pull().skip_reason and "refused" in wrong.pull().skip_reason
+    assert TOKEN_ENV in skip_message(wrong.pull()) and "refused" in skip_message(wrong.pull())
     report = wrong.push()
     assert not report.success and TOKEN_ENV in report.error
     monkeypatch.delenv(TOKEN_ENV)
