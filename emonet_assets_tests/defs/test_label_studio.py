@@ -160,7 +160,7 @@ def test_push_once_annotate_as_two_experts_pull_and_see_consensus(loop, client, 
 
     loop.refresh_consensus()
     annotations = loop.store.read_table(Table.ANNOTATIONS).filter(pl.col("annotator").is_in(EXPERTS))
-    assert sorted(annotations.select("image_id", "annotator", "emotion_id", "rating").rows()) == sorted(
+    assert sorted(annotations.select("image_id", "annotator", "emotion_id", "value").rows()) == sorted(
         [
             (ratings["image_id"][0], EXPERTS[0], "anger", 5.0),
             (ratings["image_id"][0], EXPERTS[0], "contentment", 1.0),
