@@ -5,6 +5,7 @@ data folder, bound to 127.0.0.1, one user whose API token is known, and local-fi
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,12 @@ class LabelStudioServer:
     process: subprocess.Popen | None = None
 
     @property
+    def template(self) -> Path:
+        """A data folder `label-studio init` migrated once (`make label-studio` makes it beside the executable): a
+        new server starts from a copy in seconds instead of running Label Studio's migrations for a minute."""
+        return self.executable.parent.parent / "template-data"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -44,10 +51,12 @@ class LabelStudioServer:
         return self.data_dir / "server.log"
 
     def start(self, timeout_s: float = 300) -> float:
-        """Start it and wait until /health answers; returns the seconds that took (a fresh data folder runs
-        Label Studio's migrations first, most of it)."""
+        """Start it and wait until /health answers; returns the seconds that took. A new data folder starts as a
+        copy of the template when there is one; otherwise Label Studio migrates it first, most of the time."""
         if not self.executable.exists():
             raise LabelStudioServerError(f"{self.executable} is missing: `make label-studio` installs Label Studio")
+        if not (self.data_dir / "label_studio.sqlite3").exists() and (self.template / "label_studio.sqlite3").exists():
+            shutil.copytree(self.template, self.data_dir, dirs_exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
