@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
+import signal
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,7 +46,8 @@ class _Loop:
 
     @property
     def resource(self):
-        return self.defs.resources["label_studio"]
+        """The Label Studio resource with its token read from the environment, as a run would have it."""
+        return self.defs.resources["label_studio"].process_config_and_initialize()
 
     def push(self) -> None:
         from emonet_assets.runner import materialize_step
@@ -60,15 +62,17 @@ class _Loop:
         console.print(f"pushed {metadata['pushed_now'].value} new task(s) to {self.resource.url}")
         console.print(metadata["projects"].value, soft_wrap=True)
 
-    def pull(self) -> bool:
+    def pull(self, quiet_when_idle: bool = False) -> bool:
         """One tick of the pull sensor, then the landing sensor's import and the consensus refresh; True when
-        ratings were imported."""
+        ratings were imported. `quiet_when_idle`: say nothing when nothing was submitted (serve's loop)."""
         from emonet_assets.lib.annotation.annotation_batches import batch_log
         from emonet_assets.runner import automation_cursor, run_automation, run_sensor, skip_message, tick_sensor
 
         before = automation_cursor(self.defs, self.instance)
         result = tick_sensor(self.defs, self.instance, PULL_SENSOR, log_level="CRITICAL")
-        console.print(escape(skip_message(result) or ""), soft_wrap=True)
+        message = skip_message(result) or ""
+        if not (quiet_when_idle and message.startswith("no annotation submitted")):
+            console.print(escape(message), soft_wrap=True)
         reports = run_sensor(self.defs, self.instance, LANDING_SENSOR, log_level="CRITICAL")
         log = batch_log(self.store)
         for report in reports:
@@ -158,6 +162,18 @@ def status(ctx: click.Context) -> None:
     console.print(table)
 
 
+def _wait_for_stop(seconds: float) -> bool:
+    """Sleep `seconds`; True when Ctrl-C or SIGTERM came. The handlers are set again before each wait: a Dagster
+    run in between replaces them with its own, which only records the signal."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return stop.wait(seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @annotate.command()
 @profile_option
 @click.option(
@@ -174,6 +190,8 @@ def status(ctx: click.Context) -> None:
 def serve(ctx: click.Context, executable: Path, data_dir: Path, every: float) -> None:
     """Start Label Studio on 127.0.0.1 (the profile's URL port) with the storage root's images, push the tasks,
     then pull and import what is submitted every --every seconds until Ctrl-C, which stops the server."""
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
     from emonet_assets.lib.annotation.label_studio import TOKEN_ENV
     from emonet_assets.lib.annotation.label_studio_server import LabelStudioServer, LabelStudioServerError
 
@@ -213,10 +231,10 @@ def serve(ctx: click.Context, executable: Path, data_dir: Path, every: float) ->
             f"Submitted ratings are pulled and imported every {every:.0f} s; Ctrl-C stops Label Studio.",
             soft_wrap=True,
         )
-        while True:
-            time.sleep(every)
-            loop.pull()
-    except KeyboardInterrupt:
+        while not _wait_for_stop(every):
+            loop.pull(quiet_when_idle=True)
+        console.print("stopping Label Studio")
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError):  # Ctrl-C during a pull, as Dagster raises it
         console.print("stopping Label Studio")
     finally:
         server.stop()

@@ -521,7 +521,12 @@ def project_status(
     out = []
     for project_id, (title, _) in sorted(projects.items()):
         export = json.loads(
-            call(url, lambda p=project_id: b"".join(client.projects.exports.download_sync(p, export_type="JSON")))
+            call(
+                url,
+                lambda p=project_id: b"".join(
+                    client.projects.exports.download_sync(p, export_type="JSON", download_all_tasks=True)
+                ),
+            )
         )
         ids = [a["id"] for t in export for a in t.get("annotations") or []]
         through = cursor.get(project_id, 0)
