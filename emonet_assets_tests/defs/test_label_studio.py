@@ -63,10 +63,10 @@ class Loop:
     """A copy of the materialized tiny root wired to the server; every image still needs expert ratings (the
     demo's panel is simulated)."""
 
-    def __init__(self, root: Path, url: str, round_: str, document_root: Path | None = None):
+    def __init__(self, root: Path, url: str, round_: str, document_root: Path | None = None, **settings):
         profile = tiny_profile(root)
         served = {"local_files_root": str(document_root)} if document_root else {}
-        studio = profile.annotation.label_studio.model_copy(update={"url": url, "round": round_, **served})
+        studio = profile.annotation.label_studio.model_copy(update={"url": url, "round": round_, **served, **settings})
         self.profile = profile.model_copy(
             update={"annotation": profile.annotation.model_copy(update={"label_studio": studio})}
         )
@@ -181,6 +181,34 @@ def test_push_once_annotate_as_two_experts_pull_and_see_consensus(loop, client, 
     assert consensus["n_ratings"].to_list() == [experts_and_panel.height]
     # The experts' ratings count now: that image needs one rater fewer; a push leaves its task where it is.
     assert loop.push().success and loop.tasks().height == tasks.height
+
+
+def test_the_binary_layout_brings_present_and_absent_for_the_prompted_and_the_contrastive_emotion(
+    loop, client, experts, server
+):
+    binary = Loop(Path(loop.store.root), server.url, "binary", server.document_root, layout="binary")
+    assert binary.push().success
+    tasks = binary.tasks()
+    assert set(tasks["layout"]) == {"binary", "intensity"}  # the re-annotation queue is rated 0-7 still
+    project, ratings = ratings_project(binary)
+    task = client.tasks.get(ratings["task_id"][0])
+    prompted, contrastive = task.data["prompted"], task.data["contrastive"]
+    design = binary.store.read_table(Table.PROMPT_DESIGN).join(
+        binary.store.read_table(Table.GENERATED_IMAGES).filter(pl.col("image_sha256") == task.data["image_sha256"]),
+        on="prompt_id",
+    )
+    assert design["emotion_id"].to_list() == [prompted] and contrastive != prompted
+    answers = [
+        {"from_name": name, "to_name": "image", "type": "choices", "value": {"choices": [choice]}}
+        for name, choice in (("prompted", "present"), ("contrastive", "absent"))
+    ]
+    client.annotations.create(task.id, completed_by=experts[0], result=answers)
+    binary.pull()
+    binary.import_landed()
+    batches = binary.store.read_table(Table.ANNOTATION_BATCHES).filter(pl.col("annotator") == EXPERTS[0])
+    assert sorted(batches.select("emotion_id", "scale", "value").rows()) == sorted(
+        [(prompted, "binary", 1), (contrastive, "binary", 0)]
+    )
 
 
 def test_server_stopped_in_the_middle_of_a_pull_then_the_next_tick_finishes_it_once(
