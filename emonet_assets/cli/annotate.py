@@ -94,6 +94,16 @@ class _Loop:
         )
         if failed := next((r for r in refreshed if not r.success), None):
             raise click.ClickException(f"refreshing consensus failed at {step_label(self.defs, failed.assets)}")
+        if StoredTable.CONSENSUS_LABELS.value not in {asset for r in refreshed for asset in r.assets}:
+            from emonet_assets.cli.annotations import _unrecorded_upstream
+
+            if unrecorded := _unrecorded_upstream(self.defs, self.instance):
+                console.print(
+                    f"[yellow]note[/yellow] consensus was not refreshed: the Dagster instance at "
+                    f"{self.instance.root_directory} never materialized {', '.join(unrecorded)}; use the Dagster "
+                    "home the storage root was built with",
+                    soft_wrap=True,
+                )
         return True
 
 

@@ -23,7 +23,7 @@ from emonet_assets.lib.annotation.label_studio import TOKEN_ENV, LabelStudioErro
 from emonet_assets.lib.annotation.label_studio_server import LabelStudioServer
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
-from emonet_assets.runner import materialize_step, plan, run_sensor, skip_message, tick_sensor
+from emonet_assets.runner import materialize_step, run_sensor, skip_message, tick_sensor
 from emonet_assets_tests.conftest import REPO
 from emonet_assets_tests.defs.conftest import tiny_profile
 
@@ -85,14 +85,10 @@ class Loop:
         assert all(r.success for r in reports), [r.error for r in reports]
         return reports
 
-    def refresh_consensus(self):
-        """What the automation conditions request after an import; this instance holds no history of the graph."""
-        annotations = dg.AssetSelection.assets(Table.ANNOTATIONS.key)
-        downstream = (annotations | annotations.downstream() & dg.AssetSelection.groups("consensus")).resolve(
-            self.defs.resolve_asset_graph()
-        )
-        reports = [materialize_step(self.defs, self.instance, k) for k in plan(self.defs) if set(k) & downstream]
-        assert all(r.success for r in reports), [r.error for r in reports]
+    def collect(self):
+        """`annotations`, as the automation conditions refresh it after an import (the CLI test sees consensus)."""
+        report = materialize_step(self.defs, self.instance, [Table.ANNOTATIONS.key, Table.EXTERNAL_IMAGES.key])
+        assert report.success, report.error
 
     def tasks(self) -> pl.DataFrame:
         return self.store.read_table(Table.LABEL_STUDIO_TASKS)
@@ -161,7 +157,7 @@ def test_push_once_annotate_as_two_experts_pull_and_see_consensus(loop, client, 
     log = batch_log(loop.store).filter(pl.col("source_file").str.contains("label-studio-project"))
     assert log.select("status", "accepted", "rejected", "skipped").rows() == [("imported", 4, 0, 1)]
 
-    loop.refresh_consensus()
+    loop.collect()
     annotations = loop.store.read_table(Table.ANNOTATIONS).filter(pl.col("annotator").is_in(EXPERTS))
     assert sorted(annotations.select("image_id", "annotator", "emotion_id", "value").rows()) == sorted(
         [
@@ -172,13 +168,6 @@ def test_push_once_annotate_as_two_experts_pull_and_see_consensus(loop, client, 
         ]
     )
     assert set(annotations["raters"]) == {"expert"}
-    consensus = loop.store.read_table(Table.CONSENSUS_LABELS).filter(
-        (pl.col("image_id") == ratings["image_id"][0]) & (pl.col("emotion_id") == "anger")
-    )
-    experts_and_panel = loop.store.read_table(Table.ANNOTATIONS).filter(
-        (pl.col("image_id") == ratings["image_id"][0]) & (pl.col("emotion_id") == "anger")
-    )
-    assert consensus["n_ratings"].to_list() == [experts_and_panel.height]
     # The experts' ratings count now: that image needs one rater fewer; a push leaves its task where it is.
     assert loop.push().success and loop.tasks().height == tasks.height
 
@@ -342,3 +331,58 @@ def test_a_pushed_task_shows_its_image_in_label_studio(loop, server, tmp_path):
     assert any(width > 0 for width in loaded), loaded
     if os.environ.get("EMONET_UPDATE_SCREENSHOTS"):
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_the_command_line_pushes_pulls_and_shows_where_each_project_stands(
+    loop, server, client, experts, demo_run, tmp_path
+):
+    import yaml
+    from click.testing import CliRunner
+
+    from emonet_assets.cli import main
+
+    settings = yaml.safe_load((REPO / "emonet_assets" / "profiles" / "tiny.yaml").read_text(encoding="utf-8"))
+    settings["annotation"]["label_studio"] = {
+        "url": server.url,
+        "round": "cli",
+        "local_files_root": str(server.document_root),
+    }
+    profile = tmp_path / "cli.yaml"
+    profile.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    shutil.copytree(demo_run.folder / "home", tmp_path / "home")
+    env = {
+        "COLUMNS": "160",
+        "EMONET_PROFILE": str(profile),
+        "EMONET_ROOT": loop.store.root,
+        "DAGSTER_HOME": str(tmp_path / "home"),  # the demo's: its history lets the automation refresh consensus
+        TOKEN_ENV: server.token,
+    }
+
+    def emonet(*args):
+        result = CliRunner().invoke(main, ["annotate", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    pushed = emonet("push")
+    assert "emonet generated cli ratings" in pushed and "pushed 0 new" not in pushed
+    assert "pushed 0 new task(s)" in emonet("push")
+    tasks = Store(loop.store.root).read_table(Table.LABEL_STUDIO_TASKS).filter(pl.col("kind") == "ratings")
+    annotate(client, tasks["task_id"][0], experts[1], {"anger": 7})
+    # The pull imports, then refreshes consensus as the daemon's automation would.
+    assert "accepted 1, rejected 0, skipped 0" in emonet("pull")
+    image = tasks["image_id"][0]
+    rated = (
+        Store(loop.store.root)
+        .read_table(Table.ANNOTATIONS)
+        .filter((pl.col("image_id") == image) & (pl.col("emotion_id") == "anger"))
+    )
+    assert (EXPERTS[1], 7) in rated.select("annotator", "value").rows()
+    consensus = (
+        Store(loop.store.root)
+        .read_table(Table.CONSENSUS_LABELS)
+        .filter((pl.col("image_id") == image) & (pl.col("emotion_id") == "anger"))
+    )
+    assert consensus.select("n_ratings", "max_rating").rows() == [(rated.height, 7.0)]
+    assert "no annotation submitted" in emonet("pull")
+    status = emonet("status")
+    assert "emonet generated cli ratings" in status and "edited by hand" not in status
