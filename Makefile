@@ -10,7 +10,7 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test-tools demo test dev lint bench validate clean
+.PHONY: setup test-tools label-studio demo test dev lint bench validate clean annotate
 
 DBT_PROJECT := emonet_assets/dbt_project
 MANIFEST := $(DBT_PROJECT)/target/manifest.json
@@ -46,12 +46,34 @@ test-tools:
 		echo "Not installed: $$missing (Debian packages); the tests that need them skip without them" >&2; \
 	fi
 
+# Label Studio pins pytz, openai and pyarrow at versions this project cannot use: it lives in its own venv, which the
+# tests start a server from and `make annotate` runs (lib/annotation/label_studio_server.py). template-data is a data
+# folder migrated once: each server starts from a copy in seconds (a fresh one migrates for a minute or more).
+LS_VENV := .venv-label-studio
+LS_VERSION := 1.23.2
+LS_STAMP := $(LS_VENV)/.installed-$(LS_VERSION)
+
+label-studio: $(LS_STAMP)
+
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LS_VERSION) 2> >(grep -v "^WARNING: Location" >&2)
+	rm -rf $(LS_VENV)/template-data
+	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_VENV)/template-data $(LS_VENV)/bin/label-studio init -q --agree-fix-sqlite \
+		--data-dir $(CURDIR)/$(LS_VENV)/template-data </dev/null >/dev/null
+	touch $@
+
 demo: setup
 	$(BIN)/emonet demo
 
 # Both cores (pytest-xdist, one worker per test file so module fixtures are built once), the slowest 15 listed.
-test: setup test-tools
+test: setup test-tools label-studio
 	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-2} --dist loadfile --durations=15
+
+# A local Label Studio (127.0.0.1:8080) with the demo's images to rate; what is submitted reaches consensus_labels.
+annotate: setup label-studio
+	test -d $${EMONET_ROOT:-data/tiny}/tables/image_qc || $(BIN)/emonet demo
+	$(BIN)/emonet annotate serve --label-studio $(LS_VENV)/bin/label-studio
 
 dev: setup
 	$(BIN)/dg dev -h 127.0.0.1 -p $${PORT:-3000}

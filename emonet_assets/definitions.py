@@ -6,12 +6,14 @@ import os
 import dagster as dg
 
 from emonet_assets.defs.consensus.project import dbt_resource
+from emonet_assets.lib.annotation.label_studio import TOKEN_ENV as LABEL_STUDIO_TOKEN_ENV
 from emonet_assets.lib.shared.package_data import package_path
 from emonet_assets.profiles import AlertSettings, Profile, load_profile
 from emonet_assets.resources import (
     CatalogResource,
     EmbedderResource,
     ImageGeneratorResource,
+    LabelStudioResource,
     NotifierResource,
     ProfileResource,
     StorageResource,
@@ -40,6 +42,10 @@ def build_definitions(profile: Profile) -> dg.Definitions:
         "embedder": EmbedderResource(settings=profile.embedding),
         "dbt": dbt_resource(),
         "notifier": NotifierResource(storage=storage, settings=_alert_settings(profile)),
+        "label_studio": LabelStudioResource(
+            url=profile.annotation.label_studio.url,
+            token=dg.EnvVar(LABEL_STUDIO_TOKEN_ENV) if os.environ.get(LABEL_STUDIO_TOKEN_ENV) else None,
+        ),
     }
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=package_path()),

@@ -209,6 +209,12 @@ def tick_sensor(
         return defs.resolve_sensor_def(name)(context)
 
 
+def skip_message(result: dg.SensorResult | dg.SkipReason | None) -> str | None:
+    """What a sensor evaluation said when it requested nothing: a SkipReason alone or inside a SensorResult."""
+    reason = result if isinstance(result, dg.SkipReason) else getattr(result, "skip_reason", None)
+    return reason.skip_message if reason is not None else None
+
+
 def run_sensor(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,

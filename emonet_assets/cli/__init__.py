@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from emonet_assets.cli.annotate import annotate
 from emonet_assets.cli.annotations import agreement, import_annotations
 from emonet_assets.cli.common import profile_option
 from emonet_assets.cli.demo import demo
@@ -27,6 +28,7 @@ for command in (
     demo,
     generate,
     import_annotations,
+    annotate,
     agreement,
     register_predictions,
     evaluate,

@@ -50,10 +50,22 @@ def demo(ctx: click.Context) -> None:
         )
         return run_sensor(defs, instance, "annotation_landing_sensor", on_step=show)
 
+    def skip_label_studio():
+        console.print("  label_studio_tasks: not pushed (no Label Studio in the demo; `make annotate` starts one)")
+        return []
+
     # The daemon is not running here: the demo ticks the check-alert sensor itself, from before its first run.
     started = datetime.now(UTC)
     alerts_from = tick_sensor(defs, instance, CHECK_ALERT_SENSOR).cursor
-    reports = materialize_all(defs, instance, on_step=show, handlers={dg.AssetKey("annotation_batches"): import_panel})
+    reports = materialize_all(
+        defs,
+        instance,
+        on_step=show,
+        handlers={
+            dg.AssetKey("annotation_batches"): import_panel,
+            StoredTable.LABEL_STUDIO_TASKS.key: skip_label_studio,
+        },
+    )
     tick_sensor(defs, instance, CHECK_ALERT_SENSOR, alerts_from)
     if not all(r.success for r in reports):
         raise click.ClickException("the demo stopped at a failed step (see above)")

@@ -70,6 +70,28 @@ class QCSettings(dg.Config):
     max_quarantine_share: float = Field(default=0.1, ge=0, le=1, description="QC gate: most images quarantined.")
 
 
+class LabelStudioSettings(dg.Config):
+    """The Label Studio server the annotation loop pushes tasks to and pulls ratings from; its API token is read
+    from EMONET_LABEL_STUDIO_TOKEN only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(default="http://127.0.0.1:8080", description="Label Studio's address.")
+    round: str = Field(
+        default="round-1", pattern=r"^[a-z0-9-]{1,20}$", description="Annotation round: projects per round."
+    )
+    layout: Literal["intensity", "binary"] = Field(
+        default="intensity", description="intensity: 0-7 per emotion; binary: present/absent, prompted and contrastive."
+    )
+    ratings_per_image: int = Field(default=3, ge=1, description="Images with fewer raters than this get a task.")
+    local_files_root: str | None = Field(
+        default=None,
+        description="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT of the server, for a local storage root: the storage "
+        "root itself when unset (make annotate starts Label Studio so).",
+    )
+    url_expiry_hours: int = Field(default=168, ge=1, le=168, description="Life of an S3 root's pre-signed image URLs.")
+
+
 class AnnotationSettings(dg.Config):
     """Expert annotation imports, consensus and agreement (the dbt project's vars come from here)."""
 
@@ -95,6 +117,7 @@ class AnnotationSettings(dg.Config):
         description="Local folder DuckDB spills to (a node's local disk, not the storage root). "
         "Default: emonet-duckdb under the system's temporary folder.",
     )
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
 
     def dbt_vars(self) -> dict:
         """The dbt project's vars; max_item_std as a plain decimal, which the SQL compares exactly."""

@@ -70,6 +70,7 @@ def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, 
         "annotation_landing_sensor",
         "check_failure_alert_sensor",
         "default_automation_condition_sensor",
+        "label_studio_pull_sensor",
         "predictions_landing_sensor",
         "run_failure_alert_sensor",
     ]

@@ -96,6 +96,11 @@ class Store:
         path = self._abs(rel)
         return path if self.is_local else f"{self.protocol}://{path}"
 
+    def signed_url(self, rel: str, expires_s: int) -> str:
+        """A URL anyone may GET for `expires_s` seconds without credentials: a pre-signed one on an object store
+        (local folders have none)."""
+        return self.fs.sign(self._abs(rel), expiration=expires_s)
+
     def child(self, rel: str) -> Store:
         """A store rooted at a folder under this one, reached with the same options."""
         return Store(self.url(rel), self.storage_options)

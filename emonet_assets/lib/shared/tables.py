@@ -32,6 +32,7 @@ class Table(StrEnum):
     EMOTION_AGREEMENT = "emotion_agreement"
     ANNOTATOR_QUALITY = "annotator_quality"
     REANNOTATION_QUEUE = "reannotation_queue"
+    LABEL_STUDIO_TASKS = "label_studio_tasks"
     DAWID_SKENE_CONSENSUS = "dawid_skene_consensus"
     SPLITS = "splits"
     IMAGE_EMBEDDINGS = "image_embeddings"
