@@ -59,7 +59,7 @@ $(LS_STAMP):
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LS_VERSION) 2> >(grep -v "^WARNING: Location" >&2)
 	rm -rf $(LS_VENV)/template-data
-	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_VENV)/template-data $(LS_VENV)/bin/label-studio init -q --agree-fix-sqlite \
+	LATEST_VERSION_CHECK=false LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_VENV)/template-data $(LS_VENV)/bin/label-studio init -q --agree-fix-sqlite \
 		--data-dir $(CURDIR)/$(LS_VENV)/template-data </dev/null >/dev/null
 	touch $@
 

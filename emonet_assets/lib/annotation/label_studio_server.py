@@ -67,6 +67,7 @@ class LabelStudioServer:
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "COLLECT_ANALYTICS": "false",
+            "LATEST_VERSION_CHECK": "false",  # else each start asks PyPI for a newer release
             "no_proxy": "*",
         }
         args = [
