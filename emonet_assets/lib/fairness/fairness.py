@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid onl
     from fairlearn.metrics import MetricFrame
 
 from emonet_assets.lib.consensus.agreement import alpha_interval, resample_indices
-from emonet_assets.lib.model.evaluation import CI_LEVEL, spearman_draws, to_scale
+from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, SPLITS
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
@@ -217,18 +217,19 @@ def _percentile(draws: np.ndarray) -> tuple[float, float]:
 
 def _intervals(cells: _Cells, rows: np.ndarray, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
     """Percentile CI of each metric from resampling the group's images; every metric sees the same draws, those
-    `evaluation.spearman_draws` makes with this seed."""
+    `evaluation.spearman_draws` makes with this seed, drawn once."""
     truth, predicted, present = cells.truth[rows], cells.predicted[rows], cells.present[rows]
-    spearman = _nanmean(spearman_draws(predicted, truth, resamples, seed)[1], axis=0)
-    mae, f1 = [], []
+    columns = SpearmanColumns.of(predicted, truth)
+    spearman, mae, f1 = [], [], []
     for indices in resample_indices(rows.size, resamples, seed):
-        weights = np.stack([np.bincount(drawn, minlength=rows.size) for drawn in indices]).astype(np.float64)
+        counts = draw_counts(indices, rows.size)
+        spearman.append(_nanmean(columns.spearman(counts), axis=0))
+        weights = counts.astype(np.float64)
         mae.append(_mean_mae(truth, predicted, weights))
         f1.append(_mean_f1(present, predicted, weights))
     return {
-        "mean_spearman": _percentile(spearman),
-        "mean_mae": _percentile(np.concatenate(mae)),
-        "mean_presence_f1": _percentile(np.concatenate(f1)),
+        metric: _percentile(np.concatenate(draws))
+        for metric, draws in zip(HIGHER_IS_BETTER, (spearman, mae, f1), strict=True)
     }
 
 

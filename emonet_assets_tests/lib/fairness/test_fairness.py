@@ -5,6 +5,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
 from emonet_assets.lib.consensus.agreement import alpha_interval
+from emonet_assets.lib.fairness import fairness
 from emonet_assets.lib.fairness.fairness import (
     BALANCE_SCHEMA,
     DISPARITY_SCHEMA,
@@ -22,6 +23,7 @@ from emonet_assets.lib.fairness.fairness import (
     metric_frame,
 )
 from emonet_assets.lib.model.evaluation import to_scale
+from emonet_assets_tests import reference_bootstrap
 from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy", "sadness"]
@@ -118,6 +120,26 @@ def test_intervals_bracket_the_value_and_follow_the_seed():
     other = group_metrics(predictions, consensus, demographics, attributes=["gender"], resamples=200, seed=4)
     assert table.equals(again)
     assert not table["ci_low"].equals(other["ci_low"])
+
+
+def test_intervals_equal_the_numpy_reference_with_the_draws_made_once(monkeypatch):
+    predictions, consensus, demographics = make_data(n_images=260, noisy_group="group_b", seed=7)
+    cells = fairness._cells(predictions, consensus, demographics, fairness.ATTRIBUTES)
+    cells.truth[3:9, 1] = np.nan  # an emotion some images lack
+    groups = fairness._rows_by_group(cells, ["ethnicity_group"])
+    draws, original = [], fairness.resample_indices
+
+    def counted(*args):
+        draws.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(fairness, "resample_indices", counted)
+    for rows in groups.values():
+        ours = fairness._intervals(cells, rows, 120, 5)
+        expected = reference_bootstrap.intervals(cells, rows, 120, 5)
+        for metric in METRICS:
+            np.testing.assert_allclose(ours[metric], expected[metric], rtol=0, atol=1e-12)
+    assert draws == [(rows.size, 120, 5) for rows in groups.values()]
 
 
 def test_planted_disparity_is_the_worst_group_and_fails_the_gate():
