@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -53,6 +54,16 @@ def connect(database: str, store: Store, read_only: bool = False, timeout_s: flo
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+    register_store(con, store)
+    return con
+
+
+def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for a query over the store's Parquet, with the profile's threads, memory limit and
+    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing."""
+    con = duckdb.connect()
+    for name, value in (settings or {}).items():
+        con.execute(f"SET {name} = {quote_literal(str(value))}")
     register_store(con, store)
     return con
 
