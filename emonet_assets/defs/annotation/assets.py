@@ -65,6 +65,7 @@ def annotation_batches(context: dg.AssetExecutionContext, storage: StorageResour
         batch,
         read_taxonomy(storage),
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
+        duckdb_settings=settings.duckdb_settings(),
     )
     if landed.error:
         raise dg.Failure(

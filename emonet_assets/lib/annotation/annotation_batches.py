@@ -7,7 +7,7 @@ batch except through these tables, so a rejected file leaves only its log row be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -85,18 +85,37 @@ def platform_images(store: Store) -> ImageIndex:
     return ImageIndex.from_tables(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN))
 
 
-def earlier_keys(store: Store, batch_id: str) -> pl.DataFrame:
-    """Keys other batches already accepted: a rating lands once, whichever file brings it first."""
-    others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
-    if not others:
-        return pl.DataFrame(
-            schema={"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
-        )
-    return store.read_table(Table.ANNOTATION_BATCHES, others).select("image_id", "annotator", "emotion_id", "batch_id")
+def earlier_keys(
+    store: Store, batch_id: str, settings: Mapping[str, object] | None = None
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Which of a batch's keys other batches already accepted, found by a DuckDB join over their files: a rating
+    lands once, whichever file brings it first."""
+    empty = {"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
+
+    def lookup(keys: pl.DataFrame) -> pl.DataFrame:
+        others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
+        if not others or keys.is_empty():
+            return pl.DataFrame(schema=empty)
+        with scratch(store, settings) as con:
+            con.register("batch_keys", keys.to_arrow())
+            sql = render_sql(
+                "annotation/earlier_keys",
+                files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)),
+                batch_id=quote_literal(batch_id),
+            )
+            return con.sql(sql).pl()
+
+    return lookup
 
 
 def import_landed_batch(
-    store: Store, landing: str, batch_id: str, taxonomy: Taxonomy, max_bytes: int, now: datetime | None = None
+    store: Store,
+    landing: str,
+    batch_id: str,
+    taxonomy: Taxonomy,
+    max_bytes: int,
+    now: datetime | None = None,
+    duckdb_settings: Mapping[str, object] | None = None,
 ) -> LandedBatch:
     now = now or datetime.now(UTC)
     landed = find_batch_file(store, landing, batch_id)
@@ -125,7 +144,7 @@ def import_landed_batch(
         }
         store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
         return LandedBatch(log)
-    images, earlier = platform_images(store), earlier_keys(store, batch_id)
+    images, earlier = platform_images(store), earlier_keys(store, batch_id, duckdb_settings)
     result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
     store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
     store.write_table(Table.ANNOTATION_REJECTS, rejects_and_skips(result), batch_id)

@@ -5,10 +5,13 @@ import polars as pl
 from emonet_assets.lib.annotation.annotation_batches import (
     ACCEPTED_SCHEMA,
     batch_log,
+    earlier_keys,
     import_landed_batch,
     rating_sources,
     write_annotations,
 )
+from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
+from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
 from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
@@ -89,3 +92,28 @@ def test_annotations_written_by_duckdb_equal_the_polars_path(tmp_path):
     assert collected.head.rows() == expected.head(4).rows()
     assert collected.external.equals(external) and external.height == 5
     assert collected.per_collection.rows() == [("other", "intensity", 3, 2, 2), ("sample", "intensity", 8, 3, 4)]
+
+
+def test_duplicates_of_earlier_batches_found_by_duckdb_equal_the_whole_read(tmp_path):
+    """The old lookup read every other batch's keys into polars; the first batch by id names a duplicate."""
+    store = Store(str(tmp_path / "root"))
+    taxonomy = load_taxonomy()
+    overlapping = [
+        RATINGS,
+        RATINGS + b"00003,ann,2,Elation\n",
+        b"path,annotator,value,emotion\n00003,ann,5,Elation\n00002,bea,1,Elation\n00004,bea,1,Anger\n",
+    ]
+    for number, data in enumerate(overlapping):
+        _, sha, _ = land_file(store, PREFIX, f"b{number}.csv", data, BatchDeclaration(collection="sample"))
+        import_landed_batch(store, PREFIX, sha, taxonomy, max_bytes=1 << 20)
+    whole = store.read_table(Table.ANNOTATION_BATCHES).select("image_id", "annotator", "emotion_id", "batch_id")
+    parsed = parse_annotation_file("again.csv", overlapping[2] + b"00001,ann,3,Elation\n00005,cid,2,Anger\n")
+
+    def imported(earlier):
+        return import_batch(parsed, "again", taxonomy, ImageIndex(refs={}), "sample", earlier)
+
+    ours, expected = imported(earlier_keys(store, "again", {"threads": 1})), imported(whole)
+    assert ours.accepted.equals(expected.accepted) and ours.rejects.equals(expected.rejects)
+    assert expected.counts["rejected"] == 4 and expected.counts["accepted"] == 1
+    assert set(expected.rejects["reason"]) == {"duplicate_of_earlier_batch"}
+    assert expected.rejects["detail"].n_unique() == 3  # three earlier batches, each named
