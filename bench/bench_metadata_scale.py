@@ -68,6 +68,7 @@ def stage_prompts(root: Path, images: int) -> dict:
 
 
 def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
+    from emonet_assets.lib.annotation.annotation_batches import LOG_SCHEMA, earlier_keys
     from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
     from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
     from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
@@ -95,17 +96,43 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
         parsed = parse_annotation_file(csv.name, csv.read_bytes())
         seconds["parse"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        result = import_batch(parsed, f"batch-{number:03d}", taxonomy, index)
+        batch = f"batch-{number:03d}"
+        result = import_batch(parsed, batch, taxonomy, index, earlier_keys=earlier_keys(store, batch))
         seconds["validate"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        # Partition per batch: the dbt source reads every file of the table.
-        accepted_rows = result.accepted.with_columns(imported_at=pl.lit(datetime.now(UTC)))
-        store.write_table(Table.ANNOTATIONS, accepted_rows, partition=f"batch-{number:03d}")
+        # One partition per batch and its log row, as the import asset writes them.
+        now = datetime.now(UTC)
+        store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch)
+        log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch, "status": "imported", "raters": "expert"}
+        log |= {"imported_at": now, "notes": [], **result.counts}
+        store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch)
         seconds["parquet"] += time.perf_counter() - clock
         accepted += result.counts["accepted"]
         rejected += result.counts["rejected"]
         csv.unlink()
     return {"seconds": seconds, "accepted": accepted, "rejected": rejected, "peak_rss_mb": peak_rss_mb()}
+
+
+def stage_annotations_table(root: Path, settings: dict) -> dict:
+    """The annotations asset: every batch file into one table by DuckDB, in import order."""
+    from emonet_assets.lib.annotation.annotation_batches import write_annotations
+
+    collected = write_annotations(_store(root), _duckdb(settings))
+    return {"rows": collected.rows, "external": collected.external.height}
+
+
+def stage_ratings_check(root: Path, settings: dict) -> dict:
+    """The annotations asset's blocking check: GX batch by batch, one key-uniqueness test in SQL."""
+    from emonet_assets.lib.annotation.rating_checks import check_ratings
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
+
+    emotion_ids = [e.id for e in load_taxonomy().emotions]
+    rows, suite = check_ratings(_store(root), Table.ANNOTATIONS, emotion_ids, _duckdb(settings))
+    return {"rows": rows, "passed": suite.success, "evaluated": suite.evaluated, "failures": suite.failures}
+
+
+def _duckdb(settings: dict) -> dict:
+    return {name.removeprefix("duckdb_"): value for name, value in settings.items()}
 
 
 def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -264,11 +291,28 @@ def main() -> None:
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in notes["seconds"].items())
         peaks.append(
             _line(
-                "annotations",
+                "import",
                 notes,
                 f"{notes['accepted'] + notes['rejected']:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% "
                 f"missing) in batches of {args.batch_images:,} images: {parts}; {notes['accepted']:,} accepted, "
                 f"{notes['rejected']:,} rejected",
+            )
+        )
+        table = stage(stage_annotations_table, root, settings)
+        peaks.append(
+            _line(
+                "annotations_table",
+                table,
+                f"{table['rows']:,} ratings into one table by DuckDB; {table['external']} external images",
+            )
+        )
+        check = stage(stage_ratings_check, root, settings)
+        peaks.append(
+            _line(
+                "ratings_check",
+                check,
+                f"{check['rows']:,} ratings, {check['evaluated']} expectations, passed {check['passed']}"
+                + (f", failures {check['failures']}" if check["failures"] else ""),
             )
         )
         dbt = stage(dbt_build, root, args.dbt_select, settings)
