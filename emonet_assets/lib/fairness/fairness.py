@@ -12,16 +12,19 @@ import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
+    import duckdb
     from fairlearn.metrics import MetricFrame
 
-from emonet_assets.lib.consensus.agreement import alpha_interval, resample_indices
+from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
+from emonet_assets.lib.shared.catalog import quote_literal, render_sql
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, SPLITS
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
@@ -356,19 +359,47 @@ def data_balance(
     return pl.concat(frames)
 
 
+def _interval_alpha(n: list[int], t1: list[int], t2: list[int], d: list[int], m: list[int]) -> float:
+    """Interval alpha from integer sums per number of ratings m, in exact rational arithmetic: the within-item
+    disagreement is d / (m - 1) summed over m, so no float sum over items (whose order would change its last
+    bits) is made."""
+    if not m:
+        return float("nan")
+    within = sum((Fraction(dm, mm - 1) for dm, mm in zip(d, m, strict=True)), Fraction(0))
+    total, first, second = sum(n), sum(t1), sum(t2)
+    expected = total * second - first * first
+    return float(1 - (total - 1) * within / expected) if expected > 0 else float("nan")
+
+
 def agreement_by_group(
-    item_table: pl.DataFrame,
+    items: pl.DataFrame | str,
     demographics: pl.DataFrame,
     min_group_size: int = 20,
     attributes: Sequence[str] = ATTRIBUTES,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> pl.DataFrame:
     """Interval alpha per (collection, scale, attribute, group), all emotions pooled, from dbt's per-item statistics
-    (int_agreement_item_stats): if raters agree less on one group's faces, its consensus labels are noisier and the
-    model's gap there is partly the labels'."""
-    stats = _labelled(item_table, "image_id", demographics, attributes)
+    (int_agreement_item_stats, a frame or a relation `con` reads, such as its Parquet files): if raters agree less
+    on one group's faces, its consensus labels are noisier and the model's gap there is partly the labels'. Summed
+    in DuckDB per group with images as integer codes; only a few integers per group come back."""
+    import duckdb
+
+    con = con or duckdb.connect()
+    if isinstance(items, pl.DataFrame):
+        con.register("agreement_items", items.select("collection", "scale", "image_id", "m", "s1", "s2").to_arrow())
+        items = "agreement_items"
+    coded = _demographics(demographics, "image_id", attributes).with_row_index("image_code")
+    records = []
+    for attribute in attributes:
+        groups = coded.select("image_code", "image_id", grp=pl.col(attribute).cast(pl.String))
+        con.register("demographics", groups.to_arrow())
+        sql = render_sql("fairness/agreement_sums", items=items, missing=quote_literal(MISSING))
+        for collection, scale, group, n_images, n_items, m, n, t1, t2, d in con.execute(sql).fetchall():
+            alpha = _interval_alpha(n or [], t1 or [], t2 or [], d or [], m or [])
+            records.append((collection, scale, attribute, group, n_images, n_items, alpha, n_images < min_group_size))
     schema = {
-        "collection": item_table.schema["collection"],
-        "scale": item_table.schema["scale"],
+        "collection": pl.String,
+        "scale": pl.String,
         "attribute": pl.String,
         "group": pl.String,
         "n_images": pl.Int64,
@@ -376,14 +407,6 @@ def agreement_by_group(
         "alpha_interval": pl.Float64,
         "too_small": pl.Boolean,
     }
-    records = []
-    for attribute in attributes:
-        for (collection, scale, group), part in stats.group_by("collection", "scale", attribute):
-            n_images = part["image_id"].n_unique()
-            alpha = alpha_interval(part)
-            records.append(
-                (collection, scale, attribute, group, n_images, part.height, alpha, n_images < min_group_size)
-            )
     return pl.DataFrame(records, schema=schema, orient="row").sort("collection", "scale", "attribute", "group")
 
 
