@@ -145,21 +145,6 @@ def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataF
         return con.sql(sql).pl()
 
 
-def _labelled_item_stats(root: Path, demographics: pl.DataFrame, where: str) -> pl.DataFrame:
-    """40M per-item rows with 64-character image ids took 18 GB to pull into polars; joined to the demographics
-    in DuckDB, with images as integer codes, they are a fraction of that. The alpha is the same: only the
-    attributes group the items, and the image id is only counted."""
-    import duckdb
-
-    coded = demographics.with_row_index("image_code")
-    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
-        con.register("demographics", coded.to_arrow())
-        return con.sql(
-            "select s.* exclude (image_id, emotion_id), d.image_code as image_id, d.* exclude (image_id, image_code) "
-            f"from int_agreement_item_stats as s join demographics as d using (image_id) where {where}"
-        ).pl()
-
-
 def stage_splits(root: Path) -> dict:
     from emonet_assets.lib.dataset.splits import assign_splits, rated_images
 
@@ -230,13 +215,16 @@ def stage_fairness(root: Path, resamples: int) -> dict:
     )
     gaps = timed("disparities", fairness.disparities, groups)
     balance = timed("data_balance", fairness.data_balance, splits, store.read_table(Table.IMAGE_QC), demographics)
-    item_stats = timed("load_item_stats", _labelled_item_stats, root, demographics, generated)
-    agreement = timed("agreement", fairness.agreement_by_group, item_stats, demographics)
+    import duckdb
+
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
+        items = f"(SELECT * FROM int_agreement_item_stats WHERE {generated})"
+        agreement = timed("agreement", fairness.agreement_by_group, items, demographics, 20, fairness.ATTRIBUTES, con)
     return {
         "seconds": seconds,
         "test_images": test.height,
         "rows": {"group_metrics": groups.height, "disparities": gaps.height, "balance": balance.height},
-        "agreement_items": item_stats.height,
+        "agreement_items": int(agreement.filter(pl.col("attribute") == "age")["n_items"].sum()),
         "agreement_groups": agreement.height,
         "peak_rss_mb": peak_rss_mb(),
     }

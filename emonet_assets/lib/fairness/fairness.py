@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid onl
 from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
-from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, SPLITS
+from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY, SPLITS
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
 MISSING = "missing"
@@ -484,24 +484,28 @@ def build_fairness_report(
     demographics: pl.DataFrame,
     splits: pl.DataFrame,
     qc: pl.DataFrame,
-    item_table: pl.DataFrame,
+    item_table: pl.DataFrame | str,
     max_gap: Mapping[str, float],
     min_group_size: int = 20,
     resamples: int = 1000,
     seed: int = 42,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> FairnessReport:
     """Model side (metrics by group and intersection, disparities, gates) beside the data side (balance per split,
     QC, expert agreement per group from dbt's per-item statistics), with the plain-language notes the report leads
-    with."""
+    with. `item_table` may be a relation `con` reads (the statistics' Parquet files): they are only summed there."""
     groups = group_metrics(predictions, consensus, demographics, ATTRIBUTES, min_group_size, resamples, seed)
     gaps = disparities(groups)
-    rated = item_table.filter(GENERATED_INTENSITY)
+    if isinstance(item_table, pl.DataFrame):
+        rated = item_table.filter(GENERATED_INTENSITY)
+    else:
+        rated = f"(SELECT * FROM {item_table} WHERE collection = {quote_literal(GENERATED)} AND scale = 'intensity')"
     tables = {
         "group_metrics": groups,
         "disparities": gaps,
         "gates": gate_table(gaps, max_gap),
         "data_balance": data_balance(splits, qc, demographics),
-        "agreement": agreement_by_group(rated, demographics, min_group_size),
+        "agreement": agreement_by_group(rated, demographics, min_group_size, con=con),
         "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
     }
     return FairnessReport(tables, fairness_notes(groups, gaps))

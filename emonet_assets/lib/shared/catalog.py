@@ -68,6 +68,23 @@ def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckd
     return con
 
 
+def read_columns(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    table: str,
+    columns: list[str],
+    where: str | None = None,
+    distinct: bool = False,
+):
+    """Only `columns` of a table's Parquet files (only the rows `where` keeps, a SQL condition that may name
+    relations registered on `con`; each distinct row once if `distinct`), read by DuckDB: the rest of the table
+    never reaches Python."""
+    selected = ("DISTINCT " if distinct else "") + ", ".join(quote_identifier(c) for c in columns)
+    files = quote_literal(store.table_glob(table))
+    condition = f" WHERE {where}" if where else ""
+    return con.sql(f"SELECT {selected} FROM read_parquet({files}, union_by_name = true){condition}").pl()
+
+
 def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     if not store.is_local:
         con.register_filesystem(store.fs)
