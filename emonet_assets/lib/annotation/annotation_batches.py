@@ -254,7 +254,7 @@ def write_annotations(
         con.execute(
             render_sql("annotation/annotations", files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)))
         )
-        ordered = "SELECT * EXCLUDE (ord) FROM ordered_annotations ORDER BY ord"
+        ordered = sql_text("annotation/ordered_annotations")
         written = {}
 
         def copy(target: str) -> None:

@@ -5,6 +5,6 @@ SELECT
     count(*)::UINTEGER AS ratings,
     count(DISTINCT image_id)::UINTEGER AS images,
     count(DISTINCT annotator)::UINTEGER AS annotators
-FROM ordered_annotations
+FROM batch_ratings
 GROUP BY collection, scale
 ORDER BY collection, scale;
