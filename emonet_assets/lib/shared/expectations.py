@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,7 +18,7 @@ class SuiteResult:
 
 
 def merge(results: list[SuiteResult]) -> SuiteResult:
-    """One result for a suite run batch by batch: a failure's count summed over the batches, its first five
+    """One result for a suite run piece by piece: a failure's count summed over the pieces, its first five
     examples kept."""
     merged: dict[tuple, dict] = {}
     for result in results:
@@ -35,6 +36,12 @@ def merge(results: list[SuiteResult]) -> SuiteResult:
 
 def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteResult:
     """Validate one in-memory batch; each failure names the expectation, column and examples."""
+    return next(validate_each(iter([frame]), suite_name, expectations))
+
+
+def validate_each(frames: Iterator[pd.DataFrame], suite_name: str, expectations: list) -> Iterator[SuiteResult]:
+    """Validate frames one after another with one GX context and suite: a table too large for pandas at once is
+    checked a bounded piece at a time."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -42,14 +49,17 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteR
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    batch = (
+    definition = (
         context.data_sources.add_pandas(f"{suite_name}_source")
         .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe(f"{suite_name}_batch")
-        .get_batch(batch_parameters={"dataframe": frame})
     )
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
-    result = batch.validate(suite)
+    for frame in frames:
+        yield _suite_result(definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite))
+
+
+def _suite_result(result) -> SuiteResult:
     failures = []
     for r in result.results:
         if r.success:
