@@ -4,12 +4,14 @@ splits -> fairness tables, for 1,000,000 images by default, time and peak RSS pe
 Images are stood in for by content ids and perceptual hashes (generation and embeddings are GPU work, measured in
 bench_generation*/bench_embedding); the model's test predictions are the consensus plus noise. Annotations arrive
 as batches of `--batch-images` images, as an annotation tool exports them, each a long CSV parsed and validated by
-the importer. Each stage runs in its own process, so its peak RSS is its own.
-`python -m bench.bench_metadata_scale [--images N] [--batch-images N]`.
+the importer. Each stage runs in its own process, so its peak RSS is its own (dbt's process included), and prints
+`stage NAME SECONDS s PEAK MB`; the last line is `total SECONDS s peak MB`, the peak of the largest stage.
+`python -m bench.bench_metadata_scale [--images N] [--batch-images N] [--resamples N]`.
 """
 
 import argparse
 import hashlib
+import os
 import sys
 import tempfile
 import time
@@ -19,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from bench.common import dbt_build, in_process, peak_rss_mb
+from bench.common import dbt_build, peak_rss_mb, stage
 from emonet_assets.lib.shared.tables import Table
 
 ANNOTATORS = 4
-# What splits and the fairness tables read: the consensus and the per-item statistics agreement is built from.
-CONSENSUS_MODELS = "+consensus_labels +int_agreement_item_stats"
 
 
 def _store(root: Path):
@@ -68,6 +68,7 @@ def stage_prompts(root: Path, images: int) -> dict:
 
 
 def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
+    from emonet_assets.lib.annotation.annotation_batches import LOG_SCHEMA, earlier_keys
     from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
     from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
     from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
@@ -95,17 +96,43 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
         parsed = parse_annotation_file(csv.name, csv.read_bytes())
         seconds["parse"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        result = import_batch(parsed, f"batch-{number:03d}", taxonomy, index)
+        batch = f"batch-{number:03d}"
+        result = import_batch(parsed, batch, taxonomy, index, earlier_keys=earlier_keys(store, batch))
         seconds["validate"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        # Partition per batch: the dbt source reads every file of the table.
-        accepted_rows = result.accepted.with_columns(imported_at=pl.lit(datetime.now(UTC)))
-        store.write_table(Table.ANNOTATIONS, accepted_rows, partition=f"batch-{number:03d}")
+        # One partition per batch and its log row, as the import asset writes them.
+        now = datetime.now(UTC)
+        store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch)
+        log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch, "status": "imported", "raters": "expert"}
+        log |= {"imported_at": now, "notes": [], **result.counts}
+        store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch)
         seconds["parquet"] += time.perf_counter() - clock
         accepted += result.counts["accepted"]
         rejected += result.counts["rejected"]
         csv.unlink()
     return {"seconds": seconds, "accepted": accepted, "rejected": rejected, "peak_rss_mb": peak_rss_mb()}
+
+
+def stage_annotations_table(root: Path, settings: dict) -> dict:
+    """The annotations asset: every batch file into one table by DuckDB, in import order."""
+    from emonet_assets.lib.annotation.annotation_batches import write_annotations
+
+    collected = write_annotations(_store(root), _duckdb(settings))
+    return {"rows": collected.rows, "external": collected.external.height}
+
+
+def stage_ratings_check(root: Path, settings: dict) -> dict:
+    """The annotations asset's blocking check: GX batch by batch, one key-uniqueness test in SQL."""
+    from emonet_assets.lib.annotation.rating_checks import check_ratings
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
+
+    emotion_ids = [e.id for e in load_taxonomy().emotions]
+    rows, suite = check_ratings(_store(root), Table.ANNOTATIONS, emotion_ids, _duckdb(settings))
+    return {"rows": rows, "passed": suite.success, "evaluated": suite.evaluated, "failures": suite.failures}
+
+
+def _duckdb(settings: dict) -> dict:
+    return {name.removeprefix("duckdb_"): value for name, value in settings.items()}
 
 
 def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -116,21 +143,6 @@ def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataF
         if test is not None:
             con.register("test", test.to_arrow())
         return con.sql(sql).pl()
-
-
-def _labelled_item_stats(root: Path, demographics: pl.DataFrame, where: str) -> pl.DataFrame:
-    """40M per-item rows with 64-character image ids took 18 GB to pull into polars; joined to the demographics
-    in DuckDB, with images as integer codes, they are a fraction of that. The alpha is the same: only the
-    attributes group the items, and the image id is only counted."""
-    import duckdb
-
-    coded = demographics.with_row_index("image_code")
-    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
-        con.register("demographics", coded.to_arrow())
-        return con.sql(
-            "select s.* exclude (image_id, emotion_id), d.image_code as image_id, d.* exclude (image_id, image_code) "
-            f"from int_agreement_item_stats as s join demographics as d using (image_id) where {where}"
-        ).pl()
 
 
 def stage_splits(root: Path) -> dict:
@@ -203,16 +215,37 @@ def stage_fairness(root: Path, resamples: int) -> dict:
     )
     gaps = timed("disparities", fairness.disparities, groups)
     balance = timed("data_balance", fairness.data_balance, splits, store.read_table(Table.IMAGE_QC), demographics)
-    item_stats = timed("load_item_stats", _labelled_item_stats, root, demographics, generated)
-    agreement = timed("agreement", fairness.agreement_by_group, item_stats, demographics)
+    import duckdb
+
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
+        items = f"(SELECT * FROM int_agreement_item_stats WHERE {generated})"
+        agreement = timed("agreement", fairness.agreement_by_group, items, demographics, 20, fairness.ATTRIBUTES, con)
     return {
         "seconds": seconds,
         "test_images": test.height,
         "rows": {"group_metrics": groups.height, "disparities": gaps.height, "balance": balance.height},
-        "agreement_items": item_stats.height,
+        "agreement_items": int(agreement.filter(pl.col("attribute") == "age")["n_items"].sum()),
         "agreement_groups": agreement.height,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def stage_export(root: Path) -> dict:
+    """The marts and the per-item statistics copied from the catalog to Parquet by DuckDB, as the consensus asset
+    does after `dbt build`."""
+    from emonet_assets.defs.consensus.project import EXPORTED
+    from emonet_assets.resources import StorageResource
+
+    storage = StorageResource(root=str(root))
+    catalog = str(root / "catalog.duckdb")
+    copied = {name: storage.copy_table(Table(name), catalog, f"main.{name}") for name in EXPORTED}
+    return {"rows": {name: metadata["dagster/row_count"] for name, metadata in copied.items()}}
+
+
+def _line(name: str, result: dict, detail: str) -> float:
+    print(f"stage {name} {result['stage_s']:.1f} s {result['stage_peak_mb']:,.0f} MB", flush=True)
+    print(f"  {detail}", flush=True)
+    return result["stage_peak_mb"]
 
 
 def main() -> None:
@@ -220,57 +253,89 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--batch-images", type=int, default=100_000)
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument(
-        "--dbt-select",
-        default=CONSENSUS_MODELS,
-        help="dbt models of the consensus stage; '*' builds the whole project (at 1M images: killed for memory)",
-    )
+    parser.add_argument("--dbt-select", default="*", help="dbt models of the consensus stage (default: all of them)")
+    parser.add_argument("--duckdb-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--duckdb-memory-limit", default="4GB", help="DuckDB's limit under dbt; past it, it spills")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
+        settings = {
+            "duckdb_threads": args.duckdb_threads,
+            "duckdb_memory_limit": args.duckdb_memory_limit,
+            "duckdb_temp_directory": str(Path(tmp) / "spill"),
+        }
         total = time.perf_counter()
-        prompts = in_process(stage_prompts, root, args.images)
-        print(
-            f"prompts: {prompts['prompts']:,} prompts over {prompts['cells']:,} cells, "
-            f"design {prompts['design_s']:.1f} s, with stand-in manifest and QC tables {prompts['seconds']:.1f} s; "
-            f"peak RSS {prompts['peak_rss_mb']:,.0f} MB",
-            flush=True,
+        peaks = []
+        prompts = stage(stage_prompts, root, args.images)
+        peaks.append(
+            _line(
+                "prompts",
+                prompts,
+                f"{prompts['prompts']:,} prompts over {prompts['cells']:,} cells, design {prompts['design_s']:.1f} s, "
+                "with stand-in manifest and QC tables",
+            )
         )
-        notes = in_process(stage_annotations, root, args.batch_images, Path(tmp))
-        ratings = notes["accepted"] + notes["rejected"]
+        notes = stage(stage_annotations, root, args.batch_images, Path(tmp))
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in notes["seconds"].items())
-        print(
-            f"annotations: {ratings:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% missing) in batches of "
-            f"{args.batch_images:,} images: {parts}; total {sum(notes['seconds'].values()):.1f} s; "
-            f"{notes['accepted']:,} accepted, {notes['rejected']:,} rejected; peak RSS {notes['peak_rss_mb']:,.0f} MB",
-            flush=True,
+        peaks.append(
+            _line(
+                "import",
+                notes,
+                f"{notes['accepted'] + notes['rejected']:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% "
+                f"missing) in batches of {args.batch_images:,} images: {parts}; {notes['accepted']:,} accepted, "
+                f"{notes['rejected']:,} rejected",
+            )
         )
-        dbt = in_process(dbt_build, root, args.dbt_select)
-        print(
-            f"consensus: dbt build --select {args.dbt_select}: {dbt['seconds']:.1f} s wall, "
-            f"failed {dbt['failed'] or 'none'}; "
-            f"peak RSS {dbt['peak_rss_mb']:,.0f} MB (dbt process)",
-            flush=True,
+        table = stage(stage_annotations_table, root, settings)
+        peaks.append(
+            _line(
+                "annotations_table",
+                table,
+                f"{table['rows']:,} ratings into one table by DuckDB; {table['external']} external images",
+            )
         )
-        for model, seconds in sorted(dbt["models"].items(), key=lambda kv: -kv[1]):
-            print(f"  {model:<34} {seconds:7.1f} s")
-        splits = in_process(stage_splits, root)
-        print(
-            f"splits: {splits['seconds']:.1f} s (loading {splits['load_s']:.1f} s), {splits['splits']}, "
-            f"{splits['warnings']} warnings; peak RSS {splits['peak_rss_mb']:,.0f} MB",
-            flush=True,
+        check = stage(stage_ratings_check, root, settings)
+        peaks.append(
+            _line(
+                "ratings_check",
+                check,
+                f"{check['rows']:,} ratings, {check['evaluated']} expectations, passed {check['passed']}"
+                + (f", failures {check['failures']}" if check["failures"] else ""),
+            )
         )
-        fair = in_process(stage_fairness, root, args.resamples)
+        dbt = stage(dbt_build, root, args.dbt_select, settings)
+        slowest = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(dbt["models"].items(), key=lambda kv: -kv[1])[:6])
+        peaks.append(
+            _line(
+                "consensus",
+                dbt,
+                f"dbt build --select {args.dbt_select}: {len(dbt['models'])} models, tests {dbt['tests_s']:.1f} s, "
+                f"failed {dbt['failed'] or 'none'}; slowest: {slowest}",
+            )
+        )
+        export = stage(stage_export, root)
+        peaks.append(_line("export", export, f"COPY ... TO Parquet: {export['rows']}"))
+        splits = stage(stage_splits, root)
+        peaks.append(
+            _line(
+                "splits",
+                splits,
+                f"loading {splits['load_s']:.1f} s, {splits['splits']}, {splits['warnings']} warnings",
+            )
+        )
+        fair = stage(stage_fairness, root, args.resamples)
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in fair["seconds"].items())
-        print(
-            f"fairness tables: {fair['test_images']:,} test images, {args.resamples:,} resamples: {parts}; "
-            f"total {sum(fair['seconds'].values()):.1f} s; {fair['rows']}, agreement over "
-            f"{fair['agreement_items']:,} items in {fair['agreement_groups']} groups; "
-            f"peak RSS {fair['peak_rss_mb']:,.0f} MB",
-            flush=True,
+        peaks.append(
+            _line(
+                "fairness",
+                fair,
+                f"{fair['test_images']:,} test images, {args.resamples:,} resamples: {parts}; {fair['rows']}, "
+                f"agreement over {fair['agreement_items']:,} items in {fair['agreement_groups']} groups",
+            )
         )
         disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        print(f"whole path {time.perf_counter() - total:.0f} s; {disk / 1e9:.1f} GB under the storage root")
+        print(f"  {disk / 1e9:.2f} GB under the storage root")
+        print(f"total {time.perf_counter() - total:.1f} s peak {max(peaks):,.0f} MB")
 
 
 if __name__ == "__main__":

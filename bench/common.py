@@ -30,13 +30,30 @@ def in_process(fn: Callable[..., dict], *args) -> dict:
         return pool.submit(fn, *args).result()
 
 
-def dbt_build(root: Path, select: str = "*") -> dict:
+def _measured(fn: Callable[..., dict], *args) -> dict:
+    started = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - started
+    own, children = (
+        resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return result | {"stage_s": seconds, "stage_peak_mb": max(own, children)}
+
+
+def stage(fn: Callable[..., dict], *args) -> dict:
+    """`in_process`, with the stage's wall time and its peak RSS: the larger of its own process's and of the largest
+    process it waited for (dbt runs as a child)."""
+    return in_process(_measured, fn, *args)
+
+
+def dbt_build(root: Path, select: str = "*", settings: dict | None = None) -> dict:
     """`dbt build` of the consensus project over the Parquet under `root`: wall time, each model's and the tests'
-    time, what failed, and the dbt process's peak RSS."""
+    time, what failed, and the dbt process's peak RSS; `settings` are DuckDB's (duckdb_threads, duckdb_memory_limit,
+    duckdb_temp_directory), as the profile passes them."""
     from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
 
     target = root / "dbt-target"
-    dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb")}
+    dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb"), **(settings or {})}
     started = time.perf_counter()
     subprocess.run(
         [DBT_EXECUTABLE, "build", "--select", *select.split(), "--vars", json.dumps(dbt_vars)]

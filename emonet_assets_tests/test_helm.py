@@ -175,3 +175,17 @@ def test_steps_are_forked_from_a_server_that_preloaded_the_definitions(tmp_path)
         seen = result.output_for_node("step_process")
     assert seen["parent"] != os.getpid()
     assert seen["definitions_preloaded"]
+
+
+def test_the_consensus_step_gets_the_helm_values_resources_and_none_without_them(monkeypatch):
+    from emonet_assets.defs.execution.executor import CATALOG_STEP_CONFIG_VAR, catalog_step_tags
+
+    monkeypatch.setenv(CATALOG_STEP_CONFIG_VAR, _deployment_env()[CATALOG_STEP_CONFIG_VAR])
+    resources = json.loads(catalog_step_tags()["dagster-k8s/config"])["container_config"]["resources"]
+    assert resources["requests"] == {"cpu": "4", "memory": "10Gi", "ephemeral-storage": "50Gi"}
+    assert resources["limits"]["memory"] == "12Gi"
+    monkeypatch.delenv(CATALOG_STEP_CONFIG_VAR)
+    assert catalog_step_tags() == {}
+    monkeypatch.setenv(CATALOG_STEP_CONFIG_VAR, "pod_spec:\n  node_selector: {disk: ssd}\n")
+    with pytest.raises(ValueError, match="EMONET_CATALOG_STEP_K8S_CONFIG is not a dagster-k8s step config"):
+        catalog_step_tags()

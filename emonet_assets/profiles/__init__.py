@@ -132,9 +132,15 @@ class AnnotationSettings(dg.Config):
             }
         ) | {
             "max_item_std": format(Decimal(repr(self.max_item_std)), "f"),
-            "duckdb_threads": self.duckdb_threads or os.cpu_count() or 1,
-            "duckdb_memory_limit": self.duckdb_memory_limit or _duckdb_default_memory_limit(),
-            "duckdb_temp_directory": self.duckdb_temp_directory or os.path.join(tempfile.gettempdir(), "emonet-duckdb"),
+            **{f"duckdb_{name}": value for name, value in self.duckdb_settings().items()},
+        }
+
+    def duckdb_settings(self) -> dict:
+        """DuckDB's threads, memory limit and spill folder, for dbt and for the Python steps that query with it."""
+        return {
+            "threads": self.duckdb_threads or os.cpu_count() or 1,
+            "memory_limit": self.duckdb_memory_limit or _duckdb_default_memory_limit(),
+            "temp_directory": self.duckdb_temp_directory or os.path.join(tempfile.gettempdir(), "emonet-duckdb"),
         }
 
 

@@ -266,7 +266,7 @@ def test_reannotation_tasks_round_trip_through_label_studio(annotated_copy):
 
 def test_ratings_check_fails_on_duplicates_and_values_off_the_scale(annotated_copy):
     from emonet_assets.defs.annotation.checks import ratings_meet_expectations
-    from emonet_assets.resources import StorageResource
+    from emonet_assets.resources import ProfileResource, StorageResource
 
     env = annotated_copy
     ratings = env.store.read_table("annotations")
@@ -275,7 +275,9 @@ def test_ratings_check_fails_on_duplicates_and_values_off_the_scale(annotated_co
     )
     env.store.write_table("annotations", bad)
 
-    result = ratings_meet_expectations(storage=StorageResource(root=str(env.root)))
+    result = ratings_meet_expectations(
+        storage=StorageResource(root=str(env.root)), profile=ProfileResource.from_profile(tiny_profile(env.root))
+    )
 
     assert not result.passed
     failed = {f["expectation"] for f in result.metadata["failures"].value}

@@ -12,11 +12,18 @@ MODEL = DBT_PROJECT_DIR / "models" / "marts" / "dawid_skene_consensus.py"
 
 
 class _Dbt:
-    """The two calls the model makes on dbt's object: `config` and `ref("stg_ratings")`."""
+    """The two calls the model makes on dbt's object: `config` and `ref("stg_ratings")`, the ratings with the
+    integer keys staging numbers in id order."""
 
-    def __init__(self, ratings: pl.DataFrame):
-        self.con = duckdb.connect()
-        self.ratings = ratings.with_columns(scale=pl.lit("binary"))
+    def __init__(self, ratings: pl.DataFrame, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self.ratings = ratings.with_columns(
+            scale=pl.lit("binary"),
+            collection_key=pl.col("collection").rank("dense").cast(pl.Int32) - 1,
+            image_key=pl.struct("collection", "image_id").rank("dense").cast(pl.Int32) - 1,
+            emotion_key=pl.col("emotion_id").rank("dense").cast(pl.Int32) - 1,
+            annotator_key=pl.col("annotator").rank("dense").cast(pl.Int32) - 1,
+        )
 
     def config(self, **_):
         pass
@@ -30,7 +37,37 @@ def dawid_skene(ratings: pl.DataFrame) -> pl.DataFrame:
     spec = importlib.util.spec_from_file_location("dawid_skene_consensus", MODEL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return pl.from_arrow(module.model(_Dbt(ratings), None))
+    with duckdb.connect() as con:
+        return module.model(_Dbt(ratings, con), con).pl()
+
+
+def dawid_skene_on_ids(ratings: pl.DataFrame) -> pl.DataFrame:
+    """The model as it was, with the string ids in Python: the reference the integer codes must match bitwise."""
+    from crowdkit.aggregation import DawidSkene
+
+    tasks = """
+    select collection, dense_rank() over (partition by collection order by image_id, emotion_id) - 1 as task,
+        image_id, emotion_id, annotator as worker, value::bigint as label
+    from ratings order by collection, task, worker
+    """
+    with duckdb.connect() as con:
+        labelled = con.from_arrow(ratings.to_arrow()).query("ratings", tasks).pl()
+    frames = []
+    for (collection,), part in labelled.group_by("collection", maintain_order=True):
+        proba = DawidSkene(n_iter=100).fit_predict_proba(part.select("task", "worker", "label").to_pandas())
+        present = proba[1].to_numpy() if 1 in proba.columns else np.zeros(len(proba))
+        posterior = pl.DataFrame({"task": proba.index.to_numpy(), "ds_probability": present.astype(np.float64)})
+        tasks_ = part.select("task", "image_id", "emotion_id").unique("task")
+        frames.append(
+            tasks_.join(posterior.cast({"task": tasks_.schema["task"]}), on="task").select(
+                pl.lit(collection).alias("collection"),
+                "image_id",
+                "emotion_id",
+                "ds_probability",
+                ds_present=pl.col("ds_probability") > 0.5,
+            )
+        )
+    return pl.concat(frames).sort("collection", "image_id", "emotion_id")
 
 
 def _binary_panel(seed: int, images: int = 300, emotions: int = 4):
@@ -81,3 +118,17 @@ def test_dawid_skene_fits_each_collection_and_survives_an_all_absent_collection(
     assert consensus.group_by("collection").len().sort("collection")["len"].to_list() == [100, 100]
     quiet = consensus.filter(pl.col("collection") == "quiet")
     assert (quiet["ds_probability"] == 0).all() and not quiet["ds_present"].any()
+
+
+def test_integer_codes_give_the_posteriors_of_the_string_ids_bitwise():
+    """Two collections, annotators whose names sort unlike their order of arrival, an all-absent collection."""
+    ratings, _ = _binary_panel(seed=5, images=120, emotions=3)
+    renamed = ratings.with_columns(annotator=pl.col("annotator").replace({"expert-0": "zed", "expert-3": "al"}))
+    other, _ = _binary_panel(seed=6, images=40, emotions=2)
+    quiet = other.with_columns(collection=pl.lit("b-quiet"), value=pl.lit(0, dtype=pl.Int32))
+    panel = pl.concat([renamed, other.with_columns(collection=pl.lit("a")), quiet]).sample(fraction=1.0, seed=1)
+
+    ours, expected = dawid_skene(panel), dawid_skene_on_ids(panel)
+
+    assert ours.height == expected.height == 120 * 3 + 2 * 40 * 2
+    assert ours.equals(expected)

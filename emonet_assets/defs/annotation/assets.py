@@ -7,9 +7,9 @@ from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.annotation.annotation_batches import (
     LOG_SCHEMA,
     batch_log,
-    collect_annotations,
     import_landed_batch,
     rejects_and_skips,
+    write_annotations,
 )
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table, table_metadata
@@ -65,6 +65,7 @@ def annotation_batches(context: dg.AssetExecutionContext, storage: StorageResour
         batch,
         read_taxonomy(storage),
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
+        duckdb_settings=settings.duckdb_settings(),
     )
     if landed.error:
         raise dg.Failure(
@@ -128,29 +129,23 @@ def _collected_spec(table: Table, description: str) -> dg.AssetSpec:
         ),
     ],
 )
-def annotations(storage: StorageResource):
+def annotations(storage: StorageResource, profile: ProfileResource):
     store = storage.store()
-    ratings, external = collect_annotations(store)
+    collected = write_annotations(store, profile.annotation.duckdb_settings())
     log = batch_log(store).select(
         "batch_id", "source_file", "status", "collection", "scale", "rows_read", "accepted", "rejected", "skipped"
     )
-    per_collection = (
-        ratings.group_by("collection", "scale")
-        .agg(
-            pl.len().alias("ratings"),
-            pl.col("image_id").n_unique().alias("images"),
-            pl.col("annotator").n_unique().alias("annotators"),
-        )
-        .sort("collection", "scale")
-    )
+    external = collected.external
     yield dg.MaterializeResult(
         asset_key=Table.ANNOTATIONS.key,
         metadata={
-            **storage.write_table(Table.ANNOTATIONS, ratings, preview_drop=["imported_at"]),
+            **table_metadata(
+                collected.head, store.url(collected.path), preview_drop=["imported_at"], rows=collected.rows
+            ),
             "batches_imported": int((log["status"] == "imported").sum()),
             "batches_rejected": int((log["status"] == "rejected").sum()),
             "external_images": external.height,
-            "by_collection": dg.MetadataValue.md(markdown_table(per_collection, limit=50)),
+            "by_collection": dg.MetadataValue.md(markdown_table(collected.per_collection, limit=50)),
             "batches": dg.MetadataValue.md(markdown_table(log.with_columns(pl.col("batch_id").str.head(12)), limit=50)),
         },
     )

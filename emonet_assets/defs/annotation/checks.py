@@ -2,10 +2,10 @@ import dagster as dg
 
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.annotation.annotation_batches import reconcile_batches
-from emonet_assets.lib.shared.expectations import rating_expectations, validate
+from emonet_assets.lib.annotation.rating_checks import check_ratings
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import suite_metadata
-from emonet_assets.resources import StorageResource
+from emonet_assets.resources import ProfileResource, StorageResource
 
 
 @dg.asset_check(
@@ -13,13 +13,14 @@ from emonet_assets.resources import StorageResource
     additional_deps=[Table.TAXONOMY.key],
     blocking=True,
     description="Accepted ratings: no missing fields, values on their scale (binary 0/1, intensity 0–7), known "
-    "emotions, one rating per (collection, image, annotator, emotion) across all batches (GX suite).",
+    "emotions (GX suite, batch by batch), one rating per (collection, image, annotator, emotion) across all "
+    "batches (SQL).",
 )
-def ratings_meet_expectations(storage: StorageResource) -> dg.AssetCheckResult:
-    ratings = storage.store().read_table(Table.ANNOTATIONS)
+def ratings_meet_expectations(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
     emotion_ids = [e.id for e in read_taxonomy(storage).emotions]
-    suite = validate(ratings.drop("imported_at").to_pandas(), "annotations", rating_expectations(emotion_ids))
-    return dg.AssetCheckResult(passed=suite.success, metadata={"ratings": ratings.height, **suite_metadata(suite)})
+    settings = profile.annotation.duckdb_settings()
+    rows, suite = check_ratings(storage.store(), Table.ANNOTATIONS, emotion_ids, settings)
+    return dg.AssetCheckResult(passed=suite.success, metadata={"ratings": rows, **suite_metadata(suite)})
 
 
 @dg.asset_check(

@@ -5,12 +5,19 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations
 from emonet_assets.defs.consensus.project import EXPORTED, dbt_project, prepare_manifest, translator
+from emonet_assets.defs.execution.executor import catalog_step_tags
 from emonet_assets.lib.consensus.reannotation import label_studio_config, label_studio_tasks
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.resources import CatalogResource, ProfileResource, StorageResource
 
 
-@dbt_assets(manifest=prepare_manifest(), project=dbt_project, dagster_dbt_translator=translator, pool="catalog")
+@dbt_assets(
+    manifest=prepare_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    pool="catalog",
+    op_tags=catalog_step_tags(),
+)
 def consensus_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,

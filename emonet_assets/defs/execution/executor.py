@@ -14,6 +14,7 @@ from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, get_user_defined_k8s_co
 
 EXECUTOR_VAR = "EMONET_EXECUTOR"
 GPU_STEP_CONFIG_VAR = "EMONET_GPU_STEP_K8S_CONFIG"
+CATALOG_STEP_CONFIG_VAR = "EMONET_CATALOG_STEP_K8S_CONFIG"
 
 # The NVIDIA device plugin's conventions: GPU nodes carry this taint and advertise this resource.
 DEFAULT_GPU_STEP_CONFIG = {
@@ -26,16 +27,28 @@ DEFAULT_GPU_STEP_CONFIG = {
 
 def gpu_step_tags() -> dict[str, str]:
     """Op tags that put a `gpu` step's Job on a GPU node; `EMONET_GPU_STEP_K8S_CONFIG` (YAML) replaces the default."""
-    raw = os.environ.get(GPU_STEP_CONFIG_VAR)
+    return _step_tags(GPU_STEP_CONFIG_VAR, DEFAULT_GPU_STEP_CONFIG)
+
+
+def catalog_step_tags() -> dict[str, str]:
+    """Op tags that give the consensus step's Job (dbt on DuckDB, the step that needs the most memory and local
+    spill disk) its resources from `EMONET_CATALOG_STEP_K8S_CONFIG` (YAML); unset, none: it runs as any step."""
+    return _step_tags(CATALOG_STEP_CONFIG_VAR, None)
+
+
+def _step_tags(variable: str, default: dict | None) -> dict[str, str]:
+    raw = os.environ.get(variable)
     try:
-        config = yaml.safe_load(raw) if raw else DEFAULT_GPU_STEP_CONFIG
+        config = yaml.safe_load(raw) if raw else default
     except yaml.YAMLError as error:
-        raise ValueError(f"{GPU_STEP_CONFIG_VAR} is not YAML: {error}") from error
+        raise ValueError(f"{variable} is not YAML: {error}") from error
+    if config is None:
+        return {}
     tags = {USER_DEFINED_K8S_CONFIG_KEY: json.dumps(config, sort_keys=True)}
     try:
         get_user_defined_k8s_config(tags)
     except dg.DagsterInvalidConfigError as error:
-        raise ValueError(f"{GPU_STEP_CONFIG_VAR} is not a dagster-k8s step config: {error}") from error
+        raise ValueError(f"{variable} is not a dagster-k8s step config: {error}") from error
     return tags
 
 

@@ -6,9 +6,10 @@ import polars as pl
 from emonet_assets.defs.automation.conditions import weekly_freshness
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.fairness.fairness import build_fairness_report, image_demographics
+from emonet_assets.lib.fairness.fairness import ATTRIBUTES, build_fairness_report, image_demographics
+from emonet_assets.lib.shared.catalog import quote_literal, read_columns, scratch
 from emonet_assets.lib.shared.lineage import data_version
-from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
+from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
@@ -82,18 +83,32 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
     settings = profile.fairness
     predictions = store.read_table(Table.MODEL_TEST_PREDICTIONS)
     splits = read_splits(storage)
-    report = build_fairness_report(
-        predictions.select("image_id", "emotion_id", "predicted"),
-        store.read_table(Table.CONSENSUS_LABELS).filter(GENERATED_INTENSITY),
-        image_demographics(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)),
-        splits,
-        store.read_table(Table.IMAGE_QC),
-        store.read_table(Table.AGREEMENT_ITEM_STATS),
-        settings.max_gap,
-        settings.min_group_size,
-        settings.bootstrap_resamples,
-        settings.bootstrap_seed,
-    )
+    items = f"read_parquet({quote_literal(store.table_glob(Table.AGREEMENT_ITEM_STATS))})"
+    with scratch(store, profile.annotation.duckdb_settings()) as con:
+        con.register("evaluated", predictions.select("image_id").unique().to_arrow())
+        consensus = read_columns(
+            con,
+            store,
+            Table.CONSENSUS_LABELS,
+            ["image_id", "emotion_id", "median_rating", "present"],
+            f"collection = {quote_literal(GENERATED)} AND scale = 'intensity' "
+            "AND image_id IN (SELECT image_id FROM evaluated)",
+        )
+        manifest = read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"])
+        prompts = read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *ATTRIBUTES])
+        report = build_fairness_report(
+            predictions.select("image_id", "emotion_id", "predicted"),
+            consensus,
+            image_demographics(manifest, prompts),
+            splits,
+            read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed"]),
+            items,
+            settings.max_gap,
+            settings.min_group_size,
+            settings.bootstrap_resamples,
+            settings.bootstrap_seed,
+            con,
+        )
     versions = {
         "model": predictions["model_fingerprint"][0] if predictions.height else "none",
         "data": data_version(splits),

@@ -7,8 +7,10 @@ batch except through these tables, so a rejected file leaves only its log row be
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import polars as pl
 
@@ -26,6 +28,7 @@ from emonet_assets.lib.annotation.landing import (
     find_batch_file,
     read_declaration,
 )
+from emonet_assets.lib.shared.catalog import quote_literal, render_sql, scratch, sql_text
 from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
@@ -82,18 +85,37 @@ def platform_images(store: Store) -> ImageIndex:
     return ImageIndex.from_tables(store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN))
 
 
-def earlier_keys(store: Store, batch_id: str) -> pl.DataFrame:
-    """Keys other batches already accepted: a rating lands once, whichever file brings it first."""
-    others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
-    if not others:
-        return pl.DataFrame(
-            schema={"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
-        )
-    return store.read_table(Table.ANNOTATION_BATCHES, others).select("image_id", "annotator", "emotion_id", "batch_id")
+def earlier_keys(
+    store: Store, batch_id: str, settings: Mapping[str, object] | None = None
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Which of a batch's keys other batches already accepted, found by a DuckDB join over their files: a rating
+    lands once, whichever file brings it first."""
+    empty = {"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
+
+    def lookup(keys: pl.DataFrame) -> pl.DataFrame:
+        others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
+        if not others or keys.is_empty():
+            return pl.DataFrame(schema=empty)
+        with scratch(store, settings) as con:
+            con.register("batch_keys", keys.to_arrow())
+            sql = render_sql(
+                "annotation/earlier_keys",
+                files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)),
+                batch_id=quote_literal(batch_id),
+            )
+            return con.sql(sql).pl()
+
+    return lookup
 
 
 def import_landed_batch(
-    store: Store, landing: str, batch_id: str, taxonomy: Taxonomy, max_bytes: int, now: datetime | None = None
+    store: Store,
+    landing: str,
+    batch_id: str,
+    taxonomy: Taxonomy,
+    max_bytes: int,
+    now: datetime | None = None,
+    duckdb_settings: Mapping[str, object] | None = None,
 ) -> LandedBatch:
     now = now or datetime.now(UTC)
     landed = find_batch_file(store, landing, batch_id)
@@ -122,7 +144,7 @@ def import_landed_batch(
         }
         store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
         return LandedBatch(log)
-    images, earlier = platform_images(store), earlier_keys(store, batch_id)
+    images, earlier = platform_images(store), earlier_keys(store, batch_id, duckdb_settings)
     result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
     store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
     store.write_table(Table.ANNOTATION_REJECTS, rejects_and_skips(result), batch_id)
@@ -186,22 +208,70 @@ def rating_sources(ratings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def collect_annotations(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), and the
-    external images they registered."""
+class CollectedAnnotations(NamedTuple):
+    """What `write_annotations` wrote: the annotations table's path, rows and first rows, its ratings, images and
+    annotators per (collection, scale), and the external images."""
+
+    path: str
+    rows: int
+    head: pl.DataFrame
+    per_collection: pl.DataFrame
+    external: pl.DataFrame
+
+
+EXTERNAL_SCHEMA = {
+    "collection": pl.String,
+    "image_id": pl.String,
+    "image_ref": pl.String,
+    "first_batch_id": pl.String,
+    "ratings": pl.UInt32,
+}
+PER_COLLECTION_SCHEMA = {
+    "collection": pl.String,
+    "scale": pl.String,
+    "ratings": pl.UInt32,
+    "images": pl.UInt32,
+    "annotators": pl.UInt32,
+}
+
+
+def write_annotations(
+    store: Store, settings: Mapping[str, object] | None = None, preview_rows: int = 10
+) -> CollectedAnnotations:
+    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), written
+    as the annotations table by DuckDB straight from the batch files (a glob) in import order, so that no rating
+    passes through Python; the external images they registered come back as a frame."""
     log = batch_log(store)
-    imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
-    if not imported:
-        ratings = pl.DataFrame(schema=ACCEPTED_SCHEMA)
-    else:
-        ratings = store.read_table(Table.ANNOTATION_BATCHES, imported).sort("imported_at", "batch_id", "source_row")
-    ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
-    external = (
-        ratings.filter(pl.col("collection") != GENERATED)
-        .group_by("collection", "image_id", maintain_order=True)
-        .agg(pl.col("image_ref").first(), pl.col("batch_id").first().alias("first_batch_id"), pl.len().alias("ratings"))
+    imported = log.filter(pl.col("status") == "imported").select("batch_id", "raters")
+    if imported.is_empty():
+        empty = pl.DataFrame(schema={**ACCEPTED_SCHEMA, "raters": pl.String})
+        path = store.write_table(Table.ANNOTATIONS, empty)
+        return CollectedAnnotations(
+            path, 0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
+        )
+    with scratch(store, settings) as con:
+        con.register("imported", imported.to_arrow())
+        con.execute(
+            render_sql("annotation/annotations", files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)))
+        )
+        ordered = sql_text("annotation/ordered_annotations")
+        written = {}
+
+        def copy(target: str) -> None:
+            sql = f"COPY ({ordered}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)"
+            written["rows"] = con.execute(sql).fetchone()[0]
+
+        path = store.write_table_file(Table.ANNOTATIONS, copy)
+        head = con.sql(f"{ordered} LIMIT {preview_rows}").pl()
+        per_collection = con.sql(sql_text("annotation/per_collection")).pl()
+        external = con.sql(render_sql("annotation/external_images", generated=quote_literal(GENERATED))).pl()
+    return CollectedAnnotations(
+        path,
+        written["rows"],
+        head,
+        per_collection.cast(PER_COLLECTION_SCHEMA),  # type: ignore[arg-type]
+        external.cast(EXTERNAL_SCHEMA),  # type: ignore[arg-type]
     )
-    return ratings, external
 
 
 def reconcile_batches(store: Store) -> list[dict]:

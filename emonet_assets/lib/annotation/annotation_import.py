@@ -7,6 +7,7 @@ on the distinct references, labels and values and are joined back, which keeps 1
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -17,6 +18,9 @@ from emonet_assets.lib.shared.rules import GENERATED, INTENSITY_MAX
 from emonet_assets.lib.taxonomy.taxonomy import Taxonomy, normalize_label
 
 KEY = ["image_id", "annotator", "emotion_id"]
+# What other batches already accepted: their (image_id, annotator, emotion_id, batch_id) rows, or a lookup that
+# returns those rows for the batch's own keys, so that a store's earlier ratings need not be read whole.
+EarlierKeys = pl.DataFrame | Callable[[pl.DataFrame], pl.DataFrame]
 
 REJECT_REASONS = {
     "missing_image_ref": "the unit names no image",
@@ -254,7 +258,7 @@ def import_batch(
     taxonomy: Taxonomy,
     images: ImageIndex,
     collection: str | None = None,
-    earlier_keys: pl.DataFrame | None = None,
+    earlier_keys: EarlierKeys | None = None,
     positional_ids: bool = False,
 ) -> BatchResult:
     """`positional_ids` reads bare-number references as prompt positions of the generated images; without it
@@ -299,6 +303,8 @@ def import_batch(
         key=(pl.col("image_code") * (annotators.height + 1) + pl.col("annotator_code")) * (len(index) + 1)
         + pl.col("emotion_code"),
     )
+    if callable(earlier_keys):
+        earlier_keys = earlier_keys(checked.select(KEY).drop_nulls().unique())
     checked = _mark_duplicates(checked, _earlier_codes(earlier_keys, refs, annotators, emotions, len(index)))
     provenance = {
         "batch_id": pl.lit(batch_id),

@@ -12,17 +12,20 @@ import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
+    import duckdb
     from fairlearn.metrics import MetricFrame
 
-from emonet_assets.lib.consensus.agreement import alpha_interval, resample_indices
-from emonet_assets.lib.model.evaluation import CI_LEVEL, spearman_draws, to_scale
-from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, SPLITS
+from emonet_assets.lib.consensus.agreement import resample_indices
+from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
+from emonet_assets.lib.shared.catalog import quote_literal, render_sql
+from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY, SPLITS
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
 MISSING = "missing"
@@ -217,18 +220,19 @@ def _percentile(draws: np.ndarray) -> tuple[float, float]:
 
 def _intervals(cells: _Cells, rows: np.ndarray, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
     """Percentile CI of each metric from resampling the group's images; every metric sees the same draws, those
-    `evaluation.spearman_draws` makes with this seed."""
+    `evaluation.spearman_draws` makes with this seed, drawn once."""
     truth, predicted, present = cells.truth[rows], cells.predicted[rows], cells.present[rows]
-    spearman = _nanmean(spearman_draws(predicted, truth, resamples, seed)[1], axis=0)
-    mae, f1 = [], []
+    columns = SpearmanColumns.of(predicted, truth)
+    spearman, mae, f1 = [], [], []
     for indices in resample_indices(rows.size, resamples, seed):
-        weights = np.stack([np.bincount(drawn, minlength=rows.size) for drawn in indices]).astype(np.float64)
+        counts = draw_counts(indices, rows.size)
+        spearman.append(_nanmean(columns.spearman(counts), axis=0))
+        weights = counts.astype(np.float64)
         mae.append(_mean_mae(truth, predicted, weights))
         f1.append(_mean_f1(present, predicted, weights))
     return {
-        "mean_spearman": _percentile(spearman),
-        "mean_mae": _percentile(np.concatenate(mae)),
-        "mean_presence_f1": _percentile(np.concatenate(f1)),
+        metric: _percentile(np.concatenate(draws))
+        for metric, draws in zip(HIGHER_IS_BETTER, (spearman, mae, f1), strict=True)
     }
 
 
@@ -355,19 +359,47 @@ def data_balance(
     return pl.concat(frames)
 
 
+def _interval_alpha(n: list[int], t1: list[int], t2: list[int], d: list[int], m: list[int]) -> float:
+    """Interval alpha from integer sums per number of ratings m, in exact rational arithmetic: the within-item
+    disagreement is d / (m - 1) summed over m, so no float sum over items (whose order would change its last
+    bits) is made."""
+    if not m:
+        return float("nan")
+    within = sum((Fraction(dm, mm - 1) for dm, mm in zip(d, m, strict=True)), Fraction(0))
+    total, first, second = sum(n), sum(t1), sum(t2)
+    expected = total * second - first * first
+    return float(1 - (total - 1) * within / expected) if expected > 0 else float("nan")
+
+
 def agreement_by_group(
-    item_table: pl.DataFrame,
+    items: pl.DataFrame | str,
     demographics: pl.DataFrame,
     min_group_size: int = 20,
     attributes: Sequence[str] = ATTRIBUTES,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> pl.DataFrame:
     """Interval alpha per (collection, scale, attribute, group), all emotions pooled, from dbt's per-item statistics
-    (int_agreement_item_stats): if raters agree less on one group's faces, its consensus labels are noisier and the
-    model's gap there is partly the labels'."""
-    stats = _labelled(item_table, "image_id", demographics, attributes)
+    (int_agreement_item_stats, a frame or a relation `con` reads, such as its Parquet files): if raters agree less
+    on one group's faces, its consensus labels are noisier and the model's gap there is partly the labels'. Summed
+    in DuckDB per group with images as integer codes; only a few integers per group come back."""
+    import duckdb
+
+    con = con or duckdb.connect()
+    if isinstance(items, pl.DataFrame):
+        con.register("agreement_items", items.select("collection", "scale", "image_id", "m", "s1", "s2").to_arrow())
+        items = "agreement_items"
+    coded = _demographics(demographics, "image_id", attributes).with_row_index("image_code")
+    records = []
+    for attribute in attributes:
+        groups = coded.select("image_code", "image_id", grp=pl.col(attribute).cast(pl.String))
+        con.register("demographics", groups.to_arrow())
+        sql = render_sql("fairness/agreement_sums", items=items, missing=quote_literal(MISSING))
+        for collection, scale, group, n_images, n_items, m, n, t1, t2, d in con.execute(sql).fetchall():
+            alpha = _interval_alpha(n or [], t1 or [], t2 or [], d or [], m or [])
+            records.append((collection, scale, attribute, group, n_images, n_items, alpha, n_images < min_group_size))
     schema = {
-        "collection": item_table.schema["collection"],
-        "scale": item_table.schema["scale"],
+        "collection": pl.String,
+        "scale": pl.String,
         "attribute": pl.String,
         "group": pl.String,
         "n_images": pl.Int64,
@@ -375,14 +407,6 @@ def agreement_by_group(
         "alpha_interval": pl.Float64,
         "too_small": pl.Boolean,
     }
-    records = []
-    for attribute in attributes:
-        for (collection, scale, group), part in stats.group_by("collection", "scale", attribute):
-            n_images = part["image_id"].n_unique()
-            alpha = alpha_interval(part)
-            records.append(
-                (collection, scale, attribute, group, n_images, part.height, alpha, n_images < min_group_size)
-            )
     return pl.DataFrame(records, schema=schema, orient="row").sort("collection", "scale", "attribute", "group")
 
 
@@ -460,24 +484,28 @@ def build_fairness_report(
     demographics: pl.DataFrame,
     splits: pl.DataFrame,
     qc: pl.DataFrame,
-    item_table: pl.DataFrame,
+    item_table: pl.DataFrame | str,
     max_gap: Mapping[str, float],
     min_group_size: int = 20,
     resamples: int = 1000,
     seed: int = 42,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> FairnessReport:
     """Model side (metrics by group and intersection, disparities, gates) beside the data side (balance per split,
     QC, expert agreement per group from dbt's per-item statistics), with the plain-language notes the report leads
-    with."""
+    with. `item_table` may be a relation `con` reads (the statistics' Parquet files): they are only summed there."""
     groups = group_metrics(predictions, consensus, demographics, ATTRIBUTES, min_group_size, resamples, seed)
     gaps = disparities(groups)
-    rated = item_table.filter(GENERATED_INTENSITY)
+    if isinstance(item_table, pl.DataFrame):
+        rated = item_table.filter(GENERATED_INTENSITY)
+    else:
+        rated = f"(SELECT * FROM {item_table} WHERE collection = {quote_literal(GENERATED)} AND scale = 'intensity')"
     tables = {
         "group_metrics": groups,
         "disparities": gaps,
         "gates": gate_table(gaps, max_gap),
         "data_balance": data_balance(splits, qc, demographics),
-        "agreement": agreement_by_group(rated, demographics, min_group_size),
+        "agreement": agreement_by_group(rated, demographics, min_group_size, con=con),
         "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
     }
     return FairnessReport(tables, fairness_notes(groups, gaps))

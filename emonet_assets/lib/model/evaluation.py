@@ -55,51 +55,70 @@ def to_scale(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, INTENSITY_MAX).astype(np.int64)
 
 
-class _Ties(NamedTuple):
-    """One column's values as ascending groups of equal values: the sort order, where each group starts in it,
-    and each item's group."""
+class SpearmanColumns(NamedTuple):
+    """The observed items of each column of an images x columns pair of matrices and their tie groups on each side,
+    flattened: column `columns[k]`'s items are `items[bounds[k]:bounds[k + 1]]`."""
 
-    order: np.ndarray
-    starts: np.ndarray
-    group: np.ndarray
+    n_columns: int
+    columns: np.ndarray
+    bounds: np.ndarray
+    items: np.ndarray
+    x_group: np.ndarray
+    y_group: np.ndarray
+    x_groups: np.ndarray
+    y_groups: np.ndarray
 
     @classmethod
-    def of(cls, values: np.ndarray) -> _Ties:
-        order = np.argsort(values, kind="stable")
-        ordered = values[order]
-        first = np.r_[True, ordered[1:] != ordered[:-1]]
-        group = np.empty(values.size, dtype=np.int64)
-        group[order] = np.cumsum(first) - 1
-        return cls(order, np.flatnonzero(first), group)
+    def of(cls, predicted: np.ndarray, truth: np.ndarray) -> SpearmanColumns:
+        """NaN on either side leaves the item out of that column; equal values share a group, numbered in
+        ascending order."""
+        observed = ~(np.isnan(predicted) | np.isnan(truth))
+        parts = []
+        for c in range(predicted.shape[1]):
+            items = np.flatnonzero(observed[:, c])
+            if items.size:
+                x_values, x_group = np.unique(predicted[items, c], return_inverse=True)
+                y_values, y_group = np.unique(truth[items, c], return_inverse=True)
+                parts.append((c, items, x_group, y_group, x_values.size, y_values.size))
+        columns, items, x_group, y_group, x_groups, y_groups = zip(*parts, strict=True) if parts else [()] * 6
+        sizes = [i.size for i in items]
+
+        def flat(arrays) -> np.ndarray:
+            return np.concatenate(arrays).astype(np.int64) if arrays else np.empty(0, np.int64)
+
+        return cls(
+            predicted.shape[1],
+            np.asarray(columns, dtype=np.int64),
+            np.r_[0, np.cumsum(sizes, dtype=np.int64)].astype(np.int64),
+            flat(items),
+            flat(x_group),
+            flat(y_group),
+            np.asarray(x_groups, dtype=np.int64),
+            np.asarray(y_groups, dtype=np.int64),
+        )
+
+    def spearman(self, counts: np.ndarray) -> np.ndarray:
+        """Rho of each column (rows) in each resample given as draw counts (resamples x images; columns)."""
+        from emonet_assets.lib.model.rank_kernel import spearman_of_counts
+
+        out = np.full((self.n_columns, counts.shape[0]), np.nan)
+        kept = np.empty((self.columns.size, counts.shape[0]))
+        spearman_of_counts(
+            np.ascontiguousarray(counts, dtype=np.int64),
+            self.bounds,
+            self.items,
+            self.x_group,
+            self.y_group,
+            self.x_groups,
+            self.y_groups,
+            kept,
+        )
+        out[self.columns] = kept
+        return out
 
 
-def _centered_ranks(ties: _Ties, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average ranks, minus their mean, of each resample's draws, the draws given as how often each item was
-    drawn (resamples × items); returns the centered rank of each item and the squared deviations per value.
-
-    Counting draws per tied value gives the ranks without sorting each resample: a value's average rank is the
-    number of smaller draws plus (its own draws + 1) / 2.
-    """
-    per_value = np.add.reduceat(weights[:, ties.order], ties.starts, axis=1)
-    below = np.cumsum(per_value, axis=1) - per_value
-    drawn = per_value.sum(axis=1, keepdims=True)
-    centered = below + (per_value + 1) / 2 - (drawn + 1) / 2
-    return centered[:, ties.group], per_value * centered**2
-
-
-def _weighted_spearman(x: _Ties, y: _Ties, weights: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each resample of (x, y) given as draw counts: Pearson of the average ranks, NaN when
-    either side is constant, as `scipy.stats.spearmanr` on the drawn sample."""
-    rank_x, squares_x = _centered_ranks(x, weights)
-    rank_y, squares_y = _centered_ranks(y, weights)
-    covariance = (weights * rank_x * rank_y).sum(axis=1)
-    scale = np.sqrt(squares_x.sum(axis=1) * squares_y.sum(axis=1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where(scale > 0, covariance / scale, np.nan)
-    return np.clip(rho, -1.0, 1.0)
-
-
-def _draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
+def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
+    """How often each image was drawn in each resample of `indices` (resamples x images of draws)."""
     rows = np.arange(indices.shape[0])[:, None] * n_images
     return np.bincount((rows + indices).ravel(), minlength=indices.shape[0] * n_images).reshape(-1, n_images)
 
@@ -109,24 +128,12 @@ def spearman_draws(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point Spearman per column and its bootstrap draws (columns × resamples) for images × columns matrices, NaN
     where an image lacks that column; every column sees the same image draws, those of `resample_indices`."""
-    n_images, n_columns = predicted.shape
-    observed = ~(np.isnan(predicted) | np.isnan(truth))
-    columns = []
-    for c in range(n_columns):
-        items = np.flatnonzero(observed[:, c])
-        if items.size:
-            columns.append((c, items, _Ties.of(predicted[items, c]), _Ties.of(truth[items, c])))
-    point = np.full(n_columns, np.nan)
-    draws = np.full((n_columns, resamples), np.nan)
-    for c, items, x, y in columns:
-        point[c] = _weighted_spearman(x, y, np.ones((1, items.size)))[0]
-    done = 0
-    for indices in resample_indices(n_images, resamples, seed):
-        counts = _draw_counts(indices, n_images)
-        for c, items, x, y in columns:
-            draws[c, done : done + indices.shape[0]] = _weighted_spearman(x, y, counts[:, items])
-        done += indices.shape[0]
-    return point, draws
+    columns = SpearmanColumns.of(predicted, truth)
+    point = columns.spearman(np.ones((1, predicted.shape[0]), dtype=np.int64))[:, 0]
+    chunks = [
+        columns.spearman(draw_counts(i, predicted.shape[0])) for i in resample_indices(len(truth), resamples, seed)
+    ]
+    return point, np.concatenate(chunks, axis=1) if chunks else np.full((predicted.shape[1], 0), np.nan)
 
 
 def percentile_interval(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -55,6 +56,33 @@ def connect(database: str, store: Store, read_only: bool = False, timeout_s: flo
             time.sleep(0.2)
     register_store(con, store)
     return con
+
+
+def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for a query over the store's Parquet, with the profile's threads, memory limit and
+    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing."""
+    con = duckdb.connect()
+    for name, value in (settings or {}).items():
+        con.execute(f"SET {name} = {quote_literal(str(value))}")
+    register_store(con, store)
+    return con
+
+
+def read_columns(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    table: str,
+    columns: list[str],
+    where: str | None = None,
+    distinct: bool = False,
+):
+    """Only `columns` of a table's Parquet files (only the rows `where` keeps, a SQL condition that may name
+    relations registered on `con`; each distinct row once if `distinct`), read by DuckDB: the rest of the table
+    never reaches Python."""
+    selected = ("DISTINCT " if distinct else "") + ", ".join(quote_identifier(c) for c in columns)
+    files = quote_literal(store.table_glob(table))
+    condition = f" WHERE {where}" if where else ""
+    return con.sql(f"SELECT {selected} FROM read_parquet({files}, union_by_name = true){condition}").pl()
 
 
 def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,8 +17,31 @@ class SuiteResult:
     failures: list[dict]
 
 
+def merge(results: list[SuiteResult]) -> SuiteResult:
+    """One result for a suite run piece by piece: a failure's count summed over the pieces, its first five
+    examples kept."""
+    merged: dict[tuple, dict] = {}
+    for result in results:
+        for failure in result.failures:
+            key = (failure["expectation"], failure["column"])
+            if key not in merged:
+                merged[key] = dict(failure)
+                continue
+            seen = merged[key]
+            seen["unexpected_count"] = (seen["unexpected_count"] or 0) + (failure["unexpected_count"] or 0)
+            seen["examples"] = (seen["examples"] + failure["examples"])[:5]
+    evaluated = max((r.evaluated for r in results), default=0)
+    return SuiteResult(all(r.success for r in results), evaluated, list(merged.values()))
+
+
 def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteResult:
     """Validate one in-memory batch; each failure names the expectation, column and examples."""
+    return next(validate_each(iter([frame]), suite_name, expectations))
+
+
+def validate_each(frames: Iterator[pd.DataFrame], suite_name: str, expectations: list) -> Iterator[SuiteResult]:
+    """Validate frames one after another with one GX context and suite: a table too large for pandas at once is
+    checked a bounded piece at a time."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -25,14 +49,17 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteR
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    batch = (
+    definition = (
         context.data_sources.add_pandas(f"{suite_name}_source")
         .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe(f"{suite_name}_batch")
-        .get_batch(batch_parameters={"dataframe": frame})
     )
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
-    result = batch.validate(suite)
+    for frame in frames:
+        yield _suite_result(definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite))
+
+
+def _suite_result(result) -> SuiteResult:
     failures = []
     for r in result.results:
         if r.success:
@@ -86,6 +113,8 @@ def prompt_expectations(emotion_ids: list[str]) -> list:
 
 
 def rating_expectations(emotion_ids: list[str]) -> list:
+    """Row by row, so that they hold for the whole table when they hold for each batch; one rating per key across
+    batches is `lib.annotation.rating_checks`' SQL test."""
     import great_expectations as gx
 
     e = gx.expectations
@@ -99,5 +128,4 @@ def rating_expectations(emotion_ids: list[str]) -> list:
         ),
         e.ExpectColumnValuesToBeInSet(column="emotion_id", value_set=emotion_ids),
         e.ExpectColumnValuesToBeBetween(column="source_row", min_value=1),
-        e.ExpectCompoundColumnsToBeUnique(column_list=["collection", "image_id", "annotator", "emotion_id"]),
     ]

@@ -1,11 +1,17 @@
 """Who rated a batch: declared with the file, recorded in the batch log, carried by every rating."""
 
+import polars as pl
+
 from emonet_assets.lib.annotation.annotation_batches import (
+    ACCEPTED_SCHEMA,
     batch_log,
-    collect_annotations,
+    earlier_keys,
     import_landed_batch,
     rating_sources,
+    write_annotations,
 )
+from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
+from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
 from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
@@ -23,7 +29,8 @@ def test_a_batch_records_who_rated_and_every_rating_carries_it(tmp_path):
     landed = import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20)
 
     assert landed.error is None and batch_log(store)["raters"].to_list() == ["crowd"]
-    ratings, _ = collect_annotations(store)
+    write_annotations(store)
+    ratings = store.read_table(Table.ANNOTATIONS)
     assert ratings["raters"].to_list() == ["crowd"] * 3
     assert rating_sources(ratings).to_dicts() == [{"raters": "crowd", "batches": 1, "annotators": 2, "ratings": 3}]
 
@@ -35,6 +42,78 @@ def test_batches_logged_before_raters_were_recorded_read_as_expert(tmp_path):
     store.write_table(Table.ANNOTATION_BATCH_LOG, batch_log(store).drop("raters"), sha)
 
     assert batch_log(store)["raters"].to_list() == ["expert"]
-    ratings, _ = collect_annotations(store)
+    write_annotations(store)
+    ratings = store.read_table(Table.ANNOTATIONS)
     assert set(ratings["raters"]) == {"expert"}
     assert rating_sources(ratings.drop("raters"))["raters"].to_list() == ["expert"]
+
+
+def _collected_in_polars(store):
+    """The annotations asset as it was: every imported batch read whole into polars and sorted there (stably, the
+    order the DuckDB path makes total), and the external images grouped from that frame."""
+    log = batch_log(store)
+    imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
+    ratings = store.read_table(Table.ANNOTATION_BATCHES, imported).sort(
+        "imported_at", "batch_id", "source_row", maintain_order=True
+    )
+    ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
+    external = (
+        ratings.filter(pl.col("collection") != "generated")
+        .group_by("collection", "image_id", maintain_order=True)
+        .agg(pl.col("image_ref").first(), pl.col("batch_id").first().alias("first_batch_id"), pl.len().alias("ratings"))
+    )
+    return ratings, external
+
+
+def test_annotations_written_by_duckdb_equal_the_polars_path(tmp_path):
+    """Three batches (two collections, hq rows of several ratings each, a rejected file), landed out of order."""
+    store = Store(str(tmp_path / "root"))
+    hq = (
+        b"image,annotator,human,annotations\n"
+        b"00003,h1,True,\"{'Elation': 3, 'Amusement': 1, 'Anger': 0}\"\n"
+        b"00001,h2,True,\"{'Elation': 2, 'Contentment': 0}\"\n"
+    )
+    files = [
+        ("hq.csv", hq, "sample"),
+        ("long.csv", RATINGS, "sample"),
+        ("other.csv", RATINGS.replace(b",ann,", b",cid,"), "other"),
+        ("broken.csv", b"not,a\nrating", "sample"),
+    ]
+    for name, data, collection in files:
+        _, sha, _ = land_file(store, PREFIX, name, data, BatchDeclaration(collection=collection))
+        import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20)
+    expected, external = _collected_in_polars(store)
+
+    collected = write_annotations(store, {"threads": 2, "memory_limit": "500MB"}, preview_rows=4)
+
+    written = store.read_table(Table.ANNOTATIONS)
+    assert written.schema == pl.Schema({**ACCEPTED_SCHEMA, "raters": pl.String})
+    assert written.equals(expected) and collected.rows == expected.height == 11
+    assert collected.head.rows() == expected.head(4).rows()
+    assert collected.external.equals(external) and external.height == 5
+    assert collected.per_collection.rows() == [("other", "intensity", 3, 2, 2), ("sample", "intensity", 8, 3, 4)]
+
+
+def test_duplicates_of_earlier_batches_found_by_duckdb_equal_the_whole_read(tmp_path):
+    """The old lookup read every other batch's keys into polars; the first batch by id names a duplicate."""
+    store = Store(str(tmp_path / "root"))
+    taxonomy = load_taxonomy()
+    overlapping = [
+        RATINGS,
+        RATINGS + b"00003,ann,2,Elation\n",
+        b"path,annotator,value,emotion\n00003,ann,5,Elation\n00002,bea,1,Elation\n00004,bea,1,Anger\n",
+    ]
+    for number, data in enumerate(overlapping):
+        _, sha, _ = land_file(store, PREFIX, f"b{number}.csv", data, BatchDeclaration(collection="sample"))
+        import_landed_batch(store, PREFIX, sha, taxonomy, max_bytes=1 << 20)
+    whole = store.read_table(Table.ANNOTATION_BATCHES).select("image_id", "annotator", "emotion_id", "batch_id")
+    parsed = parse_annotation_file("again.csv", overlapping[2] + b"00001,ann,3,Elation\n00005,cid,2,Anger\n")
+
+    def imported(earlier):
+        return import_batch(parsed, "again", taxonomy, ImageIndex(refs={}), "sample", earlier)
+
+    ours, expected = imported(earlier_keys(store, "again", {"threads": 1})), imported(whole)
+    assert ours.accepted.equals(expected.accepted) and ours.rejects.equals(expected.rejects)
+    assert expected.counts["rejected"] == 4 and expected.counts["accepted"] == 1
+    assert set(expected.rejects["reason"]) == {"duplicate_of_earlier_batch"}
+    assert expected.rejects["detail"].n_unique() == 3  # three earlier batches, each named

@@ -5,6 +5,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
 from emonet_assets.lib.consensus.agreement import alpha_interval
+from emonet_assets.lib.fairness import fairness
 from emonet_assets.lib.fairness.fairness import (
     BALANCE_SCHEMA,
     DISPARITY_SCHEMA,
@@ -22,6 +23,7 @@ from emonet_assets.lib.fairness.fairness import (
     metric_frame,
 )
 from emonet_assets.lib.model.evaluation import to_scale
+from emonet_assets_tests import reference_bootstrap
 from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy", "sadness"]
@@ -118,6 +120,26 @@ def test_intervals_bracket_the_value_and_follow_the_seed():
     other = group_metrics(predictions, consensus, demographics, attributes=["gender"], resamples=200, seed=4)
     assert table.equals(again)
     assert not table["ci_low"].equals(other["ci_low"])
+
+
+def test_intervals_equal_the_numpy_reference_with_the_draws_made_once(monkeypatch):
+    predictions, consensus, demographics = make_data(n_images=260, noisy_group="group_b", seed=7)
+    cells = fairness._cells(predictions, consensus, demographics, fairness.ATTRIBUTES)
+    cells.truth[3:9, 1] = np.nan  # an emotion some images lack
+    groups = fairness._rows_by_group(cells, ["ethnicity_group"])
+    draws, original = [], fairness.resample_indices
+
+    def counted(*args):
+        draws.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(fairness, "resample_indices", counted)
+    for rows in groups.values():
+        ours = fairness._intervals(cells, rows, 120, 5)
+        expected = reference_bootstrap.intervals(cells, rows, 120, 5)
+        for metric in METRICS:
+            np.testing.assert_allclose(ours[metric], expected[metric], rtol=0, atol=1e-12)
+    assert draws == [(rows.size, 120, 5) for rows in groups.values()]
 
 
 def test_planted_disparity_is_the_worst_group_and_fails_the_gate():
@@ -311,3 +333,52 @@ def test_agreement_by_group_is_lower_for_the_noisier_group():
         assert (row["n_images"], row["n_items"]) == (images.len(), images.len() * len(EMOTIONS))
         assert row["too_small"] == (images.len() < 30)
     assert table.filter(pl.col("attribute") == "gender")["n_images"].sum() == 80
+
+
+def agreement_by_group_in_polars(item_table, demographics, min_group_size, attributes):
+    """agreement_by_group as it was: the item statistics in polars, labelled, each group's alpha from its rows."""
+    stats = fairness._labelled(item_table, "image_id", demographics, attributes)
+    records = []
+    for attribute in attributes:
+        for (collection, scale, group), part in stats.group_by("collection", "scale", attribute):
+            n_images = part["image_id"].n_unique()
+            records.append(
+                (
+                    collection,
+                    scale,
+                    attribute,
+                    group,
+                    n_images,
+                    part.height,
+                    alpha_interval(part),
+                    n_images < min_group_size,
+                )
+            )
+    schema = ["collection", "scale", "attribute", "group", "n_images", "n_items", "alpha_interval", "too_small"]
+    return pl.DataFrame(records, schema=schema, orient="row").sort("collection", "scale", "attribute", "group")
+
+
+def test_agreement_by_group_in_sql_equals_the_polars_path_and_krippendorff():
+    """Two collections, images without demographics (the missing group), items with two to four ratings."""
+    import krippendorff
+
+    ratings, demographics = simulated_ratings(n_images=90, seed=3)
+    thinned = ratings.filter((pl.col("annotator") != "r3") | (pl.col("image_id").str.slice(-1) < "5"))
+    other = thinned.with_columns(collection=pl.lit("other")).filter(pl.col("annotator") != "r2")
+    items = item_stats(pl.concat([thinned, other]))
+    known = demographics.filter(pl.int_range(pl.len()) >= 7)
+
+    table = agreement_by_group(items, known, min_group_size=30)
+    expected = agreement_by_group_in_polars(items, known, 30, fairness.ATTRIBUTES)
+
+    assert table.drop("alpha_interval").equals(expected.drop("alpha_interval"))
+    np.testing.assert_allclose(table["alpha_interval"], expected["alpha_interval"], rtol=0, atol=1e-12)
+    assert table.filter(pl.col("group") == MISSING)["n_images"].unique().to_list() == [7]
+    row = table.filter(pl.col("collection") == "other", pl.col("group") == "man").row(0, named=True)
+    images = known.filter(pl.col("gender") == "man")["image_id"]
+    part = other.filter(pl.col("image_id").is_in(images))
+    matrix = part.with_columns(item=pl.concat_str("image_id", "emotion_id")).pivot(
+        "item", index="annotator", values="value"
+    )
+    reference = krippendorff.alpha(matrix.drop("annotator").to_numpy().astype(float), level_of_measurement="interval")
+    assert row["alpha_interval"] == pytest.approx(reference, abs=1e-12)

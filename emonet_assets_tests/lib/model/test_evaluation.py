@@ -22,6 +22,7 @@ from emonet_assets.lib.model.evaluation import (
     to_scale,
 )
 from emonet_assets.lib.taxonomy.taxonomy import builtin_rollups, load_taxonomy
+from emonet_assets_tests import reference_bootstrap
 
 EMOTIONS = ["anger", "fear", "joy"]
 
@@ -62,6 +63,24 @@ def test_bootstrap_spearman_equals_scipy_on_every_resample():
     again = spearman_draws(predicted, truth, resamples=150, seed=11)[1]
     np.testing.assert_array_equal(draws, again)
     assert not np.array_equal(draws, spearman_draws(predicted, truth, resamples=150, seed=12)[1])
+
+
+def test_fused_kernel_equals_the_numpy_reference():
+    """Ties on both sides, continuous and half-point values, missing cells, a constant column and an empty one."""
+    rng = np.random.default_rng(8)
+    n = 500
+    truth = rng.integers(0, 15, (n, 6)) / 2
+    predicted = np.clip(truth + rng.normal(0, 1.5, truth.shape), 0, 7)
+    predicted[:, 1] = np.round(predicted[:, 1])
+    truth[rng.random(truth.shape) < 0.1] = np.nan
+    predicted[:, 3] = 2.0
+    truth[:, 4] = np.nan
+    point, draws = spearman_draws(predicted, truth, resamples=230, seed=42)
+    expected_point, expected_draws = reference_bootstrap.spearman_draws(predicted, truth, 230, 42)
+    for ours, expected in ((point, expected_point), (draws, expected_draws)):
+        assert np.array_equal(np.isnan(ours), np.isnan(expected))
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+    assert np.isnan(draws[3]).all() and np.isnan(draws[4]).all() and np.isfinite(draws[[0, 1, 2, 5]]).all()
 
 
 def test_constant_side_gives_nan_like_scipy():

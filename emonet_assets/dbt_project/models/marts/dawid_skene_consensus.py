@@ -2,50 +2,52 @@
 
 Posterior presence of each (collection, image, emotion), fitted per collection, as annotator skill may differ. SQL
 numbers the tasks and orders the labels, so the sums EM makes do not depend on the order ratings arrived in;
-crowd-kit starts EM from majority-vote probabilities, so the result needs no seed.
+crowd-kit starts EM from majority-vote probabilities, so the result needs no seed. Only integers reach Python
+(collection key, task, annotator key, label); the posteriors go back to DuckDB, which joins the ids on.
 """
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
 from crowdkit.aggregation import DawidSkene
 
+# Keys are numbered in id order (stg_images, stg_annotators, stg_emotions), so tasks and workers are numbered and
+# ordered exactly as by the ids themselves.
 TASKS = """
 select
+    collection_key,
     collection,
-    dense_rank() over (partition by collection order by image_id, emotion_id) - 1 as task,
     image_id,
     emotion_id,
-    annotator as worker,
+    dense_rank() over (partition by collection_key order by image_key, emotion_key) - 1 as task,
+    annotator_key::bigint as worker,
     value::bigint as label
 from ratings
-order by collection, task, worker
+"""
+POSTERIOR = """
+select distinct t.collection, t.image_id, t.emotion_id, p.ds_probability, p.ds_probability > 0.5 as ds_present
+from tasks as t
+join ds_posterior as p on t.collection_key = p.collection_key and t.task = p.task
+order by t.collection, t.image_id, t.emotion_id
 """
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    ratings = dbt.ref("stg_ratings").filter("scale = 'binary'")
-    labelled = ratings.query("ratings", TASKS).pl()
-    schema = {
-        "collection": labelled.schema["collection"],
-        "image_id": labelled.schema["image_id"],
-        "emotion_id": labelled.schema["emotion_id"],
-        "ds_probability": pl.Float64,
-        "ds_present": pl.Boolean,
-    }
-    frames = [pl.DataFrame(schema=schema)]
-    for (collection,), part in labelled.group_by("collection", maintain_order=True):
+    tasks = dbt.ref("stg_ratings").filter("scale = 'binary'").query("ratings", TASKS)
+    codes = tasks.query(
+        "tasks", "select collection_key, task, worker, label from tasks order by collection_key, task, worker"
+    ).pl()
+    keys, task_ids, probabilities = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float64)]
+    for (collection,), part in codes.group_by("collection_key", maintain_order=True):
         proba = DawidSkene(n_iter=100).fit_predict_proba(part.select("task", "worker", "label").to_pandas())
         present = proba[1].to_numpy() if 1 in proba.columns else np.zeros(len(proba))
-        posterior = pl.DataFrame({"task": proba.index.to_numpy(), "ds_probability": present.astype(np.float64)})
-        tasks = part.select("task", "image_id", "emotion_id").unique("task")
-        frames.append(
-            tasks.join(posterior.cast({"task": tasks.schema["task"]}), on="task").select(
-                pl.lit(collection, dtype=schema["collection"]).alias("collection"),
-                "image_id",
-                "emotion_id",
-                "ds_probability",
-                ds_present=pl.col("ds_probability") > 0.5,
-            )
-        )
-    return pl.concat(frames).sort("collection", "image_id", "emotion_id").to_arrow()
+        keys.append(np.full(len(proba), collection, dtype=np.int64))
+        task_ids.append(proba.index.to_numpy().astype(np.int64))
+        probabilities.append(present.astype(np.float64))
+    posterior = {
+        "collection_key": np.concatenate(keys),
+        "task": np.concatenate(task_ids),
+        "ds_probability": np.concatenate(probabilities),
+    }
+    session.register("ds_posterior", pa.table(posterior))
+    return tasks.query("tasks", POSTERIOR)

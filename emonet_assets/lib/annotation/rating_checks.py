@@ -1,0 +1,64 @@
+"""The ratings' data-quality suite at any size: Great Expectations batch by batch, each batch a bounded piece at a
+time (its rules are row by row, so they hold for the table when they hold for every piece; never the whole table in
+pandas), and the one rule that spans rows, one rating per key, as a SQL test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pandas as pd
+
+from emonet_assets.lib.shared.catalog import quote_literal, render_sql, scratch
+from emonet_assets.lib.shared.expectations import SuiteResult, merge, rating_expectations, validate_each
+from emonet_assets.lib.shared.storage import Store
+
+UNIQUE_KEY = "expect_compound_columns_to_be_unique"
+# Rows of one batch GX sees at once, in 2,048-row vectors: about 1M rows, 1 GB in pandas (a 15M-row batch whole
+# took 16 GB).
+PIECE_VECTORS = 500
+
+
+def _pieces(con, files: str, batches: list[tuple]) -> Iterator[pd.DataFrame]:
+    """Each batch's rows, a bounded piece at a time; a batch of no rows (an empty table) is one empty piece."""
+    for (batch,) in batches:
+        cursor = con.execute(
+            f"SELECT * EXCLUDE (imported_at) FROM read_parquet({files}, union_by_name = true) "
+            "WHERE batch_id IS NOT DISTINCT FROM $1",
+            [batch],
+        )
+        piece = cursor.fetch_df_chunk(PIECE_VECTORS)
+        yield piece
+        while len(piece):
+            piece = cursor.fetch_df_chunk(PIECE_VECTORS)
+            if len(piece):
+                yield piece
+
+
+def check_ratings(
+    store: Store, table: str, emotion_ids: list[str], settings: Mapping[str, object] | None = None
+) -> tuple[int, SuiteResult]:
+    """The table's row count and the suite's result: the row rules per batch (failures summed over batches), then
+    the key-uniqueness test over every row, which reports the rows in repeated keys as GX's compound rule did."""
+    files = quote_literal(store.table_glob(table))
+    expectations = rating_expectations(emotion_ids)
+    with scratch(store, settings) as con:
+        rows = con.execute(f"SELECT count(*) FROM read_parquet({files}, union_by_name = true)").fetchone()[0]
+        batches = con.execute(
+            f"SELECT DISTINCT batch_id FROM read_parquet({files}, union_by_name = true) ORDER BY batch_id"
+        ).fetchall()
+        results = list(validate_each(_pieces(con, files, batches or [(None,)]), "annotations", expectations))
+        repeated, keys, examples = con.execute(render_sql("annotation/duplicate_rating_keys", files=files)).fetchone()
+    per_batch = merge(results)
+    failures = list(per_batch.failures)
+    if repeated:
+        observed = f"{keys} (collection, image, annotator, emotion) keys rated more than once"
+        failures.append(
+            {
+                "expectation": UNIQUE_KEY,
+                "column": None,
+                "unexpected_count": repeated,
+                "examples": examples,
+                "observed": observed,
+            }
+        )
+    return rows, SuiteResult(per_batch.success and not repeated, per_batch.evaluated + 1, failures)
