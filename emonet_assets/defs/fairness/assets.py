@@ -53,6 +53,7 @@ _TABLE_DESCRIPTIONS = {
                 Table.MODEL_LEADERBOARD.key,
                 Table.MODEL_FAIRNESS_GATES.key,
                 Table.MODEL_FAIRNESS_GAPS.key,
+                Table.MODEL_FAIRNESS_GROUPS.key,
             ],
             freshness_policy=weekly_freshness,
             description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
@@ -120,7 +121,7 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
         if store.has_table(Table.MODEL_LEADERBOARD)
         else None
     )
-    per_model = (Table.MODEL_FAIRNESS_GATES, Table.MODEL_FAIRNESS_GAPS)
+    per_model = (Table.MODEL_FAIRNESS_GATES, Table.MODEL_FAIRNESS_GAPS, Table.MODEL_FAIRNESS_GROUPS)
     models = tuple(store.read_table(t) for t in per_model) if all(store.has_table(t) for t in per_model) else None
     page = render_html(report.tables, versions, report.notes, **shown, leaderboard=board, models=models)
     store.write_bytes(REPORT_PATH, page.encode())

@@ -329,11 +329,12 @@ def render_html(
     min_group_size: int | None = None,
     gate_severity: str | None = None,
     leaderboard: pl.DataFrame | None = None,
-    models: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+    models: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None = None,
 ) -> str:
     """The full report page; every piece of text is escaped, since group names and notes come from data.
     `leaderboard` (the model_leaderboard rows to show, `shown_board`) puts every registered model beside this one;
-    `models` (model_fairness_gates, model_fairness_gaps) gives each registered model a section of its own."""
+    `models` (model_fairness_gates, model_fairness_gaps, model_fairness_groups) gives each registered model a section
+    of its own."""
     headline, points = summarize(tables, min_group_size, gate_severity)
     parts = [
         "<!DOCTYPE html>",
@@ -408,12 +409,20 @@ def render_html(
     return "\n".join(parts)
 
 
-def _model_sections(models: tuple[pl.DataFrame, pl.DataFrame] | None) -> list[str]:
-    """Per registered model: its gates and its widest gap per attribute and metric (model_fairness_*)."""
+def _model_sections(models: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None) -> list[str]:
+    """Per registered model: its gates and its widest gap per attribute and metric, each end of the gap with its
+    group's bootstrap 95% CI (model_fairness_*)."""
     parts = ["<h2>Per registered model</h2>"]
     if models is None:
         return [*parts, '<p class="empty">No per-model tables: model_fairness has not been materialized.</p>']
-    gates, gaps = models
+    gates, gaps, groups = models
+    keys = ["model_key", "attribute", "metric"]
+    intervals = groups.select(
+        *keys, "group", ci=pl.format("[{}, {}]", pl.col("ci_low").round(3), pl.col("ci_high").round(3))
+    )
+    gaps = gaps.join(
+        intervals.rename({"group": "best_group", "ci": "best_ci"}), on=[*keys, "best_group"], how="left"
+    ).join(intervals.rename({"group": "worst_group", "ci": "worst_ci"}), on=[*keys, "worst_group"], how="left")
     parts.append(
         "<p>The same gates and gaps for every model of the leaderboard, on the generated test images, by "
         "demographic attribute and by the design's robustness axes and generator.</p>"
@@ -422,7 +431,15 @@ def _model_sections(models: tuple[pl.DataFrame, pl.DataFrame] | None) -> list[st
         mine = gates.filter(pl.col("model_key") == key)
         classes = ["" if passed else "failed" for passed in mine["passed"]]
         shown = gaps.filter(pl.col("model_key") == key).select(
-            "attribute", "metric", "best_group", "worst_group", "best_value", "worst_value", "difference"
+            "attribute",
+            "metric",
+            "best_group",
+            "best_value",
+            "best_ci",
+            "worst_group",
+            "worst_value",
+            "worst_ci",
+            "difference",
         )
         parts += [
             f"<h3>{html.escape(key)}</h3>",

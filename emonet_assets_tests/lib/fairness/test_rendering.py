@@ -253,11 +253,23 @@ def test_html_gives_each_registered_model_its_gates_and_gaps(report):
             "difference": [0.6],
         }
     )
-    page = render_html(tables, VERSIONS, notes, models=(gates, gaps))
+    groups = pl.DataFrame(
+        {
+            "model_key": ["m@2", "m@2"],
+            "attribute": ["occlusion", "occlusion"],
+            "group": ["none", "sunglasses"],
+            "metric": ["mean_spearman", "mean_spearman"],
+            "value": [0.7, 0.1],
+            "ci_low": [0.61, 0.02],
+            "ci_high": [0.78, 0.19],
+        }
+    )
+    page = render_html(tables, VERSIONS, notes, models=(gates, gaps, groups))
     parse(page)
     section = page.split("<h2>Per registered model</h2>")[1]
     assert section.index("<h3>m@1</h3>") < section.index("<h3>m@2</h3>")
     second = section.split("<h3>m@2</h3>")[1]
     assert '<tr class="failed"><td>mean_spearman</td><td>0.400</td><td>no</td><td>gap 0.6 over 0.4</td></tr>' in second
-    assert "<td>occlusion</td><td>mean_spearman</td><td>none</td><td>sunglasses</td>" in second
+    cells = "<td>occlusion</td><td>mean_spearman</td><td>none</td><td>0.700</td><td>[0.61, 0.78]</td>"
+    assert cells + "<td>sunglasses</td><td>0.100</td><td>[0.02, 0.19]</td><td>0.600</td>" in second
     assert "No per-model tables: model_fairness has not been materialized." in render_html(tables, VERSIONS, notes)
