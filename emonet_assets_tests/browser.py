@@ -43,13 +43,19 @@ def browser_page(width: int = 1280, height: int = 900) -> Iterator[tuple[Page, l
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
+
+    def request_failed(request) -> None:
+        # A request the page cancelled itself (navigating away while the UI polls) is not a failure of the server.
+        if request.failure != "net::ERR_ABORTED":
+            errors.append(f"request failed: {request.url} {request.failure}")
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path())
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
-            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} {r.failure}"))
+            page.on("requestfailed", request_failed)
             yield page, errors
         finally:
             browser.close()

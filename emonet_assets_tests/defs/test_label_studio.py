@@ -334,12 +334,13 @@ def test_a_pushed_task_shows_its_image_in_label_studio(loop, server, tmp_path):
 
 
 def test_the_command_line_pushes_pulls_and_shows_where_each_project_stands(
-    loop, server, client, experts, demo_run, tmp_path
+    loop, server, client, experts, demo_run, tmp_path, monkeypatch
 ):
     import yaml
     from click.testing import CliRunner
 
     from emonet_assets.cli import main
+    from emonet_assets.cli.render import console
 
     settings = yaml.safe_load((REPO / "emonet_assets" / "profiles" / "tiny.yaml").read_text(encoding="utf-8"))
     settings["annotation"]["label_studio"] = {
@@ -359,6 +360,9 @@ def test_the_command_line_pushes_pulls_and_shows_where_each_project_stands(
     }
 
     def emonet(*args):
+        # rich's console keeps a width once one was set in this process (another test's command may have): COLUMNS
+        # alone may not reach it, and the status table must not wrap its titles.
+        monkeypatch.setattr(console, "_width", 160)
         result = CliRunner().invoke(main, ["annotate", *args], env=env)
         assert result.exit_code == 0, result.output
         return result.output
