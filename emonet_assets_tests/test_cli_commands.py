@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from emonet_assets.cli import main
 from emonet_assets_tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SHARDS = ["shard-00000", "shard-00001", "shard-00002"]
 
 

@@ -1,5 +1,5 @@
-"""deploy/dagster.yaml for real: the tiny pipeline against a PostgreSQL cluster on 127.0.0.1, step logs to S3
-(moto), and a clear error when Postgres cannot be reached."""
+"""deploy/dagster.yaml for real: the tiny pipeline against a PostgreSQL cluster on 127.0.0.1, its storage root and
+step logs on S3 (moto), and a clear error when Postgres cannot be reached."""
 
 import os
 import re
@@ -13,7 +13,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from emonet_assets_tests.conftest import S3_TEST_KEY, S3_TEST_REGION, S3_TEST_SECRET
+from emonet_assets.lib.shared import catalog
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets_tests.conftest import S3_TEST_KEY, S3_TEST_REGION, S3_TEST_SECRET, small_profile_file
 from emonet_assets_tests.local_servers import free_port, postgres_bin, postgres_server
 
 pytestmark = pytest.mark.slow
@@ -54,8 +56,19 @@ def _deployment(tmp_path: Path, moto_s3, postgres_env: dict) -> dict:
     )
 
 
-def test_the_tiny_pipeline_records_its_runs_in_postgres_and_step_logs_in_s3(postgres, moto_s3, tmp_path, monkeypatch):
+def test_the_pipeline_on_an_s3_root_records_its_runs_in_postgres_and_step_logs_in_s3(
+    postgres, moto_s3, tmp_path, monkeypatch
+):
+    """`emonet demo` as a deployment runs it: runs, events and schedules in PostgreSQL, step logs and the whole
+    storage root on S3 (80 images of the tiny design, so it stays quick), and the local catalog reading that root."""
     env = _deployment(tmp_path, moto_s3, postgres.env())
+    root = f"s3://{moto_s3.bucket}/graph"
+    env |= {
+        "EMONET_ROOT": root,
+        "EMONET_CATALOG": str(tmp_path / "catalog.duckdb"),
+        "EMONET_S3_ENDPOINT_URL": moto_s3.endpoint_url,
+        "EMONET_PROFILE": str(small_profile_file(tmp_path, total=80)),
+    }
     demo = subprocess.run([EMONET, "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     steps = [line for line in demo.stdout.splitlines() if line.startswith("  ok ")]
@@ -79,6 +92,46 @@ def test_the_tiny_pipeline_records_its_runs_in_postgres_and_step_logs_in_s3(post
         cursor = con.cursor()
         cursor.execute("select count(*) from runs")
         assert cursor.fetchone()[0] == len(steps)
+
+    _assert_the_graph_is_on_s3(moto_s3, root, tmp_path / "catalog.duckdb")
+
+
+def _assert_the_graph_is_on_s3(moto_s3, root: str, catalog_path: Path) -> None:
+    tables = moto_s3.keys("graph/tables/")
+    unpartitioned = (
+        "design_cells",
+        "emotion_rollups",
+        "image_qc",
+        "prompt_design",
+        "prompt_shards",
+        "taxonomy",
+        "annotations",
+        "external_images",
+        "consensus_labels",
+        "emotion_agreement",
+        "annotator_quality",
+        "reannotation_queue",
+        "dawid_skene_consensus",
+    )
+    assert {f"graph/tables/{t}/all.parquet" for t in unpartitioned} <= set(tables)
+    assert [k for k in tables if k.startswith("graph/tables/generated_images/")] == [
+        f"graph/tables/generated_images/shard-0000{i}.parquet" for i in range(5)
+    ]
+    assert len([k for k in tables if k.startswith("graph/tables/annotation_batches/")]) == 5
+    images = moto_s3.keys("graph/images/")
+    assert len(images) == 80 and all(k.endswith(".png") for k in images)
+    assert moto_s3.keys("graph/reports/contact_sheets/")
+    assert moto_s3.keys("graph/releases/")
+    con = catalog.connect(str(catalog_path), Store(root, moto_s3.storage_options), read_only=True)
+    try:
+        assert con.execute("select count(*) from prompt_design").fetchone() == (80,)
+        assert con.execute("select count(distinct emotion_id) from prompt_design").fetchone() == (40,)
+        joined = "select count(*) from generated_images g join image_qc q using (prompt_id) where q.passed"
+        assert con.execute(joined).fetchone() == (80,)
+        rated = "select count(distinct image_id) from consensus_labels where collection = 'generated'"
+        assert con.execute(rated).fetchone() == (80,)
+    finally:
+        con.close()
 
 
 def test_postgres_that_cannot_be_reached_is_a_clear_error_naming_the_settings(moto_s3, tmp_path):
