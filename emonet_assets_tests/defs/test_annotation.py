@@ -19,13 +19,12 @@ from emonet_assets.lib.annotation.annotation_batches import batch_log
 from emonet_assets.lib.annotation.demo_panel import EXTERNAL_COLLECTION, land_demo_panel
 from emonet_assets.lib.annotation.landing import BatchDeclaration, land_file
 from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
-from emonet_assets.lib.consensus.agreement import KEY
+from emonet_assets.lib.consensus.agreement import KEY, item_statistics
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 from emonet_assets.runner import materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
-from emonet_assets_tests.item_stats import item_stats
 
 pytestmark = pytest.mark.slow
 
@@ -219,12 +218,12 @@ def test_agreement_tables_have_a_bootstrap_ci_and_are_exported_to_parquet(annota
     assert binary.height > 0 and binary["ds_probability"].is_between(0, 1).all()
 
 
-def test_item_stats_are_exported_and_equal_the_unit_tests_polars_copy(annotated):
+def test_item_stats_are_exported_and_equal_item_statistics_of_the_ratings(annotated):
     with annotated.catalog() as con:
         ratings = con.sql("select * from stg_ratings").pl()
     exported = annotated.store.read_table(Table.AGREEMENT_ITEM_STATS).sort(*KEY, "image_id")
     assert exported.height > 0
-    assert_frame_equal(exported, item_stats(ratings), check_dtypes=False)
+    assert_frame_equal(exported, item_statistics(ratings), check_dtypes=False)
 
 
 def test_reannotation_tasks_round_trip_through_label_studio(annotated_copy):

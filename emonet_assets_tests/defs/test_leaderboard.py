@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from emonet_assets.definitions import build_definitions
-from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard, evaluation_truth
+from emonet_assets.lib.leaderboard.leaderboard import build_leaderboard, evaluation_truth, panel_agreement
 from emonet_assets.lib.leaderboard.registry import PredictionsDeclaration, land_predictions, model_key
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
@@ -90,6 +90,9 @@ def test_planted_models_stand_where_they_were_built_to(root_copy):
     for (rollup,), part in everything.group_by("rollup"):
         oracle = part.filter(pl.col("model_key") == keys["oracle"]).row(0, named=True)
         assert oracle["rank"] == 1 and oracle["mean_spearman"] == pytest.approx(1.0), rollup
+        ceiling = part.filter(pl.col("model_key") == "human ceiling").row(0, named=True)
+        panel = [oracle["mean_panel_alpha"], oracle["mean_alpha_with_model"], ceiling["mean_panel_alpha"]]
+        assert np.isfinite(np.array([*panel, ceiling["mean_kappa_quadratic"]], dtype=float)).all(), rollup
     board = everything.filter(pl.col("rollup") == "emotion")
     rows = {r["model_key"]: r for r in board.iter_rows(named=True)}
     best, human, random = rows[keys["oracle"]], rows["human ceiling"], rows["random baseline"]
@@ -203,3 +206,23 @@ def test_the_human_ceiling_on_a_whole_collection_is_dbts(materialized_root):
     joined = human.join(expected, on="level")
     assert joined.height == 40
     assert joined["spearman"].fill_nan(None).to_list() == pytest.approx(joined["expected"].to_list(), abs=1e-12)
+
+
+def test_the_panels_agreement_computed_in_python_is_dbts_emotion_agreement(materialized_root):
+    """What a rollup level's kappa and alpha are computed with (each annotator's strongest member rating, which dbt
+    does not hold) gives dbt's own numbers when the levels are the emotions."""
+    store = Store(str(materialized_root))
+    ratings = store.read_table("annotations").filter(
+        (pl.col("collection") == "generated") & (pl.col("scale") == "intensity")
+    )
+    ours = panel_agreement(ratings, tiny_profile(materialized_root).annotation.min_pair_items)
+    dbt = (
+        store.read_table("emotion_agreement")
+        .filter((pl.col("collection") == "generated") & (pl.col("scale") == "intensity"))
+        .select("emotion_id", "kappa_quadratic_mean", "alpha_interval")
+        .sort("emotion_id")
+    )
+    assert ours["emotion_id"].to_list() == dbt["emotion_id"].to_list() and ours.height == 40
+    for column in ("kappa_quadratic_mean", "alpha_interval"):
+        assert ours[column].null_count() == dbt[column].null_count() == 0
+        np.testing.assert_allclose(ours[column].to_numpy(), dbt[column].to_numpy(), rtol=0, atol=1e-12)

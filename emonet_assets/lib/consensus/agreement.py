@@ -213,6 +213,24 @@ def bootstrap_alpha(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42, 
     return pl.DataFrame(rows, schema=schema, orient="row").sort(KEY)
 
 
+def item_statistics(ratings: pl.DataFrame, keys: Sequence[str] = KEY) -> pl.DataFrame:
+    """dbt's int_agreement_item_stats from ratings in Python, for ratings dbt does not hold (a rollup's levels): per
+    item (`keys` and image_id) rated at least twice, the number of ratings m, their sum s1 and sum of squares s2,
+    and the count of each value."""
+    value = pl.col("value").cast(pl.Int64)
+    return (
+        ratings.group_by([*keys, "image_id"])
+        .agg(
+            m=pl.len().cast(pl.Int64),
+            s1=value.sum(),
+            s2=(value * value).sum(),
+            **{c: (value == v).sum().cast(pl.Int64) for v, c in enumerate(COUNT_COLUMNS)},
+        )
+        .filter(pl.col("m") >= 2)
+        .sort([*keys, "image_id"])
+    )
+
+
 def reliability_matrix(ratings: pl.DataFrame, emotion_id: str, image_ids: Sequence[str] | None = None) -> np.ndarray:
     """Raters × images with NaN where missing, the `krippendorff` package's input; columns follow `image_ids`
     when given (images nobody rated become all-NaN columns), else the sorted rated images."""

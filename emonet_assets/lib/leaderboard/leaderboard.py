@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from emonet_assets.lib.consensus.agreement import COUNT_COLUMNS, alpha_interval
+from emonet_assets.lib.consensus.agreement import COUNT_COLUMNS, alpha_interval, item_statistics
 from emonet_assets.lib.model.evaluation import (
     intensity_scores,
     nanmean,
@@ -134,6 +134,41 @@ def rolled_up(frame: pl.DataFrame, members: pl.DataFrame, by: list[str], values:
         .agg(**values)
         .rename({"level": "emotion_id"})
     )
+
+
+def panel_agreement(ratings: pl.DataFrame, min_pair_items: int) -> pl.DataFrame:
+    """Per emotion (or level) of `ratings` (image_id, emotion_id, annotator, value): the panel's interval alpha and
+    its mean quadratic kappa over the annotator pairs sharing at least `min_pair_items` items, computed as dbt's
+    emotion_agreement computes them for the emotions (int_pairwise_kappa's integer sums, pairs added in order)."""
+    rated = ratings.select("image_id", "emotion_id", "annotator", pl.col("value").cast(pl.Int64))
+    pairs = (
+        rated.join(rated, on=["image_id", "emotion_id"], suffix="_b")
+        .filter(pl.col("annotator") < pl.col("annotator_b"))
+        .group_by("emotion_id", "annotator", "annotator_b")
+        .agg(
+            n=pl.len(),
+            observed=((pl.col("value") - pl.col("value_b")) ** 2).sum(),
+            squares=(pl.col("value") ** 2).sum() + (pl.col("value_b") ** 2).sum(),
+            a=pl.col("value").sum(),
+            b=pl.col("value_b").sum(),
+        )
+        .filter(pl.col("n") >= min_pair_items)
+    )
+    expected = pl.col("squares").cast(pl.Float64) - 2.0 * pl.col("a") * pl.col("b") / pl.col("n")
+    kappa = (
+        pairs.with_columns(kappa=pl.when(expected != 0).then(1 - pl.col("observed") / expected))
+        .sort("emotion_id", "annotator", "annotator_b")
+        .group_by("emotion_id", maintain_order=True)
+        .agg(kappa_quadratic_mean=pl.col("kappa").mean())
+    )
+    stats = item_statistics(rated, keys=["emotion_id"])
+    alphas = pl.DataFrame(
+        [(emotion, alpha_interval(part)) for (emotion,), part in stats.group_by("emotion_id", maintain_order=True)],
+        schema={"emotion_id": pl.String, "alpha_interval": pl.Float64},
+        orient="row",
+    )
+    emotions = rated.select("emotion_id").unique().sort("emotion_id")
+    return emotions.join(kappa, on="emotion_id", how="left").join(alphas, on="emotion_id", how="left")
 
 
 @dataclass(frozen=True)
@@ -332,10 +367,15 @@ def build_leaderboard(
     and from the human ceiling comes with its 95% CI and two-sided p-value. A level scores an image by its
     strongest member emotion on every side (max score, max median, max rating per annotator), as
     model_evaluation_rollups does. With `item_stats`, each model with intensities is also added to the panel as
-    one more rater (alpha_with_model, per emotion).
+    one more rater (alpha_with_model). The panel's kappa and alpha are the whole collection's: dbt's `agreement` and
+    `item_stats` per emotion, and at a rollup's levels the same statistics of each annotator's strongest member
+    rating (`panel_agreement`, `item_statistics`).
     """
     keys = truth.select("collection", "image_id").unique()
-    rated = ratings.filter(pl.col("scale") == "intensity").join(keys, on=["collection", "image_id"])
+    panel_ratings = ratings.filter(pl.col("scale") == "intensity").join(
+        keys.select("collection").unique(), on="collection"
+    )
+    rated = panel_ratings.join(keys, on=["collection", "image_id"])
     others = leave_one_out(rated)
     members = rollups.select("rollup", "level", "emotion_id").drop_nulls().unique() if rollups is not None else None
     rollup_names = members["rollup"].unique(maintain_order=True).sort().to_list() if members is not None else []
@@ -355,6 +395,12 @@ def build_leaderboard(
                 inputs = (part, own, raters, agreed, stats)
             else:
                 level = members.filter(pl.col("rollup") == rollup)
+                panel = rolled_up(
+                    panel_ratings.filter(pl.col("collection") == collection),
+                    level,
+                    ["collection", "image_id", "annotator"],
+                    {"value": pl.max("value")},
+                )
                 inputs = (
                     rolled_up(
                         part,
@@ -368,16 +414,9 @@ def build_leaderboard(
                         ["model_key", "image_id"],
                         {"score": pl.max("score"), "intensity": pl.max("intensity")},
                     ),
-                    leave_one_out(
-                        rolled_up(
-                            rated.filter(pl.col("collection") == collection),
-                            level,
-                            ["collection", "image_id", "annotator"],
-                            {"value": pl.max("value")},
-                        )
-                    ),
-                    None,
-                    None,
+                    leave_one_out(panel.join(part.select("image_id").unique(), on="image_id")),
+                    panel_agreement(panel, min_pair_items),
+                    item_statistics(panel, keys=["emotion_id"]) if item_stats is not None else None,
                 )
             summary, per_level = _board(*inputs, registry, resamples, seed, min_coverage, min_pair_items)
             tags = {"collection": pl.lit(collection), "rollup": pl.lit(rollup)}

@@ -17,9 +17,8 @@ from emonet_assets.lib.annotation.simulated_panel import (
     write_long_csv,
     write_panel,
 )
-from emonet_assets.lib.consensus.agreement import alpha_interval
+from emonet_assets.lib.consensus.agreement import alpha_interval, item_statistics
 from emonet_assets.lib.shared.rules import INTENSITY_MAX
-from emonet_assets_tests.item_stats import item_stats
 
 IMAGES = [f"images/face-{k:03d}.png" for k in range(30)]
 EMOTIONS = ["Amusement", "Anger", "Fear", "Sadness"]
@@ -129,7 +128,7 @@ def test_agreement_falls_as_noise_rises():
     for noise in (0.25, 1, 2, 4):
         spec = PanelSpec(noise=noise)
         ratings = simulate_ratings(ground_truth(images, emotions, spec), spec)
-        stats = item_stats(
+        stats = item_statistics(
             ratings.select(
                 collection=pl.lit("sim"),
                 scale=pl.lit("intensity"),

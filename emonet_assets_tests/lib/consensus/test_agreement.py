@@ -8,11 +8,11 @@ from emonet_assets.lib.consensus.agreement import (
     alpha_interval,
     alpha_ordinal,
     bootstrap_alpha,
+    item_statistics,
     naive_bootstrap_alpha,
     reliability_matrix,
     resample_indices,
 )
-from emonet_assets_tests.item_stats import item_stats
 
 COLUMNS = ["collection", "scale", "emotion_id", "image_id", "annotator", "value"]
 
@@ -41,7 +41,7 @@ def test_closed_forms_equal_krippendorff(seed, raters):
     ratings = _ratings(seed, raters)
     per_item = ratings.group_by("emotion_id", "image_id").len()
     assert (per_item["len"] == 1).any()
-    stats = item_stats(ratings)
+    stats = item_statistics(ratings)
     for emotion in ["intensity", "binary", "sparse"]:
         matrix = reliability_matrix(ratings, emotion)
         one = stats.filter(pl.col("emotion_id") == emotion)
@@ -54,7 +54,7 @@ def test_alpha_summed_a_few_items_at_a_time_equals_krippendorff(monkeypatch):
     """At scale the point estimate sums item features in chunks; chunks of 7 items must not change it."""
     monkeypatch.setattr("emonet_assets.lib.consensus.agreement._POINT_CHUNK_ROWS", 7)
     ratings = _ratings(5, 4, images=60)
-    one = item_stats(ratings).filter(pl.col("emotion_id") == "intensity")
+    one = item_statistics(ratings).filter(pl.col("emotion_id") == "intensity")
     assert one.height > 7 * 3
     matrix = reliability_matrix(ratings, "intensity")
     for level, ours in [("interval", alpha_interval(one)), ("ordinal", alpha_ordinal(one))]:
@@ -73,7 +73,7 @@ def test_item_stats_are_the_sufficient_statistics_of_pairable_items():
         schema=COLUMNS,
         orient="row",
     )
-    stats = item_stats(ratings)
+    stats = item_statistics(ratings)
     assert stats.height == 1
     row = stats.row(0, named=True)
     assert (row["image_id"], row["m"], row["s1"], row["s2"]) == ("i1", 3, 12.0, 54.0)
@@ -92,7 +92,7 @@ def test_reliability_matrix_is_raters_by_images_with_nan_for_missing():
 
 def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
     ratings = _ratings(seed=11, raters=4, images=25)
-    stats = item_stats(ratings)
+    stats = item_statistics(ratings)
     draws = alpha_draws(stats, resamples=30, seed=5)
     for level in ["interval", "ordinal"]:
         bare = ratings.select("image_id", "annotator", "emotion_id", "value")
@@ -104,7 +104,7 @@ def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
 
 def test_resample_is_a_replayable_draw_of_the_seeded_generator():
     ratings = _ratings(seed=12, raters=4, images=20)
-    stats = item_stats(ratings)
+    stats = item_statistics(ratings)
     images = stats["image_id"].unique().sort().to_list()
     first = np.random.default_rng(9).integers(0, len(images), len(images))
     np.testing.assert_array_equal(next(resample_indices(len(images), 3, 9))[0], first)
@@ -122,7 +122,7 @@ def test_resample_indices_do_not_depend_on_chunking():
 
 
 def test_bootstrap_is_deterministic_and_its_interval_brackets_the_estimate():
-    stats = item_stats(pl.concat([_ratings(21, 4, images=80, missing=0.1), _ratings(22, 5, 60, 0.1, "other")]))
+    stats = item_statistics(pl.concat([_ratings(21, 4, images=80, missing=0.1), _ratings(22, 5, 60, 0.1, "other")]))
     first = bootstrap_alpha(stats, resamples=200, seed=1)
     assert first.equals(bootstrap_alpha(stats, resamples=200, seed=1))
     assert not first.equals(bootstrap_alpha(stats, resamples=200, seed=2))
@@ -142,7 +142,7 @@ def test_bootstrap_is_deterministic_and_its_interval_brackets_the_estimate():
 
 
 def test_interval_narrows_with_a_lower_level():
-    stats = item_stats(_ratings(31, 4, images=80, missing=0.1))
+    stats = item_statistics(_ratings(31, 4, images=80, missing=0.1))
     wide = bootstrap_alpha(stats, resamples=300, level=0.95)
     narrow = bootstrap_alpha(stats, resamples=300, level=0.5)
     assert (narrow["alpha_interval_ci_high"] - narrow["alpha_interval_ci_low"]).max() < (
@@ -151,7 +151,7 @@ def test_interval_narrows_with_a_lower_level():
 
 
 def test_degenerate_data_gives_nan_not_an_exception():
-    constant = item_stats(
+    constant = item_statistics(
         pl.DataFrame(
             [("c", "s", "joy", f"i{k}", a, 4) for k in range(5) for a in "ab"]
             + [("c", "s", "fear", "i0", "a", 2), ("c", "s", "fear", "i1", "a", 5)],

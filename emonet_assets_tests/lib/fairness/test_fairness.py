@@ -4,7 +4,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
-from emonet_assets.lib.consensus.agreement import alpha_interval
+from emonet_assets.lib.consensus.agreement import alpha_interval, item_statistics
 from emonet_assets.lib.fairness import fairness
 from emonet_assets.lib.fairness.fairness import (
     BALANCE_SCHEMA,
@@ -24,7 +24,6 @@ from emonet_assets.lib.fairness.fairness import (
 )
 from emonet_assets.lib.model.evaluation import to_scale
 from emonet_assets_tests import reference_bootstrap
-from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy", "sadness"]
 ETHNICITIES = ["group_a", "group_b", "group_c"]
@@ -322,13 +321,13 @@ def simulated_ratings(n_images=80, raters=4, seed=0):
 def test_agreement_by_group_is_lower_for_the_noisier_group():
     ratings, demographics = simulated_ratings()
     table = agreement_by_group(
-        item_stats(ratings), demographics, min_group_size=30, attributes=["ethnicity_group", "gender"]
+        item_statistics(ratings), demographics, min_group_size=30, attributes=["ethnicity_group", "gender"]
     )
     ethnicity = {r["group"]: r for r in table.filter(pl.col("attribute") == "ethnicity_group").iter_rows(named=True)}
     assert ethnicity["group_a"]["alpha_interval"] > ethnicity["group_b"]["alpha_interval"] + 0.3
     for group, row in ethnicity.items():
         images = demographics.filter(pl.col("ethnicity_group") == group)["image_id"]
-        stats = item_stats(ratings.filter(pl.col("image_id").is_in(images)))
+        stats = item_statistics(ratings.filter(pl.col("image_id").is_in(images)))
         assert row["alpha_interval"] == pytest.approx(alpha_interval(stats), abs=1e-12)
         assert (row["n_images"], row["n_items"]) == (images.len(), images.len() * len(EMOTIONS))
         assert row["too_small"] == (images.len() < 30)
@@ -365,7 +364,7 @@ def test_agreement_by_group_in_sql_equals_the_polars_path_and_krippendorff():
     ratings, demographics = simulated_ratings(n_images=90, seed=3)
     thinned = ratings.filter((pl.col("annotator") != "r3") | (pl.col("image_id").str.slice(-1) < "5"))
     other = thinned.with_columns(collection=pl.lit("other")).filter(pl.col("annotator") != "r2")
-    items = item_stats(pl.concat([thinned, other]))
+    items = item_statistics(pl.concat([thinned, other]))
     known = demographics.filter(pl.int_range(pl.len()) >= 7)
 
     table = agreement_by_group(items, known, min_group_size=30)

@@ -5,6 +5,7 @@ from html.parser import HTMLParser
 import polars as pl
 import pytest
 
+from emonet_assets.lib.consensus.agreement import item_statistics
 from emonet_assets.lib.fairness.fairness import (
     TOO_FEW_RANKED,
     agreement_by_group,
@@ -17,7 +18,6 @@ from emonet_assets.lib.fairness.fairness import (
 )
 from emonet_assets.lib.fairness.rendering import UNDEFINED, group_coverage, render_html, render_markdown, summarize
 from emonet_assets_tests.browser import browser_page, view
-from emonet_assets_tests.item_stats import item_stats
 from emonet_assets_tests.lib.fairness.test_fairness import make_data, simulated_ratings
 
 VERSIONS = {"model": "model-7f3a", "data": "data-2024-06-01", "taxonomy": "taxonomy-v2.1"}
@@ -65,7 +65,7 @@ def report():
         "group_metrics": groups,
         "disparities": found,
         "data_balance": data_balance(splits, qc, demographics),
-        "agreement": agreement_by_group(item_stats(ratings), rated, min_group_size=10),
+        "agreement": agreement_by_group(item_statistics(ratings), rated, min_group_size=10),
         "emotion_by_group": emotion_by_group(predictions, consensus, demographics),
         "gates": gate_table(found, {"mean_spearman": 0.1, "mean_mae": 5.0}),
     }

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from emonet_assets.lib.consensus.agreement import reliability_matrix, resample_indices
+from emonet_assets.lib.consensus.agreement import item_statistics, reliability_matrix, resample_indices
 from emonet_assets.lib.leaderboard.leaderboard import (
     HUMAN_KEY,
     RANDOM_KEY,
@@ -13,7 +13,6 @@ from emonet_assets.lib.leaderboard.leaderboard import (
     evaluation_truth,
 )
 from emonet_assets.lib.model.evaluation import percentile_interval, to_scale
-from emonet_assets_tests.item_stats import item_stats
 
 EMOTIONS = ["anger", "fear", "joy"]
 
@@ -213,7 +212,7 @@ def test_alpha_with_the_model_as_one_more_rater_equals_krippendorff_with_an_extr
         annotator=pl.lit("model"),
         value=pl.Series(to_scale(model_scores["intensity"].to_numpy())),
     ).select(columns)
-    alphas = alpha_with_model(item_stats(ratings), model_scores)
+    alphas = alpha_with_model(item_statistics(ratings), model_scores)
     with_model = pl.concat([ratings, as_rater])
     for row in alphas.iter_rows(named=True):
         emotion = row["emotion_id"]
@@ -269,3 +268,58 @@ def test_a_rollup_level_scores_each_image_by_its_strongest_member_on_every_side(
         )
     human = dict(mine.filter(pl.col("model_key") == HUMAN_KEY).select("level", "spearman").iter_rows())
     assert human == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_rollup_levels_panel_agreement_and_alpha_with_the_model_equal_sklearn_and_krippendorff():
+    """At a rollup's levels each annotator's rating is their strongest member rating: the ceiling's kappa is the
+    mean of sklearn's quadratic kappa over annotator pairs, its alpha and a model's alpha as one more rater are
+    `krippendorff`'s on those ratings, as they are at the emotion level from dbt's tables."""
+    from sklearn.metrics import cohen_kappa_score
+
+    truth, agreement, ratings = planted(n_images=40)
+    rollups = pl.DataFrame(
+        {"rollup": "mine", "level": ["negative", "negative", "positive"], "emotion_id": ["anger", "fear", "joy"]}
+    )
+    rng = np.random.default_rng(3)
+    noisy = model("noisy", truth, (pl.col("median_rating") + pl.Series(rng.normal(0, 1.5, truth.height))).clip(0, 7))
+    board = build_leaderboard(
+        noisy,
+        registry("noisy"),
+        truth,
+        agreement,
+        ratings,
+        20,
+        42,
+        item_stats=item_statistics(ratings),
+        rollups=rollups,
+    )
+    mine = board.per_level.filter(pl.col("rollup") == "mine")
+    level_of = pl.when(pl.col("emotion_id") == "joy").then(pl.lit("positive")).otherwise(pl.lit("negative"))
+    by_level = (
+        ratings.with_columns(emotion_id=level_of)
+        .group_by("image_id", "emotion_id", "annotator")
+        .agg(pl.col("value").max())
+    )
+    scores = noisy.with_columns(emotion_id=level_of).group_by("image_id", "emotion_id").agg(pl.col("score").max())
+    as_rater = scores.select(
+        "image_id", "emotion_id", annotator=pl.lit("model"), value=to_scale(scores["score"].to_numpy())
+    )
+    human = mine.filter(pl.col("model_key") == HUMAN_KEY)
+    scored = mine.filter(pl.col("model_key") == "noisy")
+    for level in ("negative", "positive"):
+        wide = by_level.filter(pl.col("emotion_id") == level).pivot(on="annotator", index="image_id", values="value")
+        pairs = [(a, b) for i, a in enumerate(ANNOTATORS) for b in ANNOTATORS[i + 1 :]]
+        kappas = [cohen_kappa_score(wide[a], wide[b], labels=list(range(8)), weights="quadratic") for a, b in pairs]
+        panel = krippendorff.alpha(
+            reliability_data=reliability_matrix(by_level, level), level_of_measurement="interval"
+        )
+        with_model = krippendorff.alpha(
+            reliability_data=reliability_matrix(pl.concat([by_level, as_rater], how="vertical_relaxed"), level),
+            level_of_measurement="interval",
+        )
+        ceiling = human.filter(pl.col("level") == level).row(0, named=True)
+        assert ceiling["kappa_quadratic"] == pytest.approx(np.mean(kappas), abs=1e-12)
+        assert ceiling["panel_alpha"] == pytest.approx(panel, abs=1e-9)
+        row = scored.filter(pl.col("level") == level).row(0, named=True)
+        assert row["panel_alpha"] == pytest.approx(panel, abs=1e-9)
+        assert row["alpha_with_model"] == pytest.approx(with_model, abs=1e-9)
