@@ -8,6 +8,7 @@ for the asset's shard loop and for a bare diffusers loop over the same pipeline,
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -103,10 +104,12 @@ def sdxl_pipeline(arch: dict, dtype: torch.dtype, device: str):
 
 
 def measure(pipe, prompts, size: int, steps: int, batch: int, root: Path, device: str, dtype: str):
-    """(bare, asset) images per second, after a warm-up batch that also triggers compilation."""
+    """(warm-up seconds, bare, asset images per second); the warm-up batch also triggers compilation."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    started = time.perf_counter()
     bare_loop(pipe, prompts.head(batch), batch, steps, size, sync)
     return (
+        time.perf_counter() - started,
         bare_loop(pipe, prompts, batch, steps, size, sync),
         asset_loop(pipe, prompts, batch, steps, size, root, device, dtype, sync),
     )
@@ -119,6 +122,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument(
+        "--compile-mode",
+        default="max-autotune-no-cudagraphs",
+        help="torch.compile mode on CUDA (max-autotune tunes every GEMM and takes minutes; 'default' does not)",
+    )
     args = parser.parse_args()
     if not args.smoke and not torch.cuda.is_available():
         print("no CUDA device here: the GPU benchmark did not run (use --smoke to check the script on CPU)")
@@ -128,13 +136,12 @@ def main() -> None:
     name = "CPU (smoke)" if args.smoke else torch.cuda.get_device_name()
     prompts = design_prompts(args.images)
     pipe = sdxl_pipeline(arch, dtype, device)
+    compile_mode = args.compile_mode if device == "cuda" else "default"
     with tempfile.TemporaryDirectory() as tmp:
         for compiled in (False, True):
             if compiled:
-                pipe.unet = torch.compile(
-                    pipe.unet, mode="max-autotune-no-cudagraphs" if device == "cuda" else "default"
-                )
-            bare, asset = measure(
+                pipe.unet = torch.compile(pipe.unet, mode=compile_mode)
+            warm_up, bare, asset = measure(
                 pipe,
                 prompts,
                 arch["size"],
@@ -146,8 +153,9 @@ def main() -> None:
             )
             print(
                 f"{name}: SDXL architecture {arch['size']}x{arch['size']}, {str(dtype).removeprefix('torch.')}, SDPA, "
-                f"torch.compile {'on' if compiled else 'off'}, batch {args.batch}, {args.steps} steps: "
-                f"bare loop {bare:.2f} images/s, asset {asset:.2f} images/s, ratio {asset / bare:.2f}"
+                f"torch.compile {f'on ({compile_mode})' if compiled else 'off'}, batch {args.batch}, "
+                f"{args.steps} steps: warm-up batch {warm_up:.1f} s, bare loop {bare:.2f} images/s, "
+                f"asset {asset:.2f} images/s, ratio {asset / bare:.2f}"
             )
     print(
         f"peak RSS {peak_rss_mb():.0f} MB"
