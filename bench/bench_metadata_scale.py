@@ -1,8 +1,9 @@
 """The metadata path at release scale with no pixels: prompts -> simulated expert annotations -> consensus (dbt) ->
-splits -> fairness tables, for 1,000,000 images by default, time and peak RSS per stage.
+splits -> fairness tables -> release shards, for 1,000,000 images by default, time and peak RSS per stage.
 
-Images are stood in for by content ids and perceptual hashes (generation and embeddings are GPU work, measured in
-bench_generation*/bench_embedding); the model's test predictions are the consensus plus noise. Annotations arrive
+Images are stood in for by small files named by their sha256 and random perceptual hashes (generation and
+embeddings are GPU work, measured in bench_generation*/bench_embedding); the model's test predictions are the
+consensus plus noise. Annotations arrive
 as batches of `--batch-images` images, as an annotation tool exports them, each a long CSV parsed and validated by
 the importer. Each stage runs in its own process, so its peak RSS is its own (dbt's process included), and prints
 `stage NAME SECONDS s PEAK MB`; the last line is `total SECONDS s peak MB`, the peak of the largest stage.
@@ -15,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +35,11 @@ def _store(root: Path):
     return Store(str(root))
 
 
+def stand_in_image(prompt_id: str) -> bytes:
+    """An image file's stand-in: what the release reads, hashes and packs, without pixels to generate."""
+    return f"stand-in image for prompt {prompt_id}".encode()
+
+
 def stage_prompts(root: Path, images: int) -> dict:
     from emonet_assets.lib.design.prompt_design import DesignSpec, build_design
     from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
@@ -41,16 +48,26 @@ def stage_prompts(root: Path, images: int) -> dict:
     taxonomy = load_taxonomy()
     prompts, cells = build_design(DesignSpec(total=images), taxonomy)
     designed = time.perf_counter() - started
-    # One image per prompt; its sha256 and perceptual hash stand in for the pixels.
-    sha = [hashlib.sha256(p.encode()).hexdigest() for p in prompts["prompt_id"]]
+    # One image per prompt: stand-in bytes (written by the release stage) and a random perceptual hash.
+    sha = [hashlib.sha256(stand_in_image(p)).hexdigest() for p in prompts["prompt_id"]]
     rng = np.random.default_rng(0)
-    manifest = pl.DataFrame({"prompt_id": prompts["prompt_id"], "image_sha256": sha}).with_columns(
-        image_path=pl.format("images/{}.png", "image_sha256")
+    manifest = prompts.select("prompt_id", "shard", "seed").with_columns(
+        image_sha256=pl.Series(sha),
+        image_path=pl.format("images/{}.png", pl.Series(sha)),
+        model=pl.lit("models/stand-in"),
+        model_fingerprint=pl.lit("stand-in"),
+        license=pl.lit("MIT"),
+        scheduler=pl.lit("EulerDiscreteScheduler"),
+        steps=pl.lit(4, pl.Int32),
+        guidance=pl.lit(0.0),
+        width=pl.lit(512, pl.Int32),
+        height=pl.lit(512, pl.Int32),
     )
     qc = pl.DataFrame(
         {
             "image_sha256": sha,
-            "passed": rng.random(len(sha)) >= 0.02,
+            "passed": (passed := rng.random(len(sha)) >= 0.02),
+            "reasons": [[] if ok else ["blank"] for ok in passed],
             "phash": [f"{h:016x}" for h in rng.integers(0, 2**63, len(sha), dtype=np.int64)],
         }
     )
@@ -242,6 +259,60 @@ def stage_export(root: Path) -> dict:
     return {"rows": {name: metadata["dagster/row_count"] for name, metadata in copied.items()}}
 
 
+def stage_release(root: Path, settings: dict) -> dict:
+    """The release's rows assembled by DuckDB and packed into Parquet shards with the (stand-in) image bytes, as
+    `benchmark_release` does before its card; the stand-in files are written first, timed apart."""
+    from emonet_assets.lib.release.rows import license_conflicts, release_rows
+    from emonet_assets.lib.release.shards import write_shards
+    from emonet_assets.lib.shared.catalog import scratch
+    from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
+    from emonet_assets.profiles import ReleaseSettings
+
+    store = _store(root)
+    clock = time.perf_counter()
+    manifest = store.read_table(Table.GENERATED_IMAGES).select("prompt_id", "image_path")
+    (root / "images").mkdir(exist_ok=True)
+
+    def write(row: tuple[str, str]) -> None:
+        (root / row[1]).write_bytes(stand_in_image(row[0]))
+
+    with ThreadPoolExecutor(8) as pool:  # file creation waits on the kernel, not the GIL
+        for _ in pool.map(write, manifest.iter_rows(), chunksize=1024):
+            pass
+    seconds = {"stand_in_files": time.perf_counter() - clock}
+    del manifest
+    settings_ = ReleaseSettings()
+    emotion_ids = [e.id for e in load_taxonomy().emotions]
+    with scratch(store, _duckdb(settings)) as con:
+        # The simulated panel leaves some (image, emotion) items with no rating at all, and the release refuses an
+        # image without consensus on every emotion: such images leave the splits first.
+        clock = time.perf_counter()
+        complete = con.sql(
+            f"SELECT s.* FROM read_parquet('{store.table_glob(Table.SPLITS)}') AS s SEMI JOIN ("
+            f"SELECT image_id FROM read_parquet('{store.table_glob(Table.CONSENSUS_LABELS)}') "
+            f"WHERE collection = 'generated' AND scale = 'intensity' GROUP BY image_id "
+            f"HAVING count(*) = {len(emotion_ids)}) AS c ON s.image_sha256 = c.image_id"
+        ).pl()
+        dropped = store.read_table(Table.SPLITS).height - complete.height
+        store.write_table(Table.SPLITS, complete)
+        seconds["drop_incomplete"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        rows = release_rows(con, store, emotion_ids, settings_.max_failed_qc_share)
+        seconds["rows"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        files = write_shards(store, rows, settings_.shard_bytes)
+        seconds["shards"] = time.perf_counter() - clock
+    conflicts = license_conflicts(rows.images, settings_.license)
+    return {
+        "seconds": seconds,
+        "rows": files.rows,
+        "shards": files.shards,
+        "bytes": files.data_bytes(),
+        "conflicts": conflicts.height,
+        "dropped": dropped,
+    }
+
+
 def _line(name: str, result: dict, detail: str) -> float:
     print(f"stage {name} {result['stage_s']:.1f} s {result['stage_peak_mb']:,.0f} MB", flush=True)
     print(f"  {detail}", flush=True)
@@ -331,6 +402,17 @@ def main() -> None:
                 fair,
                 f"{fair['test_images']:,} test images, {args.resamples:,} resamples: {parts}; {fair['rows']}, "
                 f"agreement over {fair['agreement_items']:,} items in {fair['agreement_groups']} groups",
+            )
+        )
+        release = stage(stage_release, root, settings)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in release["seconds"].items())
+        peaks.append(
+            _line(
+                "release",
+                release,
+                f"rows per split {release['rows']}, shards {release['shards']}, {release['bytes'] / 1e9:.2f} GB: "
+                f"{parts}; {release['dropped']} split images without consensus on every emotion left out first; "
+                f"{release['conflicts']} license conflicts",
             )
         )
         disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

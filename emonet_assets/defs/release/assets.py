@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.annotation.annotation_batches import rating_sources
+from emonet_assets.lib.shared.catalog import read_columns, scratch
 from emonet_assets.lib.shared.lineage import library_versions
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
 from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
@@ -80,8 +79,15 @@ def benchmark_release(
 
     from emonet_assets.lib.leaderboard.leaderboard import EMOTION_ROLLUP
     from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card
-    from emonet_assets.lib.release.manifest import LIBRARIES, manifest, mark_latest, provenance, publish
-    from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, release_rows
+    from emonet_assets.lib.release.manifest import (
+        GENERATION_COLUMNS,
+        LIBRARIES,
+        manifest,
+        mark_latest,
+        provenance,
+        publish,
+    )
+    from emonet_assets.lib.release.rows import ReleaseRefused, release_rows
     from emonet_assets.lib.release.schema import CARD, CROISSANT
     from emonet_assets.lib.release.shards import write_shards
     from emonet_assets.lib.shared.rules import SPLITS
@@ -90,24 +96,18 @@ def benchmark_release(
     settings = profile.release
     taxonomy = read_taxonomy(storage)
     emotions = taxonomy.table().select("emotion_id", "emotion")
-    generated = store.read_table(Table.GENERATED_IMAGES)
-    tables = ReleaseTables(
-        splits=read_splits(storage),
-        generated=generated,
-        prompts=store.read_table(Table.PROMPT_DESIGN),
-        qc=store.read_table(Table.IMAGE_QC),
-        consensus=store.read_table(Table.CONSENSUS_LABELS),
-        annotations=store.read_table(Table.ANNOTATIONS),
-    )
-    try:
-        rows = release_rows(tables, emotions["emotion_id"].to_list(), settings.max_failed_qc_share)
-        files = write_shards(store, rows, settings.shard_bytes)
-    except ReleaseRefused as exc:
-        raise dg.Failure(description=f"release refused: {exc}") from exc
+    with scratch(store, profile.annotation.duckdb_settings()) as con:
+        try:
+            rows = release_rows(con, store, emotions["emotion_id"].to_list(), settings.max_failed_qc_share)
+            files = write_shards(store, rows, settings.shard_bytes)
+        except ReleaseRefused as exc:
+            raise dg.Failure(description=f"release refused: {exc}") from exc
+        generation = read_columns(con, store, Table.GENERATED_IMAGES, list(GENERATION_COLUMNS))
+    images = rows.images
     source = provenance(
         profile_snapshot(profile, generator, embedder),
-        rows,
-        generated,
+        images,
+        generation,
         _fingerprints(store),
         library_versions(LIBRARIES),
     )
@@ -116,7 +116,9 @@ def benchmark_release(
         pretty_name=settings.pretty_name,
         version=settings.version,
         license=settings.license,
-        rows=rows,
+        rows=images,
+        annotators=rows.annotators,
+        batches=rows.batches,
         emotions=emotions,
         data_files={name: (sha, size) for name, (_, sha, size) in files.files.items()},
         agreement=store.read_table(Table.EMOTION_AGREEMENT).filter(GENERATED_INTENSITY),
@@ -124,9 +126,7 @@ def benchmark_release(
         evaluation_summary=store.read_table(Table.MODEL_EVALUATION_SUMMARY),
         fairness={name: store.read_table(FAIRNESS_TABLES[name]) for name in RELEASED_FAIRNESS_NAMES},
         provenance=source,
-        rating_sources=rating_sources(
-            tables.annotations.filter(pl.col("image_id").is_in(rows["image_sha256"].implode()))
-        ).to_dicts(),
+        rating_sources=rows.rating_sources,
         fairness_settings={
             "min_group_size": profile.fairness.min_group_size,
             "gate_severity": profile.fairness.gate_severity,
@@ -145,7 +145,7 @@ def benchmark_release(
         folder = publish(store, files, listed)
     finally:
         store.remove_tree(files.staging)
-    checks = [license_compatible(rows, settings.license), matches_manifest(store, folder)]
+    checks = [license_compatible(images, settings.license), matches_manifest(store, folder)]
     passed = all(check.passed for check in checks)
     if passed:
         mark_latest(store, folder)
@@ -153,7 +153,7 @@ def benchmark_release(
         metadata={
             "release_id": listed["release_id"],
             "path": dg.MetadataValue.path(store.url(folder)),
-            "dagster/row_count": rows.height,
+            "dagster/row_count": images.height,
             **{f"rows_{split}": files.rows[split] for split in SPLITS},
             "shards": sum(files.shards.values()),
             "bytes": sum(size for _, _, size in files.files.values()),

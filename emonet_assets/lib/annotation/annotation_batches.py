@@ -197,14 +197,19 @@ def rating_sources(ratings: pl.DataFrame) -> pl.DataFrame:
     A table written before `raters` was recorded reads as the declaration's default, expert."""
     if "raters" not in ratings.columns:
         ratings = ratings.with_columns(raters=pl.lit(BatchDeclaration().raters))
-    return (
-        ratings.group_by("raters")
-        .agg(
+    return order_rating_sources(
+        ratings.group_by("raters").agg(
             batches=pl.col("batch_id").n_unique(),
             annotators=pl.col("annotator").n_unique(),
             ratings=pl.len(),
         )
-        .sort(pl.col("raters").replace_strict({kind: i for i, kind in enumerate(RATERS)}, default=len(RATERS)))
+    )
+
+
+def order_rating_sources(sources: pl.DataFrame) -> pl.DataFrame:
+    """Rating sources in the order of `RATERS`, undeclared kinds last."""
+    return sources.sort(
+        pl.col("raters").replace_strict({kind: i for i, kind in enumerate(RATERS)}, default=len(RATERS))
     )
 
 

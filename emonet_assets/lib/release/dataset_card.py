@@ -52,7 +52,9 @@ class CardInputs:
     pretty_name: str
     version: str
     license: str
-    rows: pl.DataFrame  # release rows without images (lib.release.rows.release_rows)
+    rows: pl.DataFrame  # one row per released image: lib.release.rows.SUMMARY_COLUMNS
+    annotators: int  # distinct annotators among the released images' ratings
+    batches: int  # distinct annotation batches among them
     emotions: pl.DataFrame  # emotion_id, emotion in taxonomy order
     data_files: dict[str, tuple[str, int]]  # release path -> (sha256, bytes), the Parquet shards
     agreement: pl.DataFrame  # emotion_agreement of the generated collection, intensity scale
@@ -248,19 +250,16 @@ def _provenance_rows(provenance: dict) -> list[list[str]]:
 def _numbers(inputs: CardInputs) -> dict:
     rows = inputs.rows
     counts = {s: rows.filter(pl.col("split") == s).height for s in SPLITS}
-    ratings = rows.select(pl.col("consensus").list.eval(pl.element().struct.field("n_ratings")).list.mean()).to_series()
-    annotators = rows.select(pl.col("ratings").list.eval(pl.element().struct.field("annotator"))).explode("ratings")
-    batches = rows.select("annotation_batch_ids").explode("annotation_batch_ids")
     models = sorted({f"{m} ({lic})" for m, lic in rows.select("generation_model", "license").iter_rows()})
     return {
         "n_images": rows.height,
         "split_counts": ", ".join(f"{counts[s]} {s}" for s in SPLITS),
         "n_emotions": inputs.emotions.height,
-        "ratings_per_image": f"{ratings.mean() or 0:.1f}",
+        "ratings_per_image": f"{rows['mean_n_ratings'].mean() or 0:.1f}",
         "n_cells": rows.select(DEMOGRAPHIC_ATTRIBUTES).unique().height,
         "n_ethnicity_groups": rows["ethnicity_group"].n_unique(),
-        "n_annotators": annotators["ratings"].drop_nulls().n_unique(),
-        "n_batches": batches["annotation_batch_ids"].drop_nulls().n_unique(),
+        "n_annotators": inputs.annotators,
+        "n_batches": inputs.batches,
         "raters": describe_rating_sources(inputs.rating_sources),
         "design_versions": ", ".join(inputs.provenance["design_versions"]),
         "generation_models": ", ".join(models),

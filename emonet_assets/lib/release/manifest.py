@@ -35,12 +35,25 @@ LIBRARIES = (
 )
 
 
+# The generation manifest's columns the provenance reads.
+GENERATION_COLUMNS = (
+    "image_sha256",
+    "model",
+    "model_fingerprint",
+    "license",
+    "torch_version",
+    "diffusers_version",
+    "transformers_version",
+)
+
+
 def provenance(
-    profile: dict, rows: pl.DataFrame, generated: pl.DataFrame, fingerprints: dict[str, str], libraries: dict
+    profile: dict, images: pl.DataFrame, generated: pl.DataFrame, fingerprints: dict[str, str], libraries: dict
 ) -> dict:
     """What the release was made from and with: the profile (without where it is stored or who is alerted),
-    library versions here and at generation time, and every model fingerprint."""
-    used = generated.filter(pl.col("image_sha256").is_in(rows["image_sha256"].implode()))
+    library versions here and at generation time, and every model fingerprint. `images` are the released images
+    (`ReleaseRows.images`), `generated` the generation manifest's GENERATION_COLUMNS."""
+    used = generated.filter(pl.col("image_sha256").is_in(images["image_sha256"].implode()))
     generation = (
         used.group_by("model", "model_fingerprint", "license", "torch_version", "diffusers_version")
         .agg(pl.col("transformers_version").first(), images=pl.len())
@@ -51,8 +64,8 @@ def provenance(
         "library_versions": libraries,
         "generation_models": generation.to_dicts(),
         "model_fingerprints": dict(sorted(fingerprints.items())),
-        "design_versions": sorted(rows["design_version"].unique().to_list()),
-        "taxonomy_versions": sorted(rows["taxonomy_version"].unique().to_list()),
+        "design_versions": sorted(images["design_version"].unique().to_list()),
+        "taxonomy_versions": sorted(images["taxonomy_version"].unique().to_list()),
     }
 
 

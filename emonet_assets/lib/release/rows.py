@@ -1,15 +1,54 @@
-"""The release's rows: one per split image with its labels and lineage, refused when the data is incomplete."""
+"""The release's rows: one per split image with its labels and lineage, refused when the data is incomplete.
+
+DuckDB assembles them from the tables' Parquet files, a split at a time in sha256 order, so a release of a million
+images (152M ratings) never holds a whole table in Python; Python sees one light row per image for the card and
+the license check, and the full rows a batch at a time as they are packed into shards.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 
+from emonet_assets.lib.annotation.annotation_batches import order_rating_sources
+from emonet_assets.lib.annotation.landing import BatchDeclaration
 from emonet_assets.lib.release.licenses import permits
-from emonet_assets.lib.release.schema import CONSENSUS_FEATURES, FEATURES, RATING_FEATURES
-from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY
+from emonet_assets.lib.release.schema import FEATURES
+from emonet_assets.lib.shared.catalog import quote_literal, render_sql
+from emonet_assets.lib.shared.rules import GENERATED
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
+
+INPUTS = (
+    Table.SPLITS,
+    Table.GENERATED_IMAGES,
+    Table.PROMPT_DESIGN,
+    Table.IMAGE_QC,
+    Table.CONSENSUS_LABELS,
+    Table.ANNOTATIONS,
+)
+# The columns of a release row that the card, the provenance and the license check count, one row per image.
+SUMMARY_COLUMNS = (
+    "image_sha256",
+    "split",
+    "generation_model",
+    "model_fingerprint",
+    "license",
+    "scheduler",
+    "steps",
+    "width",
+    "height",
+    "age",
+    "gender",
+    "ethnicity_group",
+    "design_version",
+    "taxonomy_version",
+    "mean_n_ratings",
+)
 
 
 class ReleaseRefused(ValueError):
@@ -17,134 +56,87 @@ class ReleaseRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class ReleaseTables:
-    """The platform tables a release is assembled from."""
+class ReleaseRows:
+    """The release's rows in DuckDB (`con` holds them), with what the card and the checks need in Python."""
 
-    splits: pl.DataFrame
-    generated: pl.DataFrame
-    prompts: pl.DataFrame
-    qc: pl.DataFrame
-    consensus: pl.DataFrame
-    annotations: pl.DataFrame
+    con: duckdb.DuckDBPyConnection
+    images: pl.DataFrame  # SUMMARY_COLUMNS, one row per released image, in split then sha256 order
+    annotators: int  # distinct annotators among the released images' ratings
+    batches: int  # distinct annotation batches among them
+    rating_sources: list[dict]  # annotation_batches.rating_sources rows over the released images' ratings
+
+    def split_rows(self, split: str, batch_rows: int) -> pa.RecordBatchReader:
+        """One split's full rows without the image bytes, in sha256 order, `batch_rows` at a time."""
+        query = render_sql("release/split_rows", collection=quote_literal(GENERATED))
+        reader = self.con.execute(query, {"split": split}).to_arrow_reader(batch_rows)
+        names = [name for name in FEATURES if name != "image"]
+        return pa.RecordBatchReader.from_batches(
+            pa.schema([reader.schema.field(name) for name in names]),
+            (pa.RecordBatch.from_arrays([b.column(name) for name in names], names=names) for b in reader),
+        )
 
 
 def _examples(frame: pl.DataFrame, describe: Callable[[dict], str], limit: int = 3) -> str:
     return "; ".join(describe(row) for row in frame.head(limit).iter_rows(named=True))
 
 
-def release_rows(tables: ReleaseTables, emotion_ids: list[str], max_failed_qc_share: float) -> pl.DataFrame:
-    """One row per split image with everything but the image bytes, in split then sha256 order.
+def release_rows(
+    con: duckdb.DuckDBPyConnection, store: Store, emotion_ids: list[str], max_failed_qc_share: float
+) -> ReleaseRows:
+    """Every split image's release row, in DuckDB on `con` (a `catalog.scratch` connection).
 
     Refuses a dataset that is not complete: too many generated images failing QC, split images without
     a generation record, a prompt, a QC pass or intensity consensus for every emotion.
     """
-    qc = tables.qc.select("image_sha256", "passed", "reasons", "phash")
-    failed = qc.filter(~pl.col("passed"))
-    share = failed.height / qc.height if qc.height else 0.0
-    if share > max_failed_qc_share:
-        raise ReleaseRefused(
-            f"{failed.height} of {qc.height} generated images ({share:.1%}) failed QC, above the profile's "
-            f"release.max_failed_qc_share {max_failed_qc_share:.1%}; e.g. "
-            + _examples(failed, lambda r: f"{r['image_sha256'][:12]} ({', '.join(r['reasons'] or []) or 'failed'})")
-        )
-    split_images = tables.splits.select("image_sha256", "split").unique("image_sha256").sort("split", "image_sha256")
-    if split_images.is_empty():
+    unwritten = [str(table) for table in INPUTS if not store.has_table(table)]
+    if unwritten:
+        raise ReleaseRefused(f"tables not written under {store.root}: {', '.join(unwritten)}")
+    con.execute(render_sql("release/inputs", **{str(t): quote_literal(store.table_glob(t)) for t in INPUTS}))
+    _refuse_failed_qc(con, max_failed_qc_share)
+    con.register("release_emotions", pa.table({"emotion_id": emotion_ids, "ord": list(range(len(emotion_ids)))}))
+    con.execute(render_sql("release/images", collection=quote_literal(GENERATED)))
+    images = con.sql(
+        f"SELECT {', '.join(SUMMARY_COLUMNS)}, prompt_id IS NULL AS no_manifest, prompt IS NULL AS no_prompt, "
+        "coalesce(qc_passed, false) AS qc_passed, n_labelled FROM release_images ORDER BY split, image_sha256"
+    ).pl()
+    if images.is_empty():
         raise ReleaseRefused("the splits table has no images: nothing to release")
-    generated = tables.generated.unique("image_sha256", keep="last").select(
-        "image_sha256",
-        "prompt_id",
-        "image_path",
-        "seed",
-        pl.col("model").alias("generation_model"),
-        "model_fingerprint",
-        "license",
-        "scheduler",
-        "steps",
-        "guidance",
-        "width",
-        "height",
-        "shard",
+    _refuse_missing(images.filter("no_manifest"), "have no row in the generation manifest")
+    _refuse_missing(images.filter("no_prompt"), "have no prompt in prompt_design")
+    _refuse_missing(images.filter(~pl.col("qc_passed")), "did not pass QC")
+    _refuse_incomplete(con, images, emotion_ids)
+    annotators, batches = con.sql(
+        "SELECT count(DISTINCT annotator), count(DISTINCT batch_id) FROM annotations "
+        f"WHERE collection = {quote_literal(GENERATED)} AND image_id IN (SELECT image_sha256 FROM release_images)"
+    ).fetchone()
+    has_raters = "raters" in con.sql("SELECT * FROM annotations LIMIT 0").columns
+    sources = con.sql(
+        render_sql(
+            "release/rating_sources", raters="raters" if has_raters else quote_literal(BatchDeclaration().raters)
+        )
+    ).pl()
+    return ReleaseRows(
+        con=con,
+        images=images.select(SUMMARY_COLUMNS),
+        annotators=annotators,
+        batches=batches,
+        rating_sources=order_rating_sources(sources).to_dicts(),
     )
-    prompts = tables.prompts.select(
-        "prompt_id",
-        "prompt",
-        "emotion_id",
-        "emotion",
-        "emotion_group",
-        "age",
-        "gender",
-        "ethnicity",
-        "ethnicity_group",
-        "occlusion",
-        "lighting",
-        "pose",
-        "template_id",
-        "cell_id",
-        "design_seed",
-        "design_version",
-        "taxonomy_version",
-    )
-    rows = split_images.join(generated, on="image_sha256", how="left").join(prompts, on="prompt_id", how="left")
-    rows = rows.join(qc, on="image_sha256", how="left")
-    _refuse_missing(rows.filter(pl.col("prompt_id").is_null()), "have no row in the generation manifest")
-    _refuse_missing(rows.filter(pl.col("prompt").is_null()), "have no prompt in prompt_design")
-    _refuse_missing(rows.filter(~pl.col("passed").fill_null(False)), "did not pass QC")
 
-    consensus = tables.consensus.filter(
-        GENERATED_INTENSITY
-        & pl.col("image_id").is_in(split_images["image_sha256"].implode())
-        & pl.col("emotion_id").is_in(emotion_ids)
-    )
-    order = pl.DataFrame({"emotion_id": emotion_ids, "order": range(len(emotion_ids))})
-    labels = (
-        consensus.join(order, on="emotion_id")
-        .sort("image_id", "order")
-        .group_by("image_id", maintain_order=True)
-        .agg(
-            pl.col("emotion_id").alias("labelled"),
-            pl.col("median_rating").alias("intensity_median"),
-            pl.struct(*CONSENSUS_FEATURES).alias("consensus"),
-        )
-        .rename({"image_id": "image_sha256"})
-    )
-    rows = rows.join(labels, on="image_sha256", how="left")
-    incomplete = rows.filter(pl.col("labelled").list.len().fill_null(0) < len(emotion_ids)).with_columns(
-        missing=pl.col("labelled")
-        .fill_null([])
-        .map_elements(lambda got: [e for e in emotion_ids if e not in set(got)], return_dtype=pl.List(pl.String))
-    )
-    if incomplete.height:
+
+def _refuse_failed_qc(con: duckdb.DuckDBPyConnection, max_failed_qc_share: float) -> None:
+    failed, total = con.sql("SELECT count(*) FILTER (WHERE NOT passed), count(*) FROM image_qc").fetchone()
+    share = failed / total if total else 0.0
+    if share > max_failed_qc_share:
+        first = con.sql(
+            "SELECT image_sha256, reasons FROM image_qc WHERE NOT passed "
+            "ORDER BY table_partition, file_row_number LIMIT 3"
+        ).pl()
         raise ReleaseRefused(
-            f"{incomplete.height} of {rows.height} split images lack intensity consensus for some of the "
-            f"{len(emotion_ids)} emotions; e.g. "
-            + _examples(
-                incomplete,
-                lambda r: (
-                    f"{r['image_sha256'][:12]} ({r['split']}): {len(r['missing'])} missing "
-                    f"({', '.join(r['missing'][:3])}{', ...' if len(r['missing']) > 3 else ''})"
-                ),
-            )
+            f"{failed} of {total} generated images ({share:.1%}) failed QC, above the profile's "
+            f"release.max_failed_qc_share {max_failed_qc_share:.1%}; e.g. "
+            + _examples(first, lambda r: f"{r['image_sha256'][:12]} ({', '.join(r['reasons'] or []) or 'failed'})")
         )
-    ratings = (
-        tables.annotations.filter(
-            (pl.col("collection") == GENERATED) & pl.col("image_id").is_in(split_images["image_sha256"].implode())
-        )
-        .sort("image_id", "emotion_id", "annotator", "scale", "batch_id", "source_row")
-        .group_by("image_id", maintain_order=True)
-        .agg(
-            pl.struct(*RATING_FEATURES).alias("ratings"),
-            pl.col("batch_id").unique().sort().alias("annotation_batch_ids"),
-        )
-        .rename({"image_id": "image_sha256"})
-    )
-    rows = rows.join(ratings, on="image_sha256", how="left").with_columns(
-        pl.col("ratings").fill_null([]),
-        pl.col("annotation_batch_ids").fill_null([]),
-        qc_passed=pl.col("passed"),
-        qc_reasons=pl.col("reasons").fill_null([]),
-        source_image_path=pl.col("image_path"),
-    )
-    return rows.select([name for name in FEATURES if name != "image"]).sort("split", "image_sha256")
 
 
 def _refuse_missing(bad: pl.DataFrame, reason: str) -> None:
@@ -155,8 +147,33 @@ def _refuse_missing(bad: pl.DataFrame, reason: str) -> None:
         )
 
 
-def license_conflicts(rows: pl.DataFrame, release_license: str) -> pl.DataFrame:
-    """Generation models whose license forbids the release license, with how many rows each has."""
-    models = rows.group_by("generation_model", "model_fingerprint", "license").agg(images=pl.len())
+def _refuse_incomplete(con: duckdb.DuckDBPyConnection, images: pl.DataFrame, emotion_ids: list[str]) -> None:
+    incomplete = images.filter(pl.col("n_labelled") < len(emotion_ids))
+    if incomplete.is_empty():
+        return
+    first = incomplete.head(3)
+    con.register("release_incomplete", first.select("image_sha256").to_arrow())
+    labelled = dict(
+        con.sql(
+            "SELECT image_id, list(DISTINCT emotion_id) FROM consensus_labels "
+            f"WHERE collection = {quote_literal(GENERATED)} AND scale = 'intensity' "
+            "AND image_id IN (SELECT image_sha256 FROM release_incomplete) GROUP BY image_id"
+        ).fetchall()
+    )
+
+    def describe(row: dict) -> str:
+        missing = [e for e in emotion_ids if e not in set(labelled.get(row["image_sha256"]) or [])]
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        return f"{row['image_sha256'][:12]} ({row['split']}): {len(missing)} missing ({shown})"
+
+    raise ReleaseRefused(
+        f"{incomplete.height} of {images.height} split images lack intensity consensus for some of the "
+        f"{len(emotion_ids)} emotions; e.g. " + _examples(first, describe)
+    )
+
+
+def license_conflicts(images: pl.DataFrame, release_license: str) -> pl.DataFrame:
+    """Generation models whose license forbids the release license, with how many released images each has."""
+    models = images.group_by("generation_model", "model_fingerprint", "license").agg(images=pl.len())
     allowed = [permits(license_id, release_license) for license_id in models["license"].to_list()]
     return models.filter(~pl.Series(allowed, dtype=pl.Boolean)).sort("generation_model", "model_fingerprint")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from emonet_assets.lib.release.rows import ReleaseRefused
+from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseRows
 from emonet_assets.lib.release.schema import FEATURES, RELEASES_DIR
 from emonet_assets.lib.shared.rules import SPLITS
 from emonet_assets.lib.shared.storage import Store
@@ -24,12 +24,11 @@ IMAGE_CHUNK = 256
 ROW_GROUP_SIZE = 100
 
 
-def _to_arrow(rows: pl.DataFrame, images: list[bytes]) -> pa.Table:
-    with_images = rows.with_columns(
-        image=pl.struct(pl.Series("bytes", images, dtype=pl.Binary), (pl.col("image_sha256") + ".png").alias("path"))
-    )
-    table = with_images.select(list(FEATURES)).to_arrow()
-    return table.cast(FEATURES.arrow_schema)
+def _with_images(rows: pa.RecordBatch, images: list[bytes]) -> pa.Table:
+    paths = pc.binary_join_element_wise(rows.column("image_sha256"), ".png", "")
+    image = pa.StructArray.from_arrays([pa.array(images, pa.binary()), paths], names=["bytes", "path"])
+    columns = {"image": image, **{name: rows.column(name) for name in rows.schema.names}}
+    return pa.table([columns[name] for name in FEATURES], names=list(FEATURES)).cast(FEATURES.arrow_schema)
 
 
 def encode_shard(table: pa.Table) -> bytes:
@@ -70,11 +69,10 @@ def pack_shards(chunks: Iterable[pa.Table], budget: int) -> Iterator[tuple[bytes
         pending = pending.slice(n)
 
 
-def image_chunks(store: Store, rows: pl.DataFrame, size: int = IMAGE_CHUNK) -> Iterator[pa.Table]:
-    """The rows as Arrow tables with their image bytes, reading a chunk of images at a time."""
-    for start in range(0, rows.height, size):
-        part = rows.slice(start, size)
-        paths = part["source_image_path"].to_list()
+def image_chunks(store: Store, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """The rows as Arrow tables with their image bytes, reading one batch's images at a time."""
+    for rows in batches:
+        paths = rows.column("source_image_path").to_pylist()
         found = store.read_many(paths)
         missing = [p for p in paths if not isinstance(found.get(p), bytes)]
         if missing:
@@ -87,7 +85,7 @@ def image_chunks(store: Store, rows: pl.DataFrame, size: int = IMAGE_CHUNK) -> I
                 f"{len(corrupt)} split images no longer match their sha256 (emonet generate --repair); "
                 f"e.g. {', '.join(corrupt[:3])}"
             )
-        yield _to_arrow(part, [found[p] for p in paths])
+        yield _with_images(rows, [found[p] for p in paths])
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -119,17 +117,17 @@ class ReleaseFiles:
         return sum(size for name, (_, _, size) in self.files.items() if name.startswith(prefix))
 
 
-def write_shards(store: Store, rows: pl.DataFrame, budget: int) -> ReleaseFiles:
-    """Every split's shards into a staging folder under releases/; their names (`-of-<n>`) are known once the
-    split is packed."""
+def write_shards(store: Store, rows: ReleaseRows, budget: int) -> ReleaseFiles:
+    """Every split's shards into a staging folder under releases/, streamed from DuckDB a chunk of images at a
+    time; their names (`-of-<n>`) are known once the split is packed."""
     staged = ReleaseFiles(staging=f"{RELEASES_DIR}/.staging-{uuid.uuid4().hex}")
     try:
         for split in SPLITS:
-            part = rows.filter(pl.col("split") == split)
-            written = [staged.stage(store, data) for data, _ in pack_shards(image_chunks(store, part), budget)]
+            chunks = image_chunks(store, rows.split_rows(split, IMAGE_CHUNK))
+            written = [staged.stage(store, data) for data, _ in pack_shards(chunks, budget)]
             for index, entry in enumerate(written):
                 staged.files[shard_name(split, index, len(written))] = entry
-            staged.rows[split] = part.height
+            staged.rows[split] = rows.images.filter(pl.col("split") == split).height
             staged.shards[split] = len(written)
     except BaseException:
         store.remove_tree(staged.staging)

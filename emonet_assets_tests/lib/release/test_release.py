@@ -13,17 +13,22 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
+from emonet_assets.lib.annotation.annotation_batches import rating_sources
 from emonet_assets.lib.fairness.fairness import disparities, gate_table, group_metrics
 from emonet_assets.lib.release.dataset_card import CardInputs, croissant, render_card, size_category
 from emonet_assets.lib.release.licenses import permits
 from emonet_assets.lib.release.manifest import latest_release, manifest, mark_latest, publish, release_id
-from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseTables, license_conflicts, release_rows
+from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseRows, license_conflicts, release_rows
 from emonet_assets.lib.release.schema import CARD, CROISSANT, FEATURES, MANIFEST
 from emonet_assets.lib.release.shards import pack_shards, write_shards
 from emonet_assets.lib.release.verify import verify
+from emonet_assets.lib.shared.catalog import scratch
 from emonet_assets.lib.shared.lineage import data_version
+from emonet_assets.lib.shared.rules import SPLITS
 from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
 from emonet_assets_tests.lib.fairness.test_fairness import make_data as make_fairness_data
+from emonet_assets_tests.lib.release.reference_rows import ReleaseTables, reference_rows
 
 EMOTIONS = ["joy", "anger", "fear"]
 SPLIT_OF = ["train"] * 6 + ["validation"] * 2 + ["test"] * 2
@@ -106,7 +111,11 @@ def make_tables(store: Store, n: int = 10, license_id: str = "MIT") -> ReleaseTa
         for a in range(3)
     ]
     annotations = pl.DataFrame(ratings, schema_overrides={"value": pl.Int32})
-    consensus = (
+    return ReleaseTables(splits, generated, prompts, qc, consensus_of(annotations), annotations)
+
+
+def consensus_of(annotations: pl.DataFrame) -> pl.DataFrame:
+    return (
         annotations.group_by("collection", "scale", "image_id", "emotion_id")
         .agg(
             median_rating=pl.col("value").median().cast(pl.Float64),
@@ -114,13 +123,34 @@ def make_tables(store: Store, n: int = 10, license_id: str = "MIT") -> ReleaseTa
             std_rating=pl.col("value").std(),
             n_ratings=pl.len().cast(pl.Int64),
         )
-        .with_columns(is_confident=pl.lit(True))
+        .with_columns(is_confident=pl.col("n_ratings") >= 3)
     )
-    return ReleaseTables(splits, generated, prompts, qc, consensus, annotations)
+
+
+TABLES = {
+    "splits": Table.SPLITS,
+    "generated": Table.GENERATED_IMAGES,
+    "prompts": Table.PROMPT_DESIGN,
+    "qc": Table.IMAGE_QC,
+    "consensus": Table.CONSENSUS_LABELS,
+    "annotations": Table.ANNOTATIONS,
+}
+
+
+def rows_of(store: Store, tables: ReleaseTables, emotions=EMOTIONS, max_failed_qc_share=0.1) -> ReleaseRows:
+    """The tables written to the store as the platform writes them, and the release's rows over them."""
+    for field, table in TABLES.items():
+        store.remove_tree(f"tables/{table}")
+        store.write_table(table, getattr(tables, field))
+    return release_rows(scratch(store), store, emotions, max_failed_qc_share)
+
+
+def all_rows(rows: ReleaseRows) -> pa.Table:
+    return pa.Table.from_batches([b for split in SPLITS for b in rows.split_rows(split, 4)])
 
 
 def build_release(store: Store, tables: ReleaseTables, budget: int = 1 << 20, license_id: str = "cc-by-4.0") -> dict:
-    rows = release_rows(tables, EMOTIONS, max_failed_qc_share=0.1)
+    rows = rows_of(store, tables)
     files = write_shards(store, rows, budget)
     source = {"profile": {"release": {"license": license_id}}, "model_fingerprints": {"generation": "fp-tiny"}}
     inputs = card_inputs(rows, files, source, license_id)
@@ -135,14 +165,16 @@ def build_release(store: Store, tables: ReleaseTables, budget: int = 1 << 20, li
 EXPERTS = [{"raters": "expert", "batches": 2, "annotators": 3, "ratings": 120}]
 
 
-def card_inputs(rows, files, source, license_id="cc-by-4.0", sources=EXPERTS) -> CardInputs:
+def card_inputs(rows: ReleaseRows, files, source, license_id="cc-by-4.0", sources=EXPERTS) -> CardInputs:
     empty = pl.DataFrame()
     return CardInputs(
         name="emonet-face-test",
         pretty_name="EmoNet-Face test",
         version="0.0.1",
         license=license_id,
-        rows=rows,
+        rows=rows.images,
+        annotators=rows.annotators,
+        batches=rows.batches,
         emotions=pl.DataFrame({"emotion_id": EMOTIONS, "emotion": [e.title() for e in EMOTIONS]}),
         data_files={n: (sha, size) for n, (_, sha, size) in files.files.items() if n.startswith("data/")},
         agreement=pl.DataFrame({"emotion_id": ["joy"], "alpha_interval": [0.5], "kappa_quadratic_mean": [0.4]}),
@@ -164,14 +196,89 @@ def card_inputs(rows, files, source, license_id="cc-by-4.0", sources=EXPERTS) ->
 
 def test_rows_carry_images_labels_ratings_and_lineage_in_split_order(tmp_path):
     store = Store(str(tmp_path))
-    rows = release_rows(make_tables(store), EMOTIONS, max_failed_qc_share=0.1)
-    assert rows.height == 10 and rows.columns == [n for n in FEATURES if n != "image"]
-    assert rows["split"].to_list() == sorted(rows["split"].to_list())
-    first = rows.row(0, named=True)
+    rows = rows_of(store, make_tables(store))
+    table = all_rows(rows)
+    assert table.num_rows == 10 and table.column_names == [n for n in FEATURES if n != "image"]
+    assert table.column("split").to_pylist() == ["train"] * 6 + ["validation"] * 2 + ["test"] * 2
+    assert rows.images["split"].to_list() == sorted(rows.images["split"].to_list())
+    first = table.slice(0, 1).to_pylist()[0]
     assert [c["emotion_id"] for c in first["consensus"]] == EMOTIONS
     assert first["intensity_median"] == [c["median_rating"] for c in first["consensus"]]
     assert len(first["ratings"]) == 9 and first["annotation_batch_ids"] == ["batch-0", "batch-1", "batch-2"]
     assert first["license"] == "MIT" and first["model_fingerprint"] == "fp-tiny" and first["qc_passed"]
+    assert (rows.annotators, rows.batches) == (3, 3)
+    assert rows.rating_sources == [{"raters": "expert", "batches": 3, "annotators": 3, "ratings": 90}]
+
+
+def varied_tables(store: Store, n: int = 60) -> ReleaseTables:
+    """A panel with what the platform's tables hold besides the plain case: an image generated twice (the
+    newest manifest row counts), QC reasons null or listed, ratings from other collections, scales and emotions
+    outside the release, images rated by two of three experts, and rows in no particular order."""
+    rng = np.random.default_rng(3)
+    base = make_tables(store, n)
+    emotions = [*EMOTIONS, "awe"]
+    ratings = []
+    for i, sha in enumerate(base.splits["image_sha256"]):
+        for emotion in emotions:
+            for a in range(3):
+                if i % 5 == 0 and a == 2:
+                    continue
+                for scale, collection, image in (
+                    ("intensity", "generated", sha),
+                    ("binary", "generated", sha),
+                    ("intensity", "external", f"ext-{i}"),
+                ):
+                    ratings.append(
+                        {
+                            "batch_id": f"batch-{(i + a) % 4}",
+                            "source_row": int(rng.integers(0, 10**6)),
+                            "collection": collection,
+                            "image_id": image,
+                            "annotator": f"expert-{a}",
+                            "emotion_id": emotion,
+                            "scale": scale,
+                            "value": int(rng.integers(0, 8 if scale == "intensity" else 2)),
+                        }
+                    )
+    annotations = pl.DataFrame(ratings, schema_overrides={"value": pl.Int32}).sample(fraction=1.0, shuffle=True, seed=1)
+    older = base.generated.head(5).with_columns(seed=pl.col("seed") + 1000, model=pl.lit("models/older"))
+    qc = base.qc.with_columns(
+        reasons=pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise(pl.lit(["soft"])),
+    )
+    return ReleaseTables(
+        base.splits.sample(fraction=1.0, shuffle=True, seed=2),
+        pl.concat([older, base.generated]),
+        base.prompts,
+        qc,
+        consensus_of(annotations).sample(fraction=1.0, shuffle=True, seed=3),
+        annotations,
+    )
+
+
+def test_rows_equal_the_polars_reference_on_a_varied_panel(tmp_path):
+    """The DuckDB rows against the polars assembly they replaced (kept in the tests as the reference)."""
+    store = Store(str(tmp_path))
+    tables = varied_tables(store)
+    order = ["fear", "joy", "anger"]
+    rows = rows_of(store, tables, order)
+    reference = reference_rows(tables, order)
+    schema = pa.schema([FEATURES.arrow_schema.field(n) for n in FEATURES if n != "image"])
+    for split in SPLITS:
+        got = pa.Table.from_batches(list(rows.split_rows(split, 7))).cast(schema)
+        expected = reference.filter(pl.col("split") == split).to_arrow().cast(schema)
+        assert got.num_rows == expected.num_rows > 0
+        assert got.equals(expected), split
+    assert rows.images["model_fingerprint"].n_unique() == 1 and "models/older" not in rows.images["generation_model"]
+    assert (
+        rows.images["mean_n_ratings"].to_list()
+        == reference.select(pl.col("consensus").list.eval(pl.element().struct.field("n_ratings")).list.mean())
+        .to_series()
+        .to_list()
+    )
+    exploded = reference.select("ratings").explode("ratings").unnest("ratings")
+    assert (rows.annotators, rows.batches) == (exploded["annotator"].n_unique(), exploded["batch_id"].n_unique())
+    released = tables.annotations.filter(pl.col("image_id").is_in(reference["image_sha256"].implode()))
+    assert rows.rating_sources == rating_sources(released).to_dicts()
 
 
 def test_missing_consensus_is_refused_naming_count_and_image(tmp_path):
@@ -180,7 +287,7 @@ def test_missing_consensus_is_refused_naming_count_and_image(tmp_path):
     victim = tables.splits["image_sha256"][3]
     dropped = tables.consensus.filter(~((pl.col("image_id") == victim) & (pl.col("emotion_id") == "fear")))
     with pytest.raises(ReleaseRefused, match=r"1 of 10 split images lack intensity consensus") as refused:
-        release_rows(ReleaseTables(**{**tables.__dict__, "consensus": dropped}), EMOTIONS, 0.1)
+        rows_of(store, dataclasses.replace(tables, consensus=dropped))
     assert victim[:12] in str(refused.value) and "1 missing (fear)" in str(refused.value)
 
 
@@ -192,17 +299,24 @@ def test_a_failed_qc_share_above_the_threshold_is_refused(tmp_path):
         reasons=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(["blank"])).otherwise(pl.col("reasons")),
     )
     with pytest.raises(ReleaseRefused, match=r"3 of 10 generated images \(30.0%\) failed QC.*10.0%.*\(blank\)"):
-        release_rows(ReleaseTables(**{**tables.__dict__, "qc": qc}), EMOTIONS, 0.1)
+        rows_of(store, dataclasses.replace(tables, qc=qc), max_failed_qc_share=0.1)
     with pytest.raises(ReleaseRefused, match=r"3 split images did not pass QC"):
-        release_rows(ReleaseTables(**{**tables.__dict__, "qc": qc}), EMOTIONS, 0.5)
+        rows_of(store, dataclasses.replace(tables, qc=qc), max_failed_qc_share=0.5)
 
 
 def test_split_images_without_a_generation_record_are_refused(tmp_path):
     store = Store(str(tmp_path))
     tables = make_tables(store)
-    generated = tables.generated.slice(1)
     with pytest.raises(ReleaseRefused, match=r"1 split images have no row in the generation manifest"):
-        release_rows(ReleaseTables(**{**tables.__dict__, "generated": generated}), EMOTIONS, 0.1)
+        rows_of(store, dataclasses.replace(tables, generated=tables.generated.slice(1)))
+
+
+def test_a_release_over_an_unwritten_table_is_refused_naming_it(tmp_path):
+    store = Store(str(tmp_path))
+    rows_of(store, make_tables(store))
+    store.remove_tree(f"tables/{Table.IMAGE_QC}")
+    with pytest.raises(ReleaseRefused, match=r"tables not written under .*: image_qc"):
+        release_rows(scratch(store), store, EMOTIONS, 0.1)
 
 
 # Shards
@@ -338,10 +452,10 @@ def test_croissant_validates_with_mlcroissant_and_reads_every_split_with_its_ima
     dataset = mlc.Dataset(jsonld=tmp_path / "root" / built["folder"] / CROISSANT)
     issues = dataset.metadata.ctx.issues
     assert not issues.errors and not [w for w in issues.warnings if "@context" in w], issues.report()
-    rows = built["rows"]
+    images = built["rows"].images
     for split in ("train", "validation", "test"):
         records = list(dataset.records(split))
-        expected = rows.filter(pl.col("split") == split)["image_sha256"].to_list()
+        expected = images.filter(pl.col("split") == split)["image_sha256"].to_list()
         assert [r[f"{split}/image_sha256"].decode() for r in records] == expected
         assert {r[f"{split}/image"].size for r in records} == {(16, 16)}
 
@@ -364,7 +478,7 @@ def test_a_release_on_s3_verifies_and_names_a_tampered_object(moto_s3):
 
 def release_inputs(tmp_path, sources, fairness=None):
     store = Store(str(tmp_path / "root"))
-    rows = release_rows(make_tables(store), EMOTIONS, max_failed_qc_share=0.1)
+    rows = rows_of(store, make_tables(store))
     files = write_shards(store, rows, 1 << 20)
     inputs = card_inputs(rows, files, {"model_fingerprints": {"emotion_model": "fp-model"}}, sources=sources)
     return dataclasses.replace(inputs, fairness=fairness or {})
