@@ -7,17 +7,18 @@ the license check, and the full rows a batch at a time as they are packed into s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from emonet_assets.lib.annotation.annotation_batches import order_rating_sources
 from emonet_assets.lib.annotation.landing import BatchDeclaration
 from emonet_assets.lib.release.licenses import permits
-from emonet_assets.lib.release.schema import FEATURES
+from emonet_assets.lib.release.schema import CONSENSUS_FEATURES, FEATURES, RATING_FEATURES
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
 from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.storage import Store
@@ -31,6 +32,8 @@ INPUTS = (
     Table.CONSENSUS_LABELS,
     Table.ANNOTATIONS,
 )
+# Images DuckDB assembles at once: about 160 ratings each, so a chunk's lists stay far under any memory limit.
+CHUNK_IMAGES = 8192
 # The columns of a release row that the card, the provenance and the license check count, one row per image.
 SUMMARY_COLUMNS = (
     "image_sha256",
@@ -65,15 +68,55 @@ class ReleaseRows:
     batches: int  # distinct annotation batches among them
     rating_sources: list[dict]  # annotation_batches.rating_sources rows over the released images' ratings
 
-    def split_rows(self, split: str, batch_rows: int) -> pa.RecordBatchReader:
-        """One split's full rows without the image bytes, in sha256 order, `batch_rows` at a time."""
-        query = render_sql("release/split_rows", collection=quote_literal(GENERATED))
-        reader = self.con.execute(query, {"split": split}).to_arrow_reader(batch_rows)
-        names = [name for name in FEATURES if name != "image"]
-        return pa.RecordBatchReader.from_batches(
-            pa.schema([reader.schema.field(name) for name in names]),
-            (pa.RecordBatch.from_arrays([b.column(name) for name in names], names=names) for b in reader),
-        )
+    def split_rows(self, split: str, batch_rows: int, chunk_images: int = CHUNK_IMAGES) -> Iterator[pa.RecordBatch]:
+        """One split's full rows without the image bytes, in sha256 order, `batch_rows` at a time. DuckDB sorts
+        `chunk_images` images' consensus and ratings at a time (an ordered `list()` aggregate is several times
+        slower) and Arrow cuts the sorted rows into each image's lists."""
+        shas = self.images.filter(pl.col("split") == split)["image_sha256"]
+        for start in range(0, len(shas), chunk_images):
+            chunk = shas.slice(start, chunk_images)
+            yield from self._chunk_rows(split, chunk[0], chunk[-1]).to_batches(batch_rows)
+
+    def _chunk_rows(self, split: str, first: str, last: str) -> pa.Table:
+        where = f"split = {quote_literal(split)} AND {{}} BETWEEN {quote_literal(first)} AND {quote_literal(last)}"
+        images = self.con.sql(
+            f"SELECT * FROM release_images WHERE {where.format('image_sha256')} ORDER BY image_sha256"
+        ).to_arrow_table()
+        order = images.column("image_sha256").to_pylist()
+
+        def per_image(relation: str, columns: Iterable[str], sort: str, none_is_null: bool = False) -> pa.ListArray:
+            """The relation's rows of each image of the chunk, sorted, as one list per image (of the column, or of
+            structs of the columns); the image ids stay in DuckDB, which counts each image's rows."""
+            filtered = f"FROM {relation} WHERE {where.format('image_id')}"
+            counts = dict(self.con.sql(f"SELECT image_id, count(*) {filtered} GROUP BY image_id").fetchall())
+            flat = self.con.sql(f"SELECT {', '.join(columns)} {filtered} ORDER BY image_id, {sort}")
+            return _per_image([counts.get(sha, 0) for sha in order], flat.to_arrow_table(), none_is_null)
+
+        consensus = "release_consensus"
+        columns = {
+            **{name: images.column(name) for name in images.column_names},
+            "intensity_median": per_image(consensus, ["median_rating"], "ord", none_is_null=True),
+            "consensus": per_image(consensus, CONSENSUS_FEATURES, "ord", none_is_null=True),
+            "ratings": per_image(
+                "release_ratings", RATING_FEATURES, "emotion_id, annotator, scale, batch_id, source_row"
+            ),
+            "annotation_batch_ids": per_image(
+                "(SELECT DISTINCT split, image_id, batch_id FROM release_ratings)", ["batch_id"], "batch_id"
+            ),
+        }
+        return pa.table({name: columns[name] for name in FEATURES if name != "image"})
+
+
+def _per_image(counts: list[int], flat: pa.Table, none_is_null: bool) -> pa.ListArray:
+    """`flat`'s rows cut into consecutive lists of `counts` rows: of its one column, or of structs of its columns;
+    a list of no rows is empty, or null when `none_is_null`."""
+    lengths = np.asarray(counts, dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    if flat.num_columns == 1:
+        values = flat.column(0).combine_chunks()
+    else:
+        values = pa.StructArray.from_arrays([c.combine_chunks() for c in flat.columns], names=flat.column_names)
+    return pa.ListArray.from_arrays(offsets, values, mask=pa.array(lengths == 0) if none_is_null else None)
 
 
 def _examples(frame: pl.DataFrame, describe: Callable[[dict], str], limit: int = 3) -> str:
@@ -105,6 +148,7 @@ def release_rows(
     _refuse_missing(images.filter("no_prompt"), "have no prompt in prompt_design")
     _refuse_missing(images.filter(~pl.col("qc_passed")), "did not pass QC")
     _refuse_incomplete(con, images, emotion_ids)
+    con.execute(render_sql("release/staged_ratings", collection=quote_literal(GENERATED)))
     annotators, batches = con.sql(
         "SELECT count(DISTINCT annotator), count(DISTINCT batch_id) FROM annotations "
         f"WHERE collection = {quote_literal(GENERATED)} AND image_id IN (SELECT image_sha256 FROM release_images)"
