@@ -60,8 +60,10 @@ def connect(database: str, store: Store, read_only: bool = False, timeout_s: flo
 
 def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for a query over the store's Parquet, with the profile's threads, memory limit and
-    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing."""
+    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing. No progress
+    bar: a step's log is not a terminal."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     for name, value in (settings or {}).items():
         con.execute(f"SET {name} = {quote_literal(str(value))}")
     register_store(con, store)
