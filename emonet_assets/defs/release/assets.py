@@ -9,7 +9,7 @@ from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.shared.catalog import read_columns, scratch
 from emonet_assets.lib.shared.lineage import library_versions
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
-from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
+from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, RELEASE_ROW_TABLES, Table
 from emonet_assets.resources import EmbedderResource, ImageGeneratorResource, ProfileResource, StorageResource
 
 PROFILE_SECTIONS = ("qc", "annotation", "dataset", "model", "fairness", "release")
@@ -46,12 +46,7 @@ def _fingerprints(store) -> dict[str, str]:
     deps=[
         table.key
         for table in (
-            Table.SPLITS,
-            Table.GENERATED_IMAGES,
-            Table.PROMPT_DESIGN,
-            Table.IMAGE_QC,
-            Table.CONSENSUS_LABELS,
-            Table.ANNOTATIONS,
+            *RELEASE_ROW_TABLES,
             Table.EMOTION_AGREEMENT,
             Table.EMOTION_MODEL,
             Table.MODEL_EVALUATION,

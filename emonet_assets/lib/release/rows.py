@@ -22,16 +22,8 @@ from emonet_assets.lib.release.schema import CONSENSUS_FEATURES, FEATURES, RATIN
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
 from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.storage import Store
-from emonet_assets.lib.shared.tables import Table
+from emonet_assets.lib.shared.tables import RELEASE_ROW_TABLES
 
-INPUTS = (
-    Table.SPLITS,
-    Table.GENERATED_IMAGES,
-    Table.PROMPT_DESIGN,
-    Table.IMAGE_QC,
-    Table.CONSENSUS_LABELS,
-    Table.ANNOTATIONS,
-)
 # Images DuckDB assembles at once: about 160 ratings each, so a chunk's lists stay far under any memory limit.
 CHUNK_IMAGES = 8192
 # The columns of a release row that the card, the provenance and the license check count, one row per image.
@@ -131,10 +123,11 @@ def release_rows(
     Refuses a dataset that is not complete: too many generated images failing QC, split images without
     a generation record, a prompt, a QC pass or intensity consensus for every emotion.
     """
-    unwritten = [str(table) for table in INPUTS if not store.has_table(table)]
+    unwritten = [str(table) for table in RELEASE_ROW_TABLES if not store.has_table(table)]
     if unwritten:
         raise ReleaseRefused(f"tables not written under {store.root}: {', '.join(unwritten)}")
-    con.execute(render_sql("release/inputs", **{str(t): quote_literal(store.table_glob(t)) for t in INPUTS}))
+    globs = {str(table): quote_literal(store.table_glob(table)) for table in RELEASE_ROW_TABLES}
+    con.execute(render_sql("release/inputs", **globs))
     _refuse_failed_qc(con, max_failed_qc_share)
     con.register("release_emotions", pa.table({"emotion_id": emotion_ids, "ord": list(range(len(emotion_ids)))}))
     con.execute(render_sql("release/images", collection=quote_literal(GENERATED)))

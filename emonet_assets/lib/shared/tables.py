@@ -67,6 +67,16 @@ class Table(StrEnum):
         return dg.AssetKey(self.value)
 
 
+# The tables a release's rows are assembled from (lib.release.rows), each a declared upstream of the release.
+RELEASE_ROW_TABLES = (
+    Table.SPLITS,
+    Table.GENERATED_IMAGES,
+    Table.PROMPT_DESIGN,
+    Table.IMAGE_QC,
+    Table.CONSENSUS_LABELS,
+    Table.ANNOTATIONS,
+)
+
 # The fairness report's tables (lib.fairness.fairness.build_fairness_report names them), each stored as its own asset.
 FAIRNESS_TABLES = {
     "group_metrics": Table.FAIRNESS_GROUP_METRICS,
