@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -563,3 +564,141 @@ def test_every_command_finds_the_same_root_and_dagster_instance_from_any_folder(
 
     again = invoke(["status"], **unset)
     assert f"Storage root {project / 'data' / 'tiny'}" in again.output
+
+
+@pytest.fixture()
+def wide_console(monkeypatch):
+    """140 columns, so no table cell wraps: the commands' console takes its width once, when the CLI is imported."""
+    from emonet_assets.cli.render import console
+
+    monkeypatch.setattr(console, "width", 140)
+
+
+@pytest.fixture()
+def annotated_copy(demo_run, tmp_path, wide_console):
+    """A private copy of the demo's root and Dagster home, so imports here leave the shared demo as it was and the
+    automation conditions see the demo's history."""
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    shutil.copytree(demo_run.folder / "home", tmp_path / "home")
+    shutil.copytree(demo_run.root, tmp_path / "root")
+    return tmp_path, tmp_path / "root"
+
+
+def invoke_on(tmp_path: Path, root: Path, args: list[str]):
+    """`emonet ARGS` on `root` with the Dagster home beside it."""
+    return invoke(args, DAGSTER_HOME=str(tmp_path / "home"), EMONET_ROOT=str(root))
+
+
+def _annotation_rows(root: Path) -> int:
+    return pl.read_parquet(root / "tables" / "annotations" / "all.parquet").height
+
+
+def _cells(stdout: str, name: str) -> list[str]:
+    line = next(line for line in stdout.splitlines() if name in line)
+    return [c.strip() for c in line.split("│")]
+
+
+def _dbt_models_fed_by_ratings(root) -> set[dg.AssetKey]:
+    """The dbt models an import refreshes: those downstream of the ratings (stg_taxonomy and the emotion keys read
+    only the taxonomy and are not rebuilt)."""
+    from emonet_assets.definitions import build_definitions
+    from emonet_assets.profiles import load_profile
+
+    graph = build_definitions(load_profile(env={"EMONET_ROOT": str(root)})).resolve_asset_graph()
+    fed = dg.AssetSelection.assets("annotations").downstream(include_self=False).resolve(graph)
+    return fed & graph.get(dg.AssetKey("consensus_labels")).assets_def.keys
+
+
+def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annotated_copy):
+    """Numbers name generated images only when declared; declaring them re-imports the same file."""
+    tmp, root = annotated_copy
+    ratings = tmp / "new-expert.csv"
+    rows = [f"{i:05d},expert-9,{i % 8},Elation" for i in range(5)] + ["00005,expert-9,2,Happiness"]
+    ratings.write_text("path,annotator,value,emotion\n" + "\n".join(rows + ["00006,expert-9,9,Elation"]) + "\n")
+    before = _annotation_rows(root)
+    refused = invoke_on(tmp, root, ["import-annotations", str(ratings)])
+    assert refused.exit_code == 0, refused.output
+    assert _cells(refused.stdout, "new-expert.csv")[2:7] == ["imported", "7", "0", "7", "0"]
+    assert re.search(r"^batch [0-9a-f]{12}  new-expert.csv: 7 positional_id$", refused.stdout, re.MULTILINE)
+    assert "new-expert.csv: 7 rows name their image only by a number" in refused.stdout
+    assert "--collection NAME" in refused.stdout and "--positional-ids" in refused.stdout
+    assert _annotation_rows(root) == before
+    first = invoke_on(tmp, root, ["import-annotations", "--positional-ids", str(ratings)])
+    assert first.exit_code == 0, first.output
+    assert _cells(first.stdout, "new-expert.csv")[2:7] == ["re-imported", "7", "6", "1", "0"]
+    assert re.search(r"^batch [0-9a-f]{12}  new-expert.csv: 1 out_of_scale$", first.stdout, re.MULTILINE)
+    assert "new-expert.csv: label 'Happiness' read as elation (1 row)" in first.stdout
+    assert f"dbt build: {len(_dbt_models_fed_by_ratings(root))} models" in first.stdout
+    assert _annotation_rows(root) == before + 6
+    again = invoke_on(tmp, root, ["import-annotations", "--positional-ids", str(ratings)])
+    assert again.exit_code == 0, again.output
+    assert "already imported: no change" in again.stdout
+    assert "dbt" not in again.stdout
+    assert _annotation_rows(root) == before + 6
+
+
+def test_import_annotations_refuses_a_broken_file_by_name_and_keeps_what_was_accepted(annotated_copy):
+    tmp, root = annotated_copy
+    broken = tmp / "broken.csv"
+    broken.write_text("path|annotator|value|emotion\n00000|expert-9|3|Elation\n")
+    before = _annotation_rows(root)
+    result = invoke_on(tmp, root, ["import-annotations", str(broken)])
+    assert result.exit_code != 0
+    assert "broken.csv" in result.stdout and "delimited by something other than" in result.stdout
+    assert "1 file(s) not imported" in result.stderr
+    assert isinstance(result.exception, SystemExit), result.exception  # a clear error, no traceback
+    assert _annotation_rows(root) == before
+
+
+def test_import_annotations_into_an_external_collection(annotated_copy):
+    tmp, root = annotated_copy
+    release = tmp / "release-hq.csv"
+    release.write_text(
+        "image,annotator,annotations\n"
+        + "".join(
+            f"img_{i},rater-{a},\"{{'Elation': {(i + a) % 4}, 'Anger': 0}}\"\n" for i in range(8) for a in range(3)
+        )
+    )
+    result = invoke_on(tmp, root, ["import-annotations", "--collection", "release-check", str(release)])
+    assert result.exit_code == 0, result.output
+    table = invoke_on(tmp, root, ["agreement", "--collection", "release-check"])
+    assert table.exit_code == 0, table.output
+    assert "release-check (intensity)" in table.stdout
+    assert "Elation" in table.stdout and "mean over 2 emotions" in table.stdout
+    refused = invoke_on(tmp, root, ["import-annotations", "--collection", "Bad Name", str(release)])
+    assert refused.exit_code != 0 and "collection name 'Bad Name'" in refused.stderr
+
+
+def test_agreement_prints_the_per_emotion_table(demo_run, tmp_path):
+    result = invoke_on(tmp_path, demo_run.root, ["agreement", "--collection", "generated"])
+    assert result.exit_code == 0, result.output
+    assert "generated (intensity)" in result.stdout and "generated (binary)" in result.stdout
+    assert "interval" in result.stdout and "ordinal" in result.stdout and "[95% CI]" in result.stdout
+    assert "mean over 40 emotions" in result.stdout
+    unknown = invoke_on(tmp_path, demo_run.root, ["agreement", "--collection", "nope"])
+    assert unknown.exit_code != 0 and "no collection 'nope'; known:" in unknown.stderr
+
+
+def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo_run, tmp_path):
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    shutil.copytree(demo_run.folder / "home", tmp_path / "home")
+    root = shutil.copytree(demo_run.root, tmp_path / "root")
+    manifests = root / "tables" / "generated_images"
+    for shard in ("shard-00001", "shard-00002", "shard-00003"):
+        (manifests / f"{shard}.parquet").unlink()
+    design = root / "tables" / "prompt_design" / "all.parquet"
+    intact = pl.read_parquet(design)
+    intact.filter(pl.col("shard") != "shard-00002").write_parquet(design)
+
+    failed = invoke_on(tmp_path, root, ["generate", "shard-00001...shard-00003", "--per-run", "3"])
+    assert failed.exit_code != 0
+    assert "shard 'shard-00002' has no prompts" in failed.stdout
+    assert "Finished and kept: shard-00001, shard-00003. Re-run alone: shard-00002" in failed.stdout
+    assert sorted(p.stem for p in manifests.glob("*.parquet")) == [f"shard-{i:05d}" for i in range(15) if i != 2]
+
+    intact.write_parquet(design)
+    alone = invoke_on(tmp_path, root, ["generate", "shard-00002"])
+    assert alone.exit_code == 0, alone.output
+    assert "generated_images [shard-00002]" in alone.stdout
+    assert len(list(manifests.glob("*.parquet"))) == 15
+    assert pl.read_parquet(manifests).height == 240

@@ -10,7 +10,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+from emonet_assets.cli import main
 from emonet_assets.definitions import build_definitions
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.profiles import load_profile
@@ -186,13 +188,11 @@ def test_unwritable_storage_fails_clearly_and_writes_nothing(root_copy):
 
 
 def test_backfill_of_a_shard_range_from_the_cli(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "EMONET_ROOT": str(tmp_path / "root")}
+    env = {"DAGSTER_HOME": str(tmp_path / "home"), "EMONET_ROOT": str(tmp_path / "root"), "EMONET_PROFILE": None}
     (tmp_path / "home").mkdir()
     upstream(build_definitions(tiny_profile(tmp_path / "root")), dg.DagsterInstance.from_config(str(tmp_path / "home")))
-    result = subprocess.run(
-        [EMONET, "generate", "shard-00001...shard-00003"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = CliRunner().invoke(main, ["generate", "shard-00001...shard-00003"], env=env)
+    assert result.exit_code == 0, result.output
     assert "generated_images [shard-00001...shard-00003]" in result.stdout
     assert Store(str(tmp_path / "root")).table_partitions("generated_images") == [
         "shard-00001",
@@ -202,8 +202,8 @@ def test_backfill_of_a_shard_range_from_the_cli(tmp_path):
     instance = dg.DagsterInstance.from_config(str(tmp_path / "home"))
     materialized = instance.get_materialized_partitions(GENERATED)
     assert materialized == {"shard-00001", "shard-00002", "shard-00003"}
-    bad = subprocess.run([EMONET, "generate", "shard-00042"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown shard 'shard-00042'" in bad.stderr
+    bad = CliRunner().invoke(main, ["generate", "shard-00042"], env=env)
+    assert bad.exit_code != 0 and "unknown shard 'shard-00042'" in bad.stderr
 
 
 def test_dg_launch_materializes_one_shard(tmp_path):
