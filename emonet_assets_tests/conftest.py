@@ -174,8 +174,8 @@ def _needs_demo(item) -> bool:
 
 def pytest_configure(config):
     """Tests compare pixels across runs: float sums differ with the thread split, so fix it at one. The processes
-    tests start (emonet commands, dbt, Dagster's servers) inherit one OpenMP/BLAS thread: the test workers already
-    fill every core, and idle OpenMP threads spin, burning about a fifth of a subprocess's CPU time for nothing."""
+    tests start (emonet commands, dbt, Dagster's servers) inherit one OpenMP thread: the test workers already fill
+    every core, and idle OpenMP threads spin (the shared demo's CPU time halved with one thread)."""
     import torch
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
