@@ -568,10 +568,12 @@ def test_every_command_finds_the_same_root_and_dagster_instance_from_any_folder(
 
 @pytest.fixture()
 def wide_console(monkeypatch):
-    """140 columns, so no table cell wraps: the commands' console takes its width once, when the CLI is imported."""
+    """140 columns, so no table cell wraps. The commands' console keeps the COLUMNS it found when the CLI was imported
+    (80 in a pytest-xdist worker), so the COLUMNS of a CliRunner call is not seen. Its width field is patched, not
+    the `width` property, so the test leaves it exactly as it was."""
     from emonet_assets.cli.render import console
 
-    monkeypatch.setattr(console, "width", 140)
+    monkeypatch.setattr(console, "_width", 140)
 
 
 @pytest.fixture()
