@@ -577,8 +577,8 @@ def wide_console(monkeypatch):
 
 
 @pytest.fixture()
-def annotated_copy(demo_run, tmp_path, wide_console):
-    """A private copy of the demo's root and Dagster home, so imports here leave the shared demo as it was and the
+def demo_copy(demo_run, tmp_path, wide_console):
+    """A private copy of the demo's root and Dagster home, so commands here leave the shared demo as it was and the
     automation conditions see the demo's history."""
     assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
     shutil.copytree(demo_run.folder / "home", tmp_path / "home")
@@ -611,9 +611,9 @@ def _dbt_models_fed_by_ratings(root) -> set[dg.AssetKey]:
     return fed & graph.get(dg.AssetKey("consensus_labels")).assets_def.keys
 
 
-def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annotated_copy):
+def test_import_annotations_reports_counts_and_reimporting_changes_nothing(demo_copy):
     """Numbers name generated images only when declared; declaring them re-imports the same file."""
-    tmp, root = annotated_copy
+    tmp, root = demo_copy
     ratings = tmp / "new-expert.csv"
     rows = [f"{i:05d},expert-9,{i % 8},Elation" for i in range(5)] + ["00005,expert-9,2,Happiness"]
     ratings.write_text("path,annotator,value,emotion\n" + "\n".join(rows + ["00006,expert-9,9,Elation"]) + "\n")
@@ -639,8 +639,8 @@ def test_import_annotations_reports_counts_and_reimporting_changes_nothing(annot
     assert _annotation_rows(root) == before + 6
 
 
-def test_import_annotations_refuses_a_broken_file_by_name_and_keeps_what_was_accepted(annotated_copy):
-    tmp, root = annotated_copy
+def test_import_annotations_refuses_a_broken_file_by_name_and_keeps_what_was_accepted(demo_copy):
+    tmp, root = demo_copy
     broken = tmp / "broken.csv"
     broken.write_text("path|annotator|value|emotion\n00000|expert-9|3|Elation\n")
     before = _annotation_rows(root)
@@ -652,8 +652,8 @@ def test_import_annotations_refuses_a_broken_file_by_name_and_keeps_what_was_acc
     assert _annotation_rows(root) == before
 
 
-def test_import_annotations_into_an_external_collection(annotated_copy):
-    tmp, root = annotated_copy
+def test_import_annotations_into_an_external_collection(demo_copy):
+    tmp, root = demo_copy
     release = tmp / "release-hq.csv"
     release.write_text(
         "image,annotator,annotations\n"
@@ -681,10 +681,8 @@ def test_agreement_prints_the_per_emotion_table(demo_run, tmp_path):
     assert unknown.exit_code != 0 and "no collection 'nope'; known:" in unknown.stderr
 
 
-def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo_run, tmp_path):
-    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
-    shutil.copytree(demo_run.folder / "home", tmp_path / "home")
-    root = shutil.copytree(demo_run.root, tmp_path / "root")
+def test_a_failed_shard_in_a_backfill_is_named_and_rerun_alone(demo_copy):
+    tmp_path, root = demo_copy
     manifests = root / "tables" / "generated_images"
     for shard in ("shard-00001", "shard-00002", "shard-00003"):
         (manifests / f"{shard}.parquet").unlink()
