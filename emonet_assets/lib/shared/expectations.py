@@ -112,15 +112,28 @@ def prompt_expectations(emotion_ids: list[str]) -> list:
     ]
 
 
+# The columns the ratings suite reads, every one of them required.
+RATING_COLUMNS = (
+    "batch_id",
+    "source_file",
+    "source_row",
+    "collection",
+    "image_id",
+    "annotator",
+    "emotion_id",
+    "scale",
+    "value",
+)
+
+
 def rating_expectations(emotion_ids: list[str]) -> list:
     """Row by row, so that they hold for the whole table when they hold for each batch; one rating per key across
     batches is `lib.annotation.rating_checks`' SQL test."""
     import great_expectations as gx
 
     e = gx.expectations
-    required = ["batch_id", "source_file", "source_row", "collection", "image_id", "annotator", "emotion_id", "scale"]
     return [
-        *(e.ExpectColumnValuesToNotBeNull(column=column) for column in [*required, "value"]),
+        *(e.ExpectColumnValuesToNotBeNull(column=column) for column in RATING_COLUMNS),
         e.ExpectColumnValuesToBeInSet(column="scale", value_set=["binary", "intensity"]),
         e.ExpectColumnValuesToBeBetween(column="value", min_value=0, max_value=7),
         e.ExpectColumnValuesToBeInSet(

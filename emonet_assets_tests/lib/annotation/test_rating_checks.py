@@ -70,4 +70,7 @@ def test_bad_values_in_two_batches_and_a_key_across_batches_fail_with_the_whole_
     assert not ours.success and not expected.success and rows == 24
     assert _counts(ours) == _counts(expected)
     assert ("expect_compound_columns_to_be_unique", None) in _counts(ours)
+    examples = {(f["expectation"], f["column"]): f["examples"] for f in ours.failures}
+    assert examples[("expect_column_values_to_be_in_set", "emotion_id")] == ["joy"]
+    assert examples[("expect_column_values_to_be_between", "value")] == ["9", "9", "8", "8", "8"]
     assert ours.evaluated == expected.evaluated
