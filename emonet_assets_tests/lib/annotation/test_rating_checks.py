@@ -74,3 +74,16 @@ def test_bad_values_in_two_batches_and_a_key_across_batches_fail_with_the_whole_
     assert examples[("expect_column_values_to_be_in_set", "emotion_id")] == ["joy"]
     assert examples[("expect_column_values_to_be_between", "value")] == ["9", "9", "8", "8", "8"]
     assert ours.evaluated == expected.evaluated
+
+
+def test_a_column_missing_from_the_table_fails_its_rules_by_name_like_the_whole_table(tmp_path):
+    store = Store(str(tmp_path))
+    store.write_table("annotations", _batch("b1", ["i1"]).drop("scale"), "b1")
+
+    rows, ours = check_ratings(store, "annotations", EMOTIONS)
+    expected = _whole_table(store.read_table("annotations"))
+
+    assert not ours.success and not expected.success and rows == 6
+    failed = {(f["expectation"], f["column"]) for f in ours.failures}
+    assert failed == {(f["expectation"], f["column"]) for f in expected.failures}
+    assert ("expect_column_values_to_not_be_null", "scale") in failed
