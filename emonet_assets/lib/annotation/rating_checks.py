@@ -26,12 +26,12 @@ PIECE_ROWS = 1_024_000
 # pandas as categoricals, with no Python object per value (DuckDB's pandas fetch makes objects that pandas then
 # converts: half the check's time), and GX's set and null rules work on a few codes; the integers as int64, since
 # GX's between-rule runs a Python function per value on any other integer type.
-# A rule's column missing from the table is left out of the pieces, so GX fails that rule naming the column.
 INTEGER_COLUMNS = ("source_row", "value")
 
 
 def _pieces(con, files: str, batches: list[tuple]) -> Iterator[pd.DataFrame]:
-    """Each batch's rows, a bounded piece at a time; a batch of no rows (an empty table) is one empty piece."""
+    """Each batch's rows, a bounded piece at a time; a batch of no rows (an empty table) is one empty piece. A rule's
+    column missing from the table is left out of the pieces, so GX fails that rule naming the column."""
     table = f"read_parquet({files}, union_by_name = true)"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
     columns = [f"{c}::BIGINT AS {c}" if c in INTEGER_COLUMNS else c for c in RATING_COLUMNS if c in present]
