@@ -48,7 +48,8 @@ def server(tmp_path_factory):
         data_dir=tmp_path_factory.mktemp("label-studio"),
         document_root=base,
         username=ADMIN,
-        password=secrets.token_urlsafe(12),
+        # A leading "-" (`secrets.token_urlsafe` gives one time in 64) must not be taken for an option.
+        password="-" + secrets.token_urlsafe(12),
         token=secrets.token_hex(20),
     )
     seconds = ls.start()
