@@ -3,6 +3,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from emonet_assets.lib.consensus import agreement
 from emonet_assets.lib.consensus.agreement import (
     alpha_draws,
     alpha_interval,
@@ -113,11 +114,16 @@ def test_resample_is_a_replayable_draw_of_the_seeded_generator():
     assert draw["alpha_interval"].item() == pytest.approx(krippendorff.alpha(reliability_data=matrix), abs=1e-9)
 
 
-def test_resample_indices_do_not_depend_on_chunking():
+def test_resample_indices_do_not_depend_on_chunking(monkeypatch):
+    whole = list(resample_indices(50, 250, 3))
+    assert [chunk.shape for chunk in whole] == [(250, 50)]
+    monkeypatch.setattr(agreement, "_RESAMPLE_CELLS", 5_000)
     chunks = list(resample_indices(50, 250, 3))
     assert [chunk.shape for chunk in chunks] == [(100, 50), (100, 50), (50, 50)]
     rng = np.random.default_rng(3)
     np.testing.assert_array_equal(np.concatenate(chunks), [rng.integers(0, 50, 50) for _ in range(250)])
+    np.testing.assert_array_equal(np.concatenate(chunks), whole[0])
+    monkeypatch.undo()
     assert max(chunk.shape[0] for chunk in resample_indices(1_000_000, 30, 3)) == 10
 
 
