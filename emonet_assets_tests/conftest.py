@@ -175,12 +175,15 @@ def _needs_demo(item) -> bool:
 def pytest_configure(config):
     """Tests compare pixels across runs: float sums differ with the thread split, so fix it at one. The processes
     tests start (emonet commands, dbt, Dagster's servers) inherit one OpenMP thread: the test workers already fill
-    every core, and idle OpenMP threads spin (the shared demo's CPU time halved with one thread)."""
-    import torch
-
+    every core, and idle OpenMP threads spin (the shared demo's CPU time halved with one thread). The pytest-xdist
+    controller runs no test: it does not import torch."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    if not hasattr(config, "workerinput"):
+    controller = not hasattr(config, "workerinput")
+    if not (controller and getattr(config.option, "numprocesses", None)):
+        import torch
+
+        torch.set_num_threads(1)
+    if controller:
         # No test runs on a manifest older than the dbt project: prepared once, before any worker loads the defs.
         from emonet_assets.defs.consensus.project import prepare_manifest
 

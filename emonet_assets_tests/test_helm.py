@@ -16,11 +16,13 @@ from dagster._core.instance.config import dagster_instance_config_schema
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 from dagster_k8s import K8sRunLauncher
+from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, get_user_defined_k8s_config
 
 from emonet_assets.defs.execution.executor import (
     EXECUTOR_VAR,
     FORKED_STEPS,
     GPU_STEP_CONFIG_VAR,
+    K8S_CONFIG_TAG,
     gpu_step_tags,
     step_executor,
 )
@@ -141,6 +143,15 @@ def test_without_the_variables_steps_keep_the_multiprocess_executor_and_gpu_step
     assert step_executor() is FORKED_STEPS
     config = json.loads(gpu_step_tags()["dagster-k8s/config"])
     assert config["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_the_default_gpu_step_config_is_a_dagster_k8s_step_config_under_its_tag(monkeypatch):
+    """The default is not checked as the definitions load (that would import the Kubernetes client): here it is."""
+    monkeypatch.delenv(GPU_STEP_CONFIG_VAR, raising=False)
+    assert K8S_CONFIG_TAG == USER_DEFINED_K8S_CONFIG_KEY
+    checked = get_user_defined_k8s_config(gpu_step_tags())
+    assert checked.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert checked.pod_spec_config["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 
 def test_a_wrong_executor_or_step_config_is_refused_naming_the_variable(monkeypatch):

@@ -113,6 +113,7 @@ def test_unknown_profile_fails_the_code_location_with_the_valid_names(tmp_path):
 # Seconds each: every run and step the daemon launches, and every CLI command, loads the code location.
 HEAVY_LIBRARIES = ("torch", "sklearn", "fairlearn", "crowdkit", "krippendorff", "matplotlib", "cv2", "imagehash")
 HEAVY_LIBRARIES += ("datasets", "huggingface_hub", "scipy", "safetensors", "great_expectations", "diffusers")
+HEAVY_LIBRARIES += ("kubernetes",)
 
 
 def test_loading_the_code_location_imports_no_heavy_library(tmp_path):

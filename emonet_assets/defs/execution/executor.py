@@ -9,12 +9,14 @@ import os
 
 import dagster as dg
 import yaml
-from dagster_k8s import k8s_job_executor
-from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, get_user_defined_k8s_config
 
 EXECUTOR_VAR = "EMONET_EXECUTOR"
 GPU_STEP_CONFIG_VAR = "EMONET_GPU_STEP_K8S_CONFIG"
 CATALOG_STEP_CONFIG_VAR = "EMONET_CATALOG_STEP_K8S_CONFIG"
+
+# dagster-k8s's op tag for a step's Job (its USER_DEFINED_K8S_CONFIG_KEY), named here: importing dagster-k8s imports
+# the Kubernetes client, 0.7 s in every process that loads the definitions, which only a cluster deployment needs.
+K8S_CONFIG_TAG = "dagster-k8s/config"
 
 # The NVIDIA device plugin's conventions: GPU nodes carry this taint and advertise this resource.
 DEFAULT_GPU_STEP_CONFIG = {
@@ -37,14 +39,19 @@ def catalog_step_tags() -> dict[str, str]:
 
 
 def _step_tags(variable: str, default: dict | None) -> dict[str, str]:
+    """The step config from `variable`, checked by dagster-k8s, else `default` (whose check is a test)."""
     raw = os.environ.get(variable)
+    if not raw:
+        return {} if default is None else {K8S_CONFIG_TAG: json.dumps(default, sort_keys=True)}
     try:
-        config = yaml.safe_load(raw) if raw else default
+        config = yaml.safe_load(raw)
     except yaml.YAMLError as error:
         raise ValueError(f"{variable} is not YAML: {error}") from error
     if config is None:
         return {}
-    tags = {USER_DEFINED_K8S_CONFIG_KEY: json.dumps(config, sort_keys=True)}
+    tags = {K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
+    from dagster_k8s.job import get_user_defined_k8s_config
+
     try:
         get_user_defined_k8s_config(tags)
     except dg.DagsterInvalidConfigError as error:
@@ -64,6 +71,8 @@ def step_executor() -> dg.ExecutorDefinition:
     step processes forked from a preloaded server."""
     choice = os.environ.get(EXECUTOR_VAR, "multiprocess")
     if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
         return k8s_job_executor
     if choice == "multiprocess":
         return FORKED_STEPS

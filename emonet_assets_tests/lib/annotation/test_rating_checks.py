@@ -1,6 +1,5 @@
 """The ratings suite batch by batch plus one SQL key test gives the whole-table GX suite's verdict and counts."""
 
-import great_expectations as gx
 import polars as pl
 
 from emonet_assets.lib.annotation.rating_checks import check_ratings
@@ -30,6 +29,8 @@ def _batch(batch: str, images: list[str], value: int = 3) -> pl.DataFrame:
 
 def _whole_table(table: pl.DataFrame):
     """The check as it was: the whole table in pandas, the key rule a GX expectation among the others."""
+    import great_expectations as gx  # here, not in every pytest-xdist worker at collection
+
     key = gx.expectations.ExpectCompoundColumnsToBeUnique(
         column_list=["collection", "image_id", "annotator", "emotion_id"]
     )

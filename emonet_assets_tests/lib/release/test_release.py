@@ -4,7 +4,6 @@ import dataclasses
 import io
 import json
 
-import mlcroissant as mlc
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -449,7 +448,9 @@ def test_card_and_croissant_describe_the_files_and_splits(tmp_path):
 def test_croissant_validates_with_mlcroissant_and_reads_every_split_with_its_images(tmp_path):
     store = Store(str(tmp_path / "root"))
     built = build_release(store, make_tables(store), budget=4096)
-    dataset = mlc.Dataset(jsonld=tmp_path / "root" / built["folder"] / CROISSANT)
+    import mlcroissant  # here, not in every pytest-xdist worker at collection
+
+    dataset = mlcroissant.Dataset(jsonld=tmp_path / "root" / built["folder"] / CROISSANT)
     issues = dataset.metadata.ctx.issues
     assert not issues.errors and not [w for w in issues.warnings if "@context" in w], issues.report()
     images = built["rows"].images
