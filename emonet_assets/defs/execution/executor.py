@@ -41,21 +41,20 @@ def catalog_step_tags() -> dict[str, str]:
 def _step_tags(variable: str, default: dict | None) -> dict[str, str]:
     """The step config from `variable`, checked by dagster-k8s, else `default` (whose check is a test)."""
     raw = os.environ.get(variable)
-    if not raw:
-        return {} if default is None else {K8S_CONFIG_TAG: json.dumps(default, sort_keys=True)}
     try:
-        config = yaml.safe_load(raw)
+        config = yaml.safe_load(raw) if raw else default
     except yaml.YAMLError as error:
         raise ValueError(f"{variable} is not YAML: {error}") from error
     if config is None:
         return {}
     tags = {K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
-    from dagster_k8s.job import get_user_defined_k8s_config
+    if raw:
+        from dagster_k8s.job import get_user_defined_k8s_config
 
-    try:
-        get_user_defined_k8s_config(tags)
-    except dg.DagsterInvalidConfigError as error:
-        raise ValueError(f"{variable} is not a dagster-k8s step config: {error}") from error
+        try:
+            get_user_defined_k8s_config(tags)
+        except dg.DagsterInvalidConfigError as error:
+            raise ValueError(f"{variable} is not a dagster-k8s step config: {error}") from error
     return tags
 
 
