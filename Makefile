@@ -15,7 +15,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DBT_PROJECT := emonet_assets/dbt_project
 MANIFEST := $(DBT_PROJECT)/target/manifest.json
 
+# Bytecode for the project's own modules: an editable install leaves none, and where PYTHONDONTWRITEBYTECODE is set
+# every process (each emonet command, Dagster server, run and dbt invocation) would compile them again.
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
+	$(BIN)/python -m compileall -q emonet_assets emonet_assets_tests bench
 
 # torch first from the CPU wheel, then the rest under the full lock so pip never swaps it for a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
