@@ -10,7 +10,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+from emonet_assets.cli import main
 from emonet_assets_tests.conftest import EMONET, REPO
 from emonet_assets_tests.conftest import run_emonet as run
 
@@ -238,7 +240,9 @@ def test_ctrl_c_stops_generate_and_names_the_shards_left_to_run(tmp_path):
     command = "emonet generate --per-run 1 shard-00001"
     assert f"re-run the rest: {command}\n" in output, output
 
-    rerun = subprocess.run([EMONET, *command.split()[1:]], cwd=REPO, env=env, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    # The printed command, in-process: only the interrupted run needs a process of its own.
+    settings = {name: env[name] for name in ("DAGSTER_HOME", "EMONET_ROOT", "EMONET_PROFILE")}
+    rerun = CliRunner().invoke(main, command.split()[1:], env=settings)
+    assert rerun.exit_code == 0, rerun.output
     assert sorted(p.stem for p in manifests.glob("*.parquet")) == ["shard-00000", "shard-00001"]
     assert pl.read_parquet(manifests).height == 4
