@@ -20,9 +20,9 @@ from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, get_user_defined_k8s_co
 
 from emonet_assets.defs.execution.executor import (
     EXECUTOR_VAR,
-    FORKED_STEPS,
     GPU_STEP_CONFIG_VAR,
     K8S_CONFIG_TAG,
+    forked_step_executor,
     gpu_step_tags,
     step_executor,
 )
@@ -140,7 +140,7 @@ def test_each_step_is_a_kubernetes_job_and_gpu_steps_go_to_gpu_nodes():
 def test_without_the_variables_steps_keep_the_multiprocess_executor_and_gpu_steps_ask_for_one_gpu(monkeypatch):
     monkeypatch.delenv(EXECUTOR_VAR, raising=False)
     monkeypatch.delenv(GPU_STEP_CONFIG_VAR, raising=False)
-    assert step_executor() is FORKED_STEPS
+    assert step_executor() is forked_step_executor
     config = json.loads(gpu_step_tags()["dagster-k8s/config"])
     assert config["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
 
@@ -167,25 +167,43 @@ def test_a_wrong_executor_or_step_config_is_refused_naming_the_variable(monkeypa
 
 
 @dg.op
-def step_process() -> dict:
-    return {"parent": os.getppid(), "definitions_preloaded": "emonet_assets.definitions" in sys.modules}
+def step_process(after=None) -> dict:
+    return {"process": os.getpid(), "definitions_preloaded": "emonet_assets.definitions" in sys.modules}
 
 
-@dg.job(executor_def=FORKED_STEPS)
-def one_forked_step():
+@dg.job(executor_def=forked_step_executor)
+def two_forked_steps():
+    step_process.alias("second")(step_process.alias("first")())
+
+
+@dg.job(executor_def=forked_step_executor)
+def one_step():
     step_process()
 
 
 def test_steps_are_forked_from_a_server_that_preloaded_the_definitions(tmp_path):
-    """Not spawned by the run's process (which would import everything again for each step)."""
+    """Not spawned by the run's process (which would import everything again for each step): each step in a process
+    of its own, forked from one server that imported the definitions before any step."""
     with (
         dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
-        dg.execute_job(dg.reconstructable(one_forked_step), instance=instance) as result,
+        dg.execute_job(dg.reconstructable(two_forked_steps), instance=instance) as result,
     ):
         assert result.success
-        seen = result.output_for_node("step_process")
-    assert seen["parent"] != os.getpid()
-    assert seen["definitions_preloaded"]
+        first, second = result.output_for_node("first"), result.output_for_node("second")
+        engine = [event.message for event in result.all_events if event.event_type_value == "ENGINE_EVENT"]
+    assert len({first["process"], second["process"], os.getpid()}) == 3
+    assert first["definitions_preloaded"] and second["definitions_preloaded"]
+    assert any("Executing steps using multiprocess executor" in (message or "") for message in engine), engine
+
+
+def test_a_run_of_one_step_runs_it_in_the_runs_own_process(tmp_path):
+    """A step process would load the code location a second time with nothing to run beside it."""
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        dg.execute_job(dg.reconstructable(one_step), instance=instance) as result,
+    ):
+        assert result.success
+        assert result.output_for_node("step_process")["process"] == os.getpid()
 
 
 def test_the_consensus_step_gets_the_helm_values_resources_and_none_without_them(monkeypatch):

@@ -63,7 +63,7 @@ def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, 
     the assets, and the executor follows EMONET_EXECUTOR."""
     from dagster_k8s import k8s_job_executor
 
-    from emonet_assets.defs.execution.executor import FORKED_STEPS
+    from emonet_assets.defs.execution.executor import forked_step_executor
 
     defs = build_definitions(tiny_profile(tmp_path))
     assert sorted(sensor.name for sensor in defs.sensors) == [
@@ -78,7 +78,7 @@ def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, 
         "nightly_generation_schedule",
         "weekly_refresh_schedule",
     ]
-    assert defs.executor is FORKED_STEPS
+    assert defs.executor is forked_step_executor
     monkeypatch.setenv("EMONET_EXECUTOR", "k8s")
     assert build_definitions(tiny_profile(tmp_path)).executor is k8s_job_executor
 

@@ -58,23 +58,58 @@ def _step_tags(variable: str, default: dict | None) -> dict[str, str]:
     return tags
 
 
-# Each step in its own process, forked from a server that has already imported the code location: a spawned step
-# process would import Dagster, dagster-dbt and the definitions again (about 12 s on 2 cores) before its first line.
-FORKED_STEPS = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["emonet_assets.definitions"]}}}, name="forked_step_executor"
-)
+# Step processes fork from a server that has already imported the code location: a spawned step process would
+# import Dagster, dagster-dbt and the definitions again (about 12 s on 2 cores) before its first line.
+FORKED_STEP_CONFIG = {
+    "start_method": {"forkserver": {"preload_modules": ["emonet_assets.definitions"]}},
+    "retries": {"enabled": {}},
+}
+
+
+class ForkedOrInRunExecutor(dg.Executor):
+    """Dagster's multiprocess executor for a plan of several steps, its in-process executor for a plan of one (a
+    shard's generation, a batch's import): the run's own process has loaded the code location already, and a step
+    process would load it a second time with nothing to run beside it."""
+
+    def __init__(self, multiprocess: dg.Executor, in_process: dg.Executor):
+        self._multiprocess, self._in_process = multiprocess, in_process
+
+    @property
+    def retries(self):
+        return self._multiprocess.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._multiprocess.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        one_step = len(execution_plan.step_keys_to_execute) == 1
+        return (self._in_process if one_step else self._multiprocess).execute(plan_context, execution_plan)
+
+
+@dg.executor(name="forked_step_executor", requirements=dg.multiple_process_executor_requirements())
+def forked_step_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Steps forked from a preloaded server, or a single step in the run's process."""
+
+    def create(definition: dg.ExecutorDefinition, config: dict) -> dg.Executor:
+        context = dg.InitExecutorContext(init_context.job, definition, config, init_context.instance)
+        return definition.executor_creation_fn(context)
+
+    return ForkedOrInRunExecutor(
+        create(dg.multiprocess_executor, FORKED_STEP_CONFIG),
+        create(dg.in_process_executor, {"retries": FORKED_STEP_CONFIG["retries"]}),
+    )
 
 
 def step_executor() -> dg.ExecutorDefinition:
-    """The Kubernetes per-step executor when `EMONET_EXECUTOR=k8s`, else Dagster's multiprocess executor with its
-    step processes forked from a preloaded server."""
+    """The Kubernetes per-step executor when `EMONET_EXECUTOR=k8s`, else steps forked from a preloaded server."""
     choice = os.environ.get(EXECUTOR_VAR, "multiprocess")
     if choice == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
     if choice == "multiprocess":
-        return FORKED_STEPS
+        return forked_step_executor
     raise ValueError(f"{EXECUTOR_VAR}={choice!r}: expected 'multiprocess' or 'k8s'")
 
 
