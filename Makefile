@@ -69,11 +69,12 @@ $(LS_STAMP):
 demo: setup
 	$(BIN)/emonet demo
 
-# pytest-xdist, one worker per test file so module fixtures are built once, and two workers more than cores: the
-# server tests wait on daemons and ticks for much of their time. Files go out in the order conftest.py gives them
-# (slow first), not xdist's own (most tests first). The slowest 15 are listed.
+# pytest-xdist, one worker per test file so module fixtures are built once, and one worker more than cores: the
+# server tests wait on daemons and ticks for part of their time, and a fourth worker on 2 cores cost more CPU (its
+# start, and contention) than it filled. Files go out in the order conftest.py gives them (slow first), not
+# xdist's own (most tests first). The slowest 15 are listed.
 test: setup test-tools label-studio
-	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-$$(($$(nproc) + 2))} --dist loadfile --no-loadscope-reorder --durations=15
+	$(BIN)/pytest -n $${EMONET_TEST_WORKERS:-$$(($$(nproc) + 1))} --dist loadfile --no-loadscope-reorder --durations=15
 
 # A local Label Studio (127.0.0.1:8080) with the demo's images to rate; what is submitted reaches consensus_labels.
 annotate: setup label-studio
