@@ -102,7 +102,7 @@ def forked_step_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
 
 
 def step_executor() -> dg.ExecutorDefinition:
-    """The Kubernetes per-step executor when `EMONET_EXECUTOR=k8s`, else steps forked from a preloaded server."""
+    """The Kubernetes per-step executor when `EMONET_EXECUTOR=k8s`, else `forked_step_executor`."""
     choice = os.environ.get(EXECUTOR_VAR, "multiprocess")
     if choice == "k8s":
         from dagster_k8s import k8s_job_executor
