@@ -206,6 +206,41 @@ def test_a_run_of_one_step_runs_it_in_the_runs_own_process(tmp_path):
         assert result.output_for_node("step_process")["process"] == os.getpid()
 
 
+@dg.asset
+def checked_asset() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"process": os.getpid()})
+
+
+def _process_check(name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=checked_asset, name=name)
+    def check() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True, metadata={"process": os.getpid()})
+
+    return check
+
+
+def asset_with_two_checks() -> dg.JobDefinition:
+    """Built by a function, so that `reconstructable` can load it again where the executor needs it."""
+    checks = [_process_check("first_check"), _process_check("second_check")]
+    job = dg.define_asset_job("asset_with_two_checks", executor_def=forked_step_executor)
+    return dg.Definitions(assets=[checked_asset], asset_checks=checks, jobs=[job]).resolve_job_def(job.name)
+
+
+def test_an_asset_and_its_checks_run_in_the_runs_own_process(tmp_path):
+    """Checks run after their asset's step and only read what it wrote: a forkserver would load the code location
+    again for nothing the run's process could not do itself."""
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        dg.execute_job(dg.reconstructable(asset_with_two_checks), instance=instance) as result,
+    ):
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        [materialization] = result.asset_materializations_for_node("checked_asset")
+    assert materialization.metadata["process"].value == os.getpid()
+    assert sorted(c.check_name for c in checks) == ["first_check", "second_check"]
+    assert {c.metadata["process"].value for c in checks} == {os.getpid()}
+
+
 def test_the_consensus_step_gets_the_helm_values_resources_and_none_without_them(monkeypatch):
     from emonet_assets.defs.execution.executor import CATALOG_STEP_CONFIG_VAR, catalog_step_tags
 

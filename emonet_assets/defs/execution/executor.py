@@ -67,9 +67,9 @@ FORKED_STEP_CONFIG = {
 
 
 class ForkedOrInRunExecutor(dg.Executor):
-    """Dagster's multiprocess executor for a plan of several steps, its in-process executor for a plan of one (a
-    shard's generation, a batch's import): the run's own process has loaded the code location already, and a step
-    process would load it a second time with nothing to run beside it."""
+    """Dagster's multiprocess executor for a plan of several asset steps, its in-process executor for a plan of one
+    and its checks (a shard's generation, a batch's import): the run's own process has loaded the code location
+    already, and a forkserver would load it a second time with nothing to run beside that step."""
 
     def __init__(self, multiprocess: dg.Executor, in_process: dg.Executor):
         self._multiprocess, self._in_process = multiprocess, in_process
@@ -83,8 +83,21 @@ class ForkedOrInRunExecutor(dg.Executor):
         return self._multiprocess.step_dependency_config
 
     def execute(self, plan_context, execution_plan):
-        one_step = len(execution_plan.step_keys_to_execute) == 1
-        return (self._in_process if one_step else self._multiprocess).execute(plan_context, execution_plan)
+        layer = plan_context.job.get_definition().asset_layer
+        asset_steps = [
+            key
+            for key in execution_plan.step_keys_to_execute
+            if not _checks_only(
+                layer.get_selected_entity_keys_for_node(execution_plan.get_step_by_key(key).node_handle)
+            )
+        ]
+        executor = self._in_process if len(asset_steps) <= 1 else self._multiprocess
+        return executor.execute(plan_context, execution_plan)
+
+
+def _checks_only(keys) -> bool:
+    """A step that only evaluates asset checks: reads of what its asset's step wrote, nothing to run in parallel."""
+    return bool(keys) and all(isinstance(key, dg.AssetCheckKey) for key in keys)
 
 
 @dg.executor(name="forked_step_executor", requirements=dg.multiple_process_executor_requirements())
