@@ -38,7 +38,10 @@ def postgres():
 def _deployment(tmp_path: Path, moto_s3, postgres_env: dict) -> dict:
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    settings = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    # Step logs are staged in a folder per run before they reach S3: under /tmp unless told, kept after the test.
+    settings["compute_logs"]["config"]["local_dir"] = str(tmp_path / "compute-log-staging")
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMONET_", "DAGSTER_", "AWS_"))}
     return (
         env
