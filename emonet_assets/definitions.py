@@ -47,10 +47,16 @@ def build_definitions(profile: Profile) -> dg.Definitions:
             token=dg.EnvVar(LABEL_STUDIO_TOKEN_ENV) if os.environ.get(LABEL_STUDIO_TOKEN_ENV) else None,
         ),
     }
-    return dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=package_path()),
-        dg.Definitions(resources=resources),
-    )
+    return dg.Definitions.merge(defs_folder(), dg.Definitions(resources=resources))
+
+
+def defs_folder() -> dg.Definitions:
+    """Everything under defs/, as `dg.load_from_defs_folder` builds it less one entry: the catalogue of component
+    types the installed libraries offer (dagster's, dagster-aws's, dagster-dbt's), which the UI offers for
+    scaffolding new components and which it rebuilds from their JSON schemas on every load, 1.1 s of CPU in a new
+    process and 0.3 s of each later load's 0.36 s. This project scaffolds no components."""
+    tree = dg.ComponentTree.for_project(package_path())
+    return dg.Definitions.merge(tree.build_defs(tree.defs_module_path), dg.Definitions(component_tree=tree))
 
 
 @dg.definitions

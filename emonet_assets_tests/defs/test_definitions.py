@@ -83,6 +83,35 @@ def test_sensors_schedules_and_the_executor_load_with_the_defs_folder(tmp_path, 
     assert build_definitions(tiny_profile(tmp_path)).executor is k8s_job_executor
 
 
+def test_the_defs_folder_is_what_dagster_loads_less_the_component_type_catalogue(tmp_path):
+    """`defs_folder` skips only the installed libraries' component types (rebuilt from their JSON schemas on every
+    load): every definition and the component tree are the ones `dg.load_from_defs_folder` gives."""
+    import dagster as dg
+
+    from emonet_assets.definitions import defs_folder
+    from emonet_assets.lib.shared.package_data import package_path
+
+    resources = dg.Definitions(resources=build_definitions(tiny_profile(tmp_path)).resources)
+
+    def contents(defs: dg.Definitions) -> dict:
+        defs = dg.Definitions.merge(defs, resources)
+        return {
+            "assets": sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()),
+            "checks": sorted(key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys),
+            "sensors": sorted(sensor.name for sensor in defs.sensors),
+            "schedules": sorted(schedule.name for schedule in defs.schedules),
+            "jobs": sorted(job.name for job in defs.jobs),
+            "executor": defs.executor,
+        }
+
+    ours, dagsters = defs_folder(), dg.load_from_defs_folder(path_within_project=package_path())
+    assert contents(ours) == contents(dagsters)
+    assert len(contents(ours)["assets"]) > 40 and contents(ours)["checks"]
+    assert set(dagsters.metadata) - set(ours.metadata) == {"plugin_component_types_json"}
+    assert ours.component_tree is not None
+    assert ours.component_tree.defs_module_path == dagsters.component_tree.defs_module_path
+
+
 def check_defs(tmp_path, **env) -> subprocess.CompletedProcess:
     """`dg check defs` in the repository, as `make validate` runs it (the venv activated)."""
     venv = Path(sys.prefix)
