@@ -2,6 +2,7 @@
 bound to the active profile's resources."""
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -55,8 +56,11 @@ def defs_folder() -> dg.Definitions:
     types the installed libraries offer (dagster's, dagster-aws's, dagster-dbt's), which the UI offers for
     scaffolding new components and which it rebuilds from their JSON schemas on every load, 1.1 s of CPU in a new
     process and 0.3 s of each later load's 0.36 s. This project scaffolds no components."""
-    tree = dg.ComponentTree.for_project(package_path())
-    return dg.Definitions.merge(tree.build_defs(tree.defs_module_path), dg.Definitions(component_tree=tree))
+    with warnings.catch_warnings():  # as load_from_defs_folder: Dagster's notes on its own beta and preview APIs
+        for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+            warnings.simplefilter("ignore", category)
+        tree = dg.ComponentTree.for_project(package_path())
+        return dg.Definitions.merge(tree.build_defs(tree.defs_module_path), dg.Definitions(component_tree=tree))
 
 
 @dg.definitions
