@@ -84,14 +84,14 @@ class ForkedOrInRunExecutor(dg.Executor):
 
     def execute(self, plan_context, execution_plan):
         layer = plan_context.job.get_definition().asset_layer
-        asset_steps = [
+        steps_besides_checks = [
             key
             for key in execution_plan.step_keys_to_execute
             if not _checks_only(
                 layer.get_selected_entity_keys_for_node(execution_plan.get_step_by_key(key).node_handle)
             )
         ]
-        executor = self._in_process if len(asset_steps) <= 1 else self._multiprocess
+        executor = self._in_process if len(steps_besides_checks) <= 1 else self._multiprocess
         return executor.execute(plan_context, execution_plan)
 
 
