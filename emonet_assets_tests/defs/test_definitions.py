@@ -105,8 +105,9 @@ def test_the_defs_folder_is_what_dagster_loads_less_the_component_type_catalogue
         }
 
     ours, dagsters = defs_folder(), dg.load_from_defs_folder(path_within_project=package_path())
-    assert contents(ours) == contents(dagsters)
-    assert len(contents(ours)["assets"]) > 40 and contents(ours)["checks"]
+    loaded = contents(ours)
+    assert loaded == contents(dagsters)
+    assert len(loaded["assets"]) > 40 and loaded["checks"]
     assert set(dagsters.metadata) - set(ours.metadata) == {"plugin_component_types_json"}
     assert ours.component_tree is not None
     assert ours.component_tree.defs_module_path == dagsters.component_tree.defs_module_path
