@@ -89,7 +89,9 @@ def earlier_keys(
     store: Store, batch_id: str, settings: Mapping[str, object] | None = None
 ) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """Which of a batch's keys other batches already accepted, found by a DuckDB join over their files: a rating
-    lands once, whichever file brings it first."""
+    lands once, whichever file brings it first. Only files that rate one of the batch's images are joined, found
+    by a scan of their image ids (about a sixth of the join's cost), so that each import does not join every batch
+    before it."""
     empty = {"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
 
     def lookup(keys: pl.DataFrame) -> pl.DataFrame:
@@ -98,12 +100,13 @@ def earlier_keys(
             return pl.DataFrame(schema=empty)
         with scratch(store, settings) as con:
             con.register("batch_keys", keys.to_arrow())
-            sql = render_sql(
-                "annotation/earlier_keys",
-                files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)),
-                batch_id=quote_literal(batch_id),
-            )
-            return con.sql(sql).pl()
+            batch = quote_literal(batch_id)
+            glob = quote_literal(store.table_glob(Table.ANNOTATION_BATCHES))
+            sharing = con.sql(render_sql("annotation/files_sharing_images", files=glob, batch_id=batch)).fetchall()
+            if not sharing:
+                return pl.DataFrame(schema=empty)
+            files = "[" + ", ".join(quote_literal(name) for (name,) in sharing) + "]"
+            return con.sql(render_sql("annotation/earlier_keys", files=files, batch_id=batch)).pl()
 
     return lookup
 

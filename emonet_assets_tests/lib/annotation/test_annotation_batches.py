@@ -95,13 +95,15 @@ def test_annotations_written_by_duckdb_equal_the_polars_path(tmp_path):
 
 
 def test_duplicates_of_earlier_batches_found_by_duckdb_equal_the_whole_read(tmp_path):
-    """The old lookup read every other batch's keys into polars; the first batch by id names a duplicate."""
+    """The old lookup read every other batch's keys into polars; the first batch by id names a duplicate; a batch
+    with no image in common (left out of the key join) changes nothing."""
     store = Store(str(tmp_path / "root"))
     taxonomy = load_taxonomy()
     overlapping = [
         RATINGS,
         RATINGS + b"00003,ann,2,Elation\n",
         b"path,annotator,value,emotion\n00003,ann,5,Elation\n00002,bea,1,Elation\n00004,bea,1,Anger\n",
+        b"path,annotator,value,emotion\n00009,ann,3,Elation\n",  # no image in common
     ]
     for number, data in enumerate(overlapping):
         _, sha, _ = land_file(store, PREFIX, f"b{number}.csv", data, BatchDeclaration(collection="sample"))
