@@ -1,8 +1,8 @@
 """The release's rows: one per split image with its labels and lineage, refused when the data is incomplete.
 
-DuckDB assembles them from the tables' Parquet files, a split at a time in sha256 order, so a release of a million
-images (152M ratings) never holds a whole table in Python; Python sees one light row per image for the card and
-the license check, and the full rows a batch at a time as they are packed into shards.
+DuckDB assembles them from the tables' Parquet files, a chunk of images at a time in split then sha256 order, so a
+release of a million images (152M ratings) never holds a whole table in Python; Python sees one light row per image
+for the card and the license check, and the full rows a batch at a time as they are packed into shards.
 """
 
 from __future__ import annotations
@@ -63,26 +63,26 @@ class ReleaseRows:
     def split_rows(self, split: str, batch_rows: int, chunk_images: int = CHUNK_IMAGES) -> Iterator[pa.RecordBatch]:
         """One split's full rows without the image bytes, in sha256 order, `batch_rows` at a time. DuckDB sorts
         `chunk_images` images' consensus and ratings at a time (an ordered `list()` aggregate is several times
-        slower) and Arrow cuts the sorted rows into each image's lists."""
-        shas = self.images.filter(pl.col("split") == split)["image_sha256"]
-        for start in range(0, len(shas), chunk_images):
-            chunk = shas.slice(start, chunk_images)
-            yield from self._chunk_rows(split, chunk[0], chunk[-1]).to_batches(batch_rows)
+        slower) and Arrow cuts the sorted rows into each image's lists. An image's place in `images` is its
+        `image_ord`, the integer the staged tables are sorted and filtered on."""
+        ords = np.flatnonzero((self.images["split"] == split).to_numpy())
+        for start in range(0, ords.size, chunk_images):
+            chunk = ords[start : start + chunk_images]
+            yield from self._chunk_rows(int(chunk[0]), int(chunk[-1])).to_batches(batch_rows)
 
-    def _chunk_rows(self, split: str, first: str, last: str) -> pa.Table:
-        where = f"split = {quote_literal(split)} AND {{}} BETWEEN {quote_literal(first)} AND {quote_literal(last)}"
-        images = self.con.sql(
-            f"SELECT * FROM release_images WHERE {where.format('image_sha256')} ORDER BY image_sha256"
-        ).to_arrow_table()
-        order = images.column("image_sha256").to_pylist()
+    def _chunk_rows(self, first: int, last: int) -> pa.Table:
+        where = f"WHERE image_ord BETWEEN {first} AND {last}"
+        images = self.con.sql(f"SELECT * FROM release_images {where} ORDER BY image_ord").to_arrow_table()
 
         def per_image(relation: str, columns: Iterable[str], sort: str, none_is_null: bool = False) -> pa.ListArray:
             """The relation's rows of each image of the chunk, sorted, as one list per image (of the column, or of
-            structs of the columns); the image ids stay in DuckDB, which counts each image's rows."""
-            filtered = f"FROM {relation} WHERE {where.format('image_id')}"
-            counts = dict(self.con.sql(f"SELECT image_id, count(*) {filtered} GROUP BY image_id").fetchall())
-            flat = self.con.sql(f"SELECT {', '.join(columns)} {filtered} ORDER BY image_id, {sort}")
-            return _per_image([counts.get(sha, 0) for sha in order], flat.to_arrow_table(), none_is_null)
+            structs of the columns), cut by the count of each image's rows."""
+            flat = self.con.sql(
+                f"SELECT image_ord, {', '.join(columns)} FROM {relation} {where} ORDER BY image_ord, {sort}"
+            ).to_arrow_table()
+            ords = flat.column("image_ord").to_numpy() - first
+            counts = np.bincount(ords, minlength=last - first + 1)
+            return _per_image(counts, flat.drop_columns("image_ord"), none_is_null)
 
         consensus = "release_consensus"
         columns = {
@@ -93,16 +93,16 @@ class ReleaseRows:
                 "release_ratings", RATING_FEATURES, "emotion_id, annotator, scale, batch_id, source_row"
             ),
             "annotation_batch_ids": per_image(
-                "(SELECT DISTINCT split, image_id, batch_id FROM release_ratings)", ["batch_id"], "batch_id"
+                "(SELECT DISTINCT image_ord, batch_id FROM release_ratings)", ["batch_id"], "batch_id"
             ),
         }
         return pa.table({name: columns[name] for name in FEATURES if name != "image"})
 
 
-def _per_image(counts: list[int], flat: pa.Table, none_is_null: bool) -> pa.ListArray:
+def _per_image(counts: np.ndarray, flat: pa.Table, none_is_null: bool) -> pa.ListArray:
     """`flat`'s rows cut into consecutive lists of `counts` rows: of its one column, or of structs of its columns;
     a list of no rows is empty, or null when `none_is_null`."""
-    lengths = np.asarray(counts, dtype=np.int32)
+    lengths = counts.astype(np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     if flat.num_columns == 1:
         values = flat.column(0).combine_chunks()

@@ -1,6 +1,7 @@
 -- One row per split image with its scalar release columns: the newest manifest row of the image, its prompt and
 -- its QC row, left-joined so that what is missing is null (the refusals name it); and per image the count of
--- released emotions with intensity consensus and the mean number of ratings behind them.
+-- released emotions with intensity consensus and the mean number of ratings behind them. `image_ord` numbers the
+-- images in split then sha256 order (the release's row order), so the staged ratings sort and filter on an integer.
 CREATE OR REPLACE TEMP TABLE release_images AS
 WITH split_images AS (
     SELECT image_sha256, min(split) AS split
@@ -23,6 +24,7 @@ labelled AS (
     GROUP BY c.image_id
 )
 SELECT
+    row_number() OVER (ORDER BY s.split, s.image_sha256) - 1 AS image_ord,
     s.image_sha256,
     s.split,
     g.prompt_id,

@@ -1,17 +1,17 @@
--- The released images' ratings and intensity consensus, each in a temp table sorted by split and image: a chunk
--- of one split's images (split_rows.sql) then reads only the row groups that hold it, whatever the table's size,
--- and DuckDB spills these tables to its temp directory past its memory limit.
+-- The released images' ratings and intensity consensus, each in a temp table sorted by the image's place in the
+-- release (`image_ord`, an integer: a 152M-row sort on 64-character ids spilled far more): a chunk of images
+-- (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever the table's size, and DuckDB
+-- spills these tables to its temp directory past its memory limit.
 CREATE OR REPLACE TEMP TABLE release_ratings AS
-SELECT i.split, r.image_id, r.annotator, r.emotion_id, r.scale, r.value, r.batch_id, r.source_row
+SELECT i.image_ord, r.annotator, r.emotion_id, r.scale, r.value, r.batch_id, r.source_row
 FROM annotations AS r
 JOIN release_images AS i ON r.image_id = i.image_sha256
 WHERE r.collection = {{ collection }}
-ORDER BY i.split, r.image_id;
+ORDER BY i.image_ord;
 
 CREATE OR REPLACE TEMP TABLE release_consensus AS
 SELECT
-    i.split,
-    c.image_id,
+    i.image_ord,
     e.ord,
     c.emotion_id,
     c.median_rating,
@@ -23,4 +23,4 @@ FROM consensus_labels AS c
 JOIN release_emotions AS e ON c.emotion_id = e.emotion_id
 JOIN release_images AS i ON c.image_id = i.image_sha256
 WHERE c.collection = {{ collection }} AND c.scale = 'intensity'
-ORDER BY i.split, c.image_id;
+ORDER BY i.image_ord;
