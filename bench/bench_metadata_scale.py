@@ -7,7 +7,8 @@ consensus plus noise. Annotations arrive
 as batches of `--batch-images` images, as an annotation tool exports them, each a long CSV parsed and validated by
 the importer. Each stage runs in its own process, so its peak RSS is its own (dbt's process included), and prints
 `stage NAME SECONDS s PEAK MB`; the last line is `total SECONDS s peak MB`, the peak of the largest stage.
-`python -m bench.bench_metadata_scale [--images N] [--batch-images N] [--resamples N]`.
+`python -m bench.bench_metadata_scale [--images N] [--batch-images N] [--resamples N]`; `--keep DIR` keeps the
+storage root, and `--keep DIR --stages release,...` re-measures those stages on it.
 """
 
 import argparse
@@ -319,6 +320,81 @@ def _line(name: str, result: dict, detail: str) -> float:
     return result["stage_peak_mb"]
 
 
+def _seconds(result: dict) -> str:
+    return ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
+
+
+def _stages(args: argparse.Namespace, root: Path, tmp: Path, settings: dict) -> list:
+    """(name, run, describe) per stage, in order: `run()` measures the stage in its own process."""
+
+    def slowest(dbt: dict) -> str:
+        return ", ".join(f"{m} {s:.1f} s" for m, s in sorted(dbt["models"].items(), key=lambda kv: -kv[1])[:6])
+
+    return [
+        (
+            "prompts",
+            lambda: stage(stage_prompts, root, args.images),
+            lambda r: (
+                f"{r['prompts']:,} prompts over {r['cells']:,} cells, design {r['design_s']:.1f} s, "
+                "with stand-in manifest and QC tables"
+            ),
+        ),
+        (
+            "import",
+            lambda: stage(stage_annotations, root, args.batch_images, tmp),
+            lambda r: (
+                f"{r['accepted'] + r['rejected']:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% "
+                f"missing) in batches of {args.batch_images:,} images: {_seconds(r)}; {r['accepted']:,} accepted, "
+                f"{r['rejected']:,} rejected"
+            ),
+        ),
+        (
+            "annotations_table",
+            lambda: stage(stage_annotations_table, root, settings),
+            lambda r: f"{r['rows']:,} ratings into one table by DuckDB; {r['external']} external images",
+        ),
+        (
+            "ratings_check",
+            lambda: stage(stage_ratings_check, root, settings),
+            lambda r: (
+                f"{r['rows']:,} ratings, {r['evaluated']} expectations, passed {r['passed']}"
+                + (f", failures {r['failures']}" if r["failures"] else "")
+            ),
+        ),
+        (
+            "consensus",
+            lambda: stage(dbt_build, root, args.dbt_select, settings),
+            lambda r: (
+                f"dbt build --select {args.dbt_select}: {len(r['models'])} models, tests {r['tests_s']:.1f} s, "
+                f"failed {r['failed'] or 'none'}; slowest: {slowest(r)}"
+            ),
+        ),
+        ("export", lambda: stage(stage_export, root), lambda r: f"COPY ... TO Parquet: {r['rows']}"),
+        (
+            "splits",
+            lambda: stage(stage_splits, root),
+            lambda r: f"loading {r['load_s']:.1f} s, {r['splits']}, {r['warnings']} warnings",
+        ),
+        (
+            "fairness",
+            lambda: stage(stage_fairness, root, args.resamples),
+            lambda r: (
+                f"{r['test_images']:,} test images, {args.resamples:,} resamples: {_seconds(r)}; {r['rows']}, "
+                f"agreement over {r['agreement_items']:,} items in {r['agreement_groups']} groups"
+            ),
+        ),
+        (
+            "release",
+            lambda: stage(stage_release, root, settings),
+            lambda r: (
+                f"rows per split {r['rows']}, shards {r['shards']}, {r['bytes'] / 1e9:.2f} GB: {_seconds(r)}; "
+                f"{r['dropped']} split images without consensus on every emotion left out first; "
+                f"{r['conflicts']} license conflicts"
+            ),
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -327,94 +403,28 @@ def main() -> None:
     parser.add_argument("--dbt-select", default="*", help="dbt models of the consensus stage (default: all of them)")
     parser.add_argument("--duckdb-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--duckdb-memory-limit", default="4GB", help="DuckDB's limit under dbt; past it, it spills")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument(
+        "--stages",
+        help="only these stages, comma-separated (default: all): re-measures them on a folder a --keep run filled",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "root"
+    with tempfile.TemporaryDirectory() as scratch_folder:
+        tmp = args.keep or Path(scratch_folder)
+        tmp.mkdir(parents=True, exist_ok=True)
+        root = tmp / "root"
         settings = {
             "duckdb_threads": args.duckdb_threads,
             "duckdb_memory_limit": args.duckdb_memory_limit,
-            "duckdb_temp_directory": str(Path(tmp) / "spill"),
+            "duckdb_temp_directory": str(tmp / "spill"),
         }
+        stages = _stages(args, root, tmp, settings)
+        names = [name for name, _, _ in stages]
+        chosen = args.stages.split(",") if args.stages else names
+        if unknown := sorted(set(chosen) - set(names)):
+            parser.error(f"--stages: {', '.join(unknown)} not among {', '.join(names)}")
         total = time.perf_counter()
-        peaks = []
-        prompts = stage(stage_prompts, root, args.images)
-        peaks.append(
-            _line(
-                "prompts",
-                prompts,
-                f"{prompts['prompts']:,} prompts over {prompts['cells']:,} cells, design {prompts['design_s']:.1f} s, "
-                "with stand-in manifest and QC tables",
-            )
-        )
-        notes = stage(stage_annotations, root, args.batch_images, Path(tmp))
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in notes["seconds"].items())
-        peaks.append(
-            _line(
-                "import",
-                notes,
-                f"{notes['accepted'] + notes['rejected']:,} ratings ({ANNOTATORS} annotators x 40 emotions, 5% "
-                f"missing) in batches of {args.batch_images:,} images: {parts}; {notes['accepted']:,} accepted, "
-                f"{notes['rejected']:,} rejected",
-            )
-        )
-        table = stage(stage_annotations_table, root, settings)
-        peaks.append(
-            _line(
-                "annotations_table",
-                table,
-                f"{table['rows']:,} ratings into one table by DuckDB; {table['external']} external images",
-            )
-        )
-        check = stage(stage_ratings_check, root, settings)
-        peaks.append(
-            _line(
-                "ratings_check",
-                check,
-                f"{check['rows']:,} ratings, {check['evaluated']} expectations, passed {check['passed']}"
-                + (f", failures {check['failures']}" if check["failures"] else ""),
-            )
-        )
-        dbt = stage(dbt_build, root, args.dbt_select, settings)
-        slowest = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(dbt["models"].items(), key=lambda kv: -kv[1])[:6])
-        peaks.append(
-            _line(
-                "consensus",
-                dbt,
-                f"dbt build --select {args.dbt_select}: {len(dbt['models'])} models, tests {dbt['tests_s']:.1f} s, "
-                f"failed {dbt['failed'] or 'none'}; slowest: {slowest}",
-            )
-        )
-        export = stage(stage_export, root)
-        peaks.append(_line("export", export, f"COPY ... TO Parquet: {export['rows']}"))
-        splits = stage(stage_splits, root)
-        peaks.append(
-            _line(
-                "splits",
-                splits,
-                f"loading {splits['load_s']:.1f} s, {splits['splits']}, {splits['warnings']} warnings",
-            )
-        )
-        fair = stage(stage_fairness, root, args.resamples)
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in fair["seconds"].items())
-        peaks.append(
-            _line(
-                "fairness",
-                fair,
-                f"{fair['test_images']:,} test images, {args.resamples:,} resamples: {parts}; {fair['rows']}, "
-                f"agreement over {fair['agreement_items']:,} items in {fair['agreement_groups']} groups",
-            )
-        )
-        release = stage(stage_release, root, settings)
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in release["seconds"].items())
-        peaks.append(
-            _line(
-                "release",
-                release,
-                f"rows per split {release['rows']}, shards {release['shards']}, {release['bytes'] / 1e9:.2f} GB: "
-                f"{parts}; {release['dropped']} split images without consensus on every emotion left out first; "
-                f"{release['conflicts']} license conflicts",
-            )
-        )
+        peaks = [_line(name, result := run(), describe(result)) for name, run, describe in stages if name in chosen]
         disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
         print(f"  {disk / 1e9:.2f} GB under the storage root")
         print(f"total {time.perf_counter() - total:.1f} s peak {max(peaks):,.0f} MB")
