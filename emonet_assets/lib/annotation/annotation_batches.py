@@ -266,17 +266,18 @@ def write_annotations(
         written = {}
 
         def copy(target: str) -> None:
+            """Sorts once: the preview is the written file's first rows, not a second pass over every batch."""
             sql = f"COPY ({ordered}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)"
             written["rows"] = con.execute(sql).fetchone()[0]
+            written["head"] = con.sql(f"SELECT * FROM read_parquet({quote_literal(target)}) LIMIT {preview_rows}").pl()
 
         path = store.write_table_file(Table.ANNOTATIONS, copy)
-        head = con.sql(f"{ordered} LIMIT {preview_rows}").pl()
         per_collection = con.sql(sql_text("annotation/per_collection")).pl()
         external = con.sql(render_sql("annotation/external_images", generated=quote_literal(GENERATED))).pl()
     return CollectedAnnotations(
         path,
         written["rows"],
-        head,
+        written["head"],
         per_collection.cast(PER_COLLECTION_SCHEMA),  # type: ignore[arg-type]
         external.cast(EXTERNAL_SCHEMA),  # type: ignore[arg-type]
     )
