@@ -1,7 +1,7 @@
 -- The released images' ratings and intensity consensus, each in a temp table sorted by the image's place in the
--- release (`image_ord`, an integer: a 152M-row sort on 64-character ids spilled far more): a chunk of images
--- (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever the table's size, and DuckDB
--- spills these tables to its temp directory past its memory limit.
+-- release (`image_ord`, an integer, cheaper to sort, compare and keep than split and a 64-character id): a chunk
+-- of images (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever the table's size, and
+-- DuckDB spills these tables to its temp directory past its memory limit.
 CREATE OR REPLACE TEMP TABLE release_ratings AS
 SELECT i.image_ord, r.annotator, r.emotion_id, r.scale, r.value, r.batch_id, r.source_row
 FROM annotations AS r

@@ -1,7 +1,8 @@
--- Accepted ratings, typed, with the integer keys every later model joins and groups on.
+-- Accepted ratings, typed, with the integer keys every later model joins and groups on. The ids its tests check
+-- stay; the source file does not (the annotations table keeps it): each string column written costs more than a
+-- key join at scale.
 select
     r.batch_id,
-    r.source_file,
     cast(r.source_row as bigint) as source_row,
     r.collection,
     r.image_id,
