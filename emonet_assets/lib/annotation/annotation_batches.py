@@ -28,7 +28,7 @@ from emonet_assets.lib.annotation.landing import (
     find_batch_file,
     read_declaration,
 )
-from emonet_assets.lib.shared.catalog import quote_literal, render_sql, scratch, sql_text
+from emonet_assets.lib.shared.catalog import quote_list, quote_literal, render_sql, scratch, sql_text
 from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
@@ -105,7 +105,7 @@ def earlier_keys(
             sharing = con.sql(render_sql("annotation/files_sharing_images", files=glob, batch_id=batch)).fetchall()
             if not sharing:
                 return pl.DataFrame(schema=empty)
-            files = "[" + ", ".join(quote_literal(name) for (name,) in sharing) + "]"
+            files = quote_list(name for (name,) in sharing)
             return con.sql(render_sql("annotation/earlier_keys", files=files, batch_id=batch)).pl()
 
     return lookup
@@ -247,10 +247,19 @@ def write_annotations(
     store: Store, settings: Mapping[str, object] | None = None, preview_rows: int = 10
 ) -> CollectedAnnotations:
     """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), written
-    as the annotations table by DuckDB straight from the batch files (a glob) in import order, so that no rating
-    passes through Python; the external images they registered come back as a frame."""
-    log = batch_log(store)
-    imported = log.filter(pl.col("status") == "imported").select("batch_id", "raters")
+    as the annotations table by DuckDB straight from the batch files in import order, so that no rating passes
+    through Python; the external images they registered come back as a frame.
+
+    Import order is import time, batch, source row, then the row's place in its file. A batch's rows carry its log
+    row's import time and the importer writes them in source order, so the files listed by (import time, batch)
+    and scanned in that order (DuckDB keeps a scan's order) are that order without sorting every rating."""
+    stored = store.table_partitions(Table.ANNOTATION_BATCHES)
+    imported = (
+        batch_log(store)
+        .filter(pl.col("status") == "imported", pl.col("batch_id").is_in(stored))
+        .sort("imported_at", "batch_id")
+        .select("batch_id", "raters")
+    )
     if imported.is_empty():
         empty = pl.DataFrame(schema={**ACCEPTED_SCHEMA, "raters": pl.String})
         path = store.write_table(Table.ANNOTATIONS, empty)
@@ -258,15 +267,21 @@ def write_annotations(
             path, 0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
         )
     with scratch(store, settings) as con:
-        con.register("imported", imported.to_arrow())
+        batches = imported["batch_id"].to_list()
+        files = [store.url(store.table_path(Table.ANNOTATION_BATCHES, batch)) for batch in batches]
         con.execute(
-            render_sql("annotation/annotations", files=quote_literal(store.table_glob(Table.ANNOTATION_BATCHES)))
+            render_sql(
+                "annotation/annotations",
+                files=quote_list(files),
+                batches=quote_list(batches),
+                raters=quote_list(imported["raters"]),
+            )
         )
         ordered = sql_text("annotation/ordered_annotations")
         written = {}
 
         def copy(target: str) -> None:
-            """Sorts once: the preview is the written file's first rows, not a second pass over every batch."""
+            """The preview is the written file's first rows, not a second pass over every batch."""
             sql = f"COPY ({ordered}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)"
             written["rows"] = con.execute(sql).fetchone()[0]
             written["head"] = con.sql(f"SELECT * FROM read_parquet({quote_literal(target)}) LIMIT {preview_rows}").pl()

@@ -312,15 +312,20 @@ def import_batch(
         "source_row": pl.col("source_row"),
         "source_ref": pl.col("source_ref"),
     }
-    accepted = checked.filter(pl.col("reason").is_null()).select(
-        **provenance,
-        collection=pl.lit(collection or GENERATED),
-        image_id="image_id",
-        image_ref="image_ref",
-        annotator="annotator",
-        emotion_id="emotion_id",
-        scale=pl.lit(parsed.scale),
-        value="value",
+    # In source order (a row's ratings in the order read): the annotations table is the batch files scanned in turn.
+    accepted = (
+        checked.filter(pl.col("reason").is_null())
+        .select(
+            **provenance,
+            collection=pl.lit(collection or GENERATED),
+            image_id="image_id",
+            image_ref="image_ref",
+            annotator="annotator",
+            emotion_id="emotion_id",
+            scale=pl.lit(parsed.scale),
+            value="value",
+        )
+        .sort("source_row", maintain_order=True)
     )
     rejects = _rejects(checked.filter(pl.col("reason").is_not_null()), provenance)
     skipped = parsed.skipped.select(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -31,6 +31,11 @@ def quote_identifier(name: str) -> str:
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def quote_list(values: Iterable[str]) -> str:
+    """A DuckDB list literal of strings."""
+    return "[" + ", ".join(quote_literal(value) for value in values) + "]"
 
 
 def render_sql(name: str, **params: str) -> str:

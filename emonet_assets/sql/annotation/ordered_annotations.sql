@@ -1,4 +1,3 @@
--- The annotations table: every imported rating in import order.
+-- The annotations table: every imported rating in import order, the order the batch files are scanned in.
 SELECT * EXCLUDE (file_row_number)
 FROM batch_ratings
-ORDER BY imported_at, batch_id, source_row, file_row_number

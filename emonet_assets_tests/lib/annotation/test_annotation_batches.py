@@ -1,5 +1,7 @@
 """Who rated a batch: declared with the file, recorded in the batch log, carried by every rating."""
 
+from dataclasses import replace
+
 import polars as pl
 
 from emonet_assets.lib.annotation.annotation_batches import (
@@ -92,6 +94,24 @@ def test_annotations_written_by_duckdb_equal_the_polars_path(tmp_path):
     assert collected.head.rows() == expected.head(4).rows()
     assert collected.external.equals(external) and external.height == 5
     assert collected.per_collection.rows() == [("other", "intensity", 3, 2, 2), ("sample", "intensity", 8, 3, 4)]
+
+
+def test_a_batch_is_written_in_source_order_whatever_order_its_units_come_in():
+    """The annotations table scans the batch files in turn, so each file must be in source order already: units
+    handed over backwards are written as if read forwards."""
+    hq = (
+        b"image,annotator,human,annotations\n"
+        b"00003,h1,True,\"{'Elation': 3, 'Amusement': 1, 'Anger': 0}\"\n"
+        b"00001,h2,True,\"{'Elation': 2, 'Contentment': 0}\"\n"
+    )
+    parsed = parse_annotation_file("hq.csv", hq)
+
+    def accepted(units):
+        return import_batch(replace(parsed, units=units), "b", load_taxonomy(), ImageIndex(refs={}), "sample").accepted
+
+    backwards, forwards = accepted(parsed.units.reverse()), accepted(parsed.units)
+    assert backwards["source_row"].to_list() == [1, 2, 3, 4, 5]
+    assert backwards.equals(forwards) and backwards.height == 5
 
 
 def test_duplicates_of_earlier_batches_found_by_duckdb_equal_the_whole_read(tmp_path):
