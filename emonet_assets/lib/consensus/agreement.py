@@ -8,7 +8,9 @@ product per chunk of resamples instead of re-running alpha on a resampled matrix
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -92,25 +94,47 @@ def _image_weights(indices: np.ndarray, n_images: int) -> np.ndarray:
     return weights
 
 
-def _groups(stats: pl.DataFrame) -> Iterator[tuple[object, object, pl.DataFrame]]:
-    """Each (collection, scale)'s pairable items as an image index, a pattern index (items with identical
-    statistics, ordered by emotion first) and the statistics; built lazily so that only these columns are copied."""
-    pairable = stats.lazy().filter(pl.col("m") >= 2)
-    for collection, scale in pairable.select(GROUP).unique().sort(GROUP).collect().iter_rows():
-        yield (
-            collection,
-            scale,
-            pairable.filter(pl.col("collection") == collection, pl.col("scale") == scale)
-            .select(
-                *_PATTERN,
-                image=pl.col("image_id").rank("dense").cast(pl.Int64) - 1,
-                pattern=pl.struct(_PATTERN).rank("dense").cast(pl.Int64) - 1,
-            )
-            .collect(),
+def _relation(stats: pl.DataFrame | duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """Item statistics as DuckDB reads them: a relation stays where it is (dbt's catalog), a frame is wrapped."""
+    return duckdb.connect().from_arrow(stats.to_arrow()) if isinstance(stats, pl.DataFrame) else stats
+
+
+class _Group(NamedTuple):
+    """One (collection, scale)'s pairable items: the distinct statistics (patterns, numbered in the order of
+    `_PATTERN`, emotion first) and, per item, its pattern and its image (numbered in the order of the image ids)."""
+
+    collection: object
+    scale: object
+    patterns: pl.DataFrame
+    pattern: np.ndarray
+    image: np.ndarray
+
+
+def _groups(stats: duckdb.DuckDBPyRelation) -> Iterator[_Group]:
+    """Each (collection, scale)'s group, numbered by DuckDB so that only two integers per item reach Python: at a
+    million images the items' statistics alone are 40M rows."""
+    pattern = ", ".join(_PATTERN)
+    numbered = (
+        f"SELECT {pattern}, row_number() OVER (ORDER BY {pattern}) - 1 AS pattern FROM group_items GROUP BY {pattern}"
+    )
+    pairable = stats.filter(duckdb.ColumnExpression("m") >= duckdb.ConstantExpression(2))
+    for collection, scale in pairable.aggregate(", ".join(GROUP)).order(", ".join(GROUP)).fetchall():
+        group = pairable.filter(
+            (duckdb.ColumnExpression("collection") == duckdb.ConstantExpression(collection))
+            & (duckdb.ColumnExpression("scale") == duckdb.ConstantExpression(scale))
         )
+        patterns = group.query("group_items", f"{numbered} ORDER BY pattern").pl().drop("pattern")
+        items = group.query(
+            "group_items",
+            f"""WITH patterns AS ({numbered}),
+            images AS (SELECT image_id, row_number() OVER (ORDER BY image_id) - 1 AS image FROM group_items GROUP BY 1)
+            SELECT pattern::INTEGER AS pattern, image::INTEGER AS image
+            FROM group_items JOIN patterns USING ({pattern}) JOIN images USING (image_id)""",
+        ).fetchnumpy()
+        yield _Group(collection, scale, patterns, items["pattern"], items["image"])
 
 
-def _bootstrap_group(group: pl.DataFrame, resamples: int, seed: int):
+def _bootstrap_group(group: _Group, resamples: int, seed: int):
     """Point alphas, item counts and per-resample alphas of every emotion of one (collection, scale).
 
     Items with identical statistics contribute identical features, so items are collapsed to distinct patterns
@@ -119,18 +143,19 @@ def _bootstrap_group(group: pl.DataFrame, resamples: int, seed: int):
     """
     from scipy import sparse
 
-    patterns = group.drop("image").unique("pattern").sort("pattern")
-    n_images = int(group["image"].max()) + 1
+    patterns = group.patterns
+    n_images = int(group.image.max()) + 1
     one_hot = sparse.csc_array(
-        (np.ones(group.height), (group["pattern"].to_numpy(), group["image"].to_numpy())),
-        shape=(patterns.height, n_images),
+        (np.ones(group.pattern.size), (group.pattern, group.image)), shape=(patterns.height, n_images)
     )
     features = _features(patterns)
-    bounds = patterns.group_by("emotion_id", maintain_order=True).agg(
-        start=pl.col("pattern").min(), stop=pl.col("pattern").max() + 1
+    bounds = (
+        patterns.with_row_index("pattern")
+        .group_by("emotion_id", maintain_order=True)
+        .agg(start=pl.col("pattern").min(), stop=pl.col("pattern").max() + 1)
     )
     slices = [slice(start, stop) for start, stop in zip(bounds["start"], bounds["stop"], strict=True)]
-    multiplicity = np.bincount(group["pattern"].to_numpy(), minlength=patterns.height).astype(np.float64)
+    multiplicity = np.bincount(group.pattern, minlength=patterns.height).astype(np.float64)
     point = [_alphas(multiplicity[s] @ features[s]) for s in slices]
     draws = np.empty((len(slices), 2, resamples))
     done = 0
@@ -143,11 +168,12 @@ def _bootstrap_group(group: pl.DataFrame, resamples: int, seed: int):
     return bounds["emotion_id"].to_list(), point, items_per_emotion, draws
 
 
-def alpha_draws(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42) -> pl.DataFrame:
+def alpha_draws(stats: pl.DataFrame | duckdb.DuckDBPyRelation, resamples: int = 1000, seed: int = 42) -> pl.DataFrame:
     """Every resample's alphas, long: collection, scale, emotion_id, resample, alpha_interval, alpha_ordinal."""
     frames = []
-    for collection, scale, group in _groups(stats):
+    for group in _groups(_relation(stats)):
         emotions, _, _, draws = _bootstrap_group(group, resamples, seed)
+        collection, scale = group.collection, group.scale
         frames.append(
             pl.DataFrame(
                 {
@@ -169,14 +195,19 @@ def _percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]
     return float(low), float(high)
 
 
-def bootstrap_alpha(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42, level: float = 0.95) -> pl.DataFrame:
+def bootstrap_alpha(
+    stats: pl.DataFrame | duckdb.DuckDBPyRelation, resamples: int = 1000, seed: int = 42, level: float = 0.95
+) -> pl.DataFrame:
     """Point alphas with percentile intervals from resampling images, one row per (collection, scale, emotion).
 
-    All emotions of a collection share each resample's images, as re-rating a resampled image set would.
+    All emotions of a collection share each resample's images, as re-rating a resampled image set would. `stats`
+    (int_agreement_item_stats' columns) may be a relation, which is read in DuckDB, never whole into Python.
     """
+    relation = _relation(stats)
     rows = []
-    for collection, scale, group in _groups(stats):
+    for group in _groups(relation):
         emotions, point, items, draws = _bootstrap_group(group, resamples, seed)
+        collection, scale = group.collection, group.scale
         for e, emotion in enumerate(emotions):
             interval_ci = _percentile_interval(draws[e, 0], level)
             ordinal_ci = _percentile_interval(draws[e, 1], level)
@@ -196,7 +227,7 @@ def bootstrap_alpha(stats: pl.DataFrame, resamples: int = 1000, seed: int = 42, 
                 }
             )
     schema = {
-        **{column: stats.schema[column] for column in KEY},
+        **relation.project(", ".join(KEY)).limit(0).pl().schema,
         **{
             name: pl.Float64
             for name in (

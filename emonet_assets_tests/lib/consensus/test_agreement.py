@@ -127,6 +127,44 @@ def test_resample_indices_do_not_depend_on_chunking(monkeypatch):
     assert max(chunk.shape[0] for chunk in resample_indices(1_000_000, 30, 3)) == 10
 
 
+def _groups_in_polars(stats: pl.DataFrame):
+    """The grouping as it was, the whole statistics in polars: patterns and images by dense rank."""
+    pairable = stats.filter(pl.col("m") >= 2)
+    for collection, scale in pairable.select("collection", "scale").unique().sort("collection", "scale").iter_rows():
+        group = pairable.filter(pl.col("collection") == collection, pl.col("scale") == scale).select(
+            *agreement._PATTERN,
+            image=pl.col("image_id").rank("dense").cast(pl.Int64) - 1,
+            pattern=pl.struct(agreement._PATTERN).rank("dense").cast(pl.Int64) - 1,
+        )
+        yield collection, scale, group
+
+
+def test_groups_numbered_by_duckdb_equal_the_polars_ranks():
+    """Patterns, per-item pattern and image numbers as the polars ranks gave them, item for item: two collections,
+    string ids, single-rated items left out."""
+    ratings = pl.concat([_ratings(31, 4, images=60, missing=0.3), _ratings(32, 5, 50, 0.3, "other")])
+    stats = item_statistics(ratings)
+    stats = pl.concat([stats, stats.head(1).with_columns(image_id=pl.lit("img-999"), m=pl.lit(1, pl.Int64))])
+    ours = list(agreement._groups(agreement._relation(stats)))
+    expected = list(_groups_in_polars(stats))
+    assert (
+        [(g.collection, g.scale) for g in ours]
+        == [(c, s) for c, s, _ in expected]
+        == [
+            ("c", "intensity"),
+            ("other", "intensity"),
+        ]
+    )
+    for group, (_, _, reference) in zip(ours, expected, strict=True):
+        patterns = reference.unique("pattern").sort("pattern").select(agreement._PATTERN)
+        assert group.patterns.equals(patterns)
+        numbered = pl.DataFrame({"pattern": group.pattern.astype(np.int64), "image": group.image.astype(np.int64)})
+        key = ["image", "pattern"]
+        assert numbered.select(key).sort(key).equals(reference.select(key).sort(key))
+        assert group.pattern.size == reference.height and group.image.max() + 1 == reference["image"].n_unique()
+    assert sum(group.pattern.size for group in ours) == stats.height - 1
+
+
 def test_bootstrap_is_deterministic_and_its_interval_brackets_the_estimate():
     stats = item_statistics(pl.concat([_ratings(21, 4, images=80, missing=0.1), _ratings(22, 5, 60, 0.1, "other")]))
     first = bootstrap_alpha(stats, resamples=200, seed=1)

@@ -1,7 +1,8 @@
 """Bootstrap CIs of alpha from per-item sufficient statistics: one matrix product per chunk of resamples.
 
 The items come with integer codes for collection, scale, emotion and image (numbered in the order of their ids, so
-the resamples and the per-emotion order are those of the ids); the ids are joined back on the few result rows.
+the resamples and the per-emotion order are those of the ids) and stay in DuckDB, which numbers their patterns and
+images; the ids are joined back on the few result rows.
 """
 
 import polars as pl
@@ -16,7 +17,7 @@ CODED_STATS = (
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    stats = dbt.ref("int_item_value_counts").filter("m >= 2").project(CODED_STATS).pl()
+    stats = dbt.ref("int_item_value_counts").filter("m >= 2").project(CODED_STATS)
     resamples = int(dbt.config.get("bootstrap_resamples"))
     seed = int(dbt.config.get("bootstrap_seed"))
     coded = bootstrap_alpha(stats, resamples=resamples, seed=seed)
