@@ -601,8 +601,8 @@ def _cells(stdout: str, name: str) -> list[str]:
 
 
 def _dbt_models_fed_by_ratings(root) -> set[dg.AssetKey]:
-    """The dbt models an import refreshes: those downstream of the ratings (stg_taxonomy and the emotion keys read
-    only the taxonomy and are not rebuilt)."""
+    """The dbt models an import refreshes: those downstream of the ratings (stg_taxonomy reads only the taxonomy and
+    stg_scales no table: neither is rebuilt)."""
     from emonet_assets.definitions import build_definitions
     from emonet_assets.profiles import load_profile
 

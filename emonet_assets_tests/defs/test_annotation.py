@@ -157,7 +157,7 @@ def _reliability(ratings: pl.DataFrame) -> np.ndarray:
 
 def test_alpha_in_sql_equals_the_krippendorff_package(annotated):
     with annotated.catalog() as con:
-        ratings = con.sql("select * from stg_ratings").pl()
+        ratings = con.sql("select * from annotations").pl()
         alphas = con.sql("select * from emotion_agreement where alpha_interval is not null").pl()
     assert alphas.height >= 80
     for row in alphas.iter_rows(named=True):
@@ -176,7 +176,7 @@ def test_alpha_in_sql_equals_the_krippendorff_package(annotated):
 
 def test_kappa_and_human_ceiling_in_sql_equal_scikit_learn_and_scipy(annotated):
     with annotated.catalog() as con:
-        ratings = con.sql("select * from stg_ratings where collection = 'generated' and scale = 'intensity'").pl()
+        ratings = con.sql("select * from annotations where collection = 'generated' and scale = 'intensity'").pl()
         kappas = con.sql("select * from int_pairwise_kappa where collection = 'generated'").pl()
         ceiling = con.sql("select * from int_annotator_emotion_spearman where collection = 'generated'").pl()
     checked = 0
@@ -220,7 +220,7 @@ def test_agreement_tables_have_a_bootstrap_ci_and_are_exported_to_parquet(annota
 
 def test_item_stats_are_exported_and_equal_item_statistics_of_the_ratings(annotated):
     with annotated.catalog() as con:
-        ratings = con.sql("select * from stg_ratings").pl()
+        ratings = con.sql("select * from annotations").pl()
     exported = annotated.store.read_table(Table.AGREEMENT_ITEM_STATS).sort(*KEY, "image_id")
     assert exported.height > 0
     assert_frame_equal(exported, item_statistics(ratings), check_dtypes=False)
@@ -306,13 +306,14 @@ def test_every_dbt_test_fails_on_data_that_breaks_it(annotated_copy):
     with duckdb.connect(env.profile.catalog_path) as con:
         con.execute("insert into stg_ratings select * from stg_ratings where rowid = 0")
         con.execute(
-            "insert into stg_ratings select * replace (9 as value, null as annotator, null as batch_id, "
-            "'likert' as scale, 'not_an_emotion' as emotion_id) from stg_ratings where rowid = 0"
+            "insert into stg_ratings select * replace (9 as value, null as annotator_key, null as batch_key, "
+            "null as scale_key) from stg_ratings where rowid = 0"
         )
         con.execute(
-            "insert into stg_ratings select * replace (null as image_id, null as emotion_id) "
+            "insert into stg_ratings select * replace (null as image_key, null as emotion_key) "
             "from stg_ratings where rowid = 0"
         )
+        con.execute("insert into stg_emotions select 99, 'not_an_emotion'")
         con.execute("insert into stg_taxonomy select * from stg_taxonomy where rowid = 0")
         con.execute("insert into stg_taxonomy select * replace (null as emotion_id) from stg_taxonomy where rowid = 0")
         con.execute("insert into consensus_labels select * from consensus_labels limit 1")

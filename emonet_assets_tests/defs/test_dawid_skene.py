@@ -12,25 +12,36 @@ MODEL = DBT_PROJECT_DIR / "models" / "marts" / "dawid_skene_consensus.py"
 
 
 class _Dbt:
-    """The two calls the model makes on dbt's object: `config` and `ref("stg_ratings")`, the ratings with the
-    integer keys staging numbers in id order."""
+    """The calls the model makes on dbt's object: `config`, and `ref` of the ratings as staging keys them (numbered in
+    id order) and of the key dimensions. Ratings without a scale are binary judgments."""
 
     def __init__(self, ratings: pl.DataFrame, con: duckdb.DuckDBPyConnection):
         self.con = con
-        self.ratings = ratings.with_columns(
-            scale=pl.lit("binary"),
+        scales = pl.DataFrame(
+            {"scale_key": [0, 1], "scale": ["binary", "intensity"]}, schema_overrides={"scale_key": pl.Int32}
+        )
+        if "scale" not in ratings.columns:
+            ratings = ratings.with_columns(scale=pl.lit("binary"))
+        keyed = ratings.join(scales, on="scale").with_columns(
             collection_key=pl.col("collection").rank("dense").cast(pl.Int32) - 1,
             image_key=pl.struct("collection", "image_id").rank("dense").cast(pl.Int32) - 1,
             emotion_key=pl.col("emotion_id").rank("dense").cast(pl.Int32) - 1,
             annotator_key=pl.col("annotator").rank("dense").cast(pl.Int32) - 1,
         )
+        self.tables = {
+            "stg_ratings": keyed.select(
+                "collection_key", "scale_key", "image_key", "emotion_key", "annotator_key", "value"
+            ),
+            "stg_images": keyed.select("image_key", "collection_key", "collection", "image_id").unique(),
+            "stg_emotions": keyed.select("emotion_key", "emotion_id").unique(),
+            "stg_scales": scales,
+        }
 
     def config(self, **_):
         pass
 
     def ref(self, name: str):
-        assert name == "stg_ratings"
-        return self.con.from_arrow(self.ratings.to_arrow())
+        return self.con.from_arrow(self.tables[name].to_arrow())
 
 
 def dawid_skene(ratings: pl.DataFrame) -> pl.DataFrame:
@@ -126,9 +137,11 @@ def test_integer_codes_give_the_posteriors_of_the_string_ids_bitwise():
     renamed = ratings.with_columns(annotator=pl.col("annotator").replace({"expert-0": "zed", "expert-3": "al"}))
     other, _ = _binary_panel(seed=6, images=40, emotions=2)
     quiet = other.with_columns(collection=pl.lit("b-quiet"), value=pl.lit(0, dtype=pl.Int32))
-    panel = pl.concat([renamed, other.with_columns(collection=pl.lit("a")), quiet]).sample(fraction=1.0, seed=1)
+    panel = pl.concat([renamed, other.with_columns(collection=pl.lit("a")), quiet]).with_columns(scale=pl.lit("binary"))
+    intensities = other.with_columns(collection=pl.lit("a"), scale=pl.lit("intensity"), value=pl.col("value") * 5)
+    mixed = pl.concat([panel, intensities]).sample(fraction=1.0, seed=1)
 
-    ours, expected = dawid_skene(panel), dawid_skene_on_ids(panel)
+    ours, expected = dawid_skene(mixed), dawid_skene_on_ids(panel.sample(fraction=1.0, seed=1).drop("scale"))
 
     assert ours.height == expected.height == 120 * 3 + 2 * 40 * 2
     assert ours.equals(expected)

@@ -103,7 +103,8 @@ def test_a_new_annotation_batch_refreshes_annotations_and_consensus_but_not_the_
 
     consensus = {k.to_user_string() for k in graph.asset_keys_for_group("consensus")}
     collected = {"annotations", "external_images"}
-    assert refreshed == collected | consensus - {"stg_taxonomy"}, "stg_taxonomy reads only the taxonomy"
+    unread = {"stg_taxonomy", "stg_scales"}
+    assert refreshed == collected | consensus - unread, "stg_taxonomy reads only the taxonomy, stg_scales no table"
     assert not refreshed & {"splits", "image_embeddings", "emotion_model", "fairness_report"}
     again, _ = requested(result.cursor)
     assert again == set()

@@ -23,7 +23,7 @@ def model(dbt, session):
     coded = bootstrap_alpha(stats, resamples=resamples, seed=seed)
     collections = dbt.ref("stg_images").aggregate("collection_key, any_value(collection) as name").pl()
     emotions = dbt.ref("stg_emotions").project("emotion_key, emotion_id as name").pl()
-    scales = dbt.ref("stg_ratings").aggregate("scale_key, any_value(scale) as name").pl()
+    scales = dbt.ref("stg_scales").project("scale_key, scale as name").pl()
     named = coded.with_columns(
         collection=pl.col("collection").replace_strict(collections["collection_key"], collections["name"]),
         scale=pl.col("scale").replace_strict(scales["scale_key"], scales["name"]),

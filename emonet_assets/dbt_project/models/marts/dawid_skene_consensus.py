@@ -15,25 +15,24 @@ from crowdkit.aggregation import DawidSkene
 TASKS = """
 select
     collection_key,
-    collection,
-    image_id,
-    emotion_id,
+    image_key,
+    emotion_key,
     dense_rank() over (partition by collection_key order by image_key, emotion_key) - 1 as task,
     annotator_key::bigint as worker,
     value::bigint as label
 from ratings
 """
 POSTERIOR = """
-select distinct t.collection, t.image_id, t.emotion_id, p.ds_probability, p.ds_probability > 0.5 as ds_present
-from tasks as t
-join ds_posterior as p on t.collection_key = p.collection_key and t.task = p.task
-order by t.collection, t.image_id, t.emotion_id
+select collection, image_id, emotion_id, ds_probability, ds_probability > 0.5 as ds_present
+from posterior
+order by collection, image_id, emotion_id
 """
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    tasks = dbt.ref("stg_ratings").filter("scale = 'binary'").query("ratings", TASKS)
+    binary = dbt.ref("stg_scales").filter("scale = 'binary'").project("scale_key")
+    tasks = dbt.ref("stg_ratings").join(binary, "scale_key").query("ratings", TASKS)
     codes = tasks.query(
         "tasks", "select collection_key, task, worker, label from tasks order by collection_key, task, worker"
     ).pl()
@@ -50,4 +49,10 @@ def model(dbt, session):
         "ds_probability": np.concatenate(probabilities),
     }
     session.register("ds_posterior", pa.table(posterior))
-    return tasks.query("tasks", POSTERIOR)
+    named = (
+        tasks.query("tasks", "select distinct collection_key, image_key, emotion_key, task from tasks")
+        .join(session.view("ds_posterior"), "collection_key, task")
+        .join(dbt.ref("stg_images").project("image_key, collection, image_id"), "image_key")
+        .join(dbt.ref("stg_emotions"), "emotion_key")
+    )
+    return named.query("posterior", POSTERIOR)

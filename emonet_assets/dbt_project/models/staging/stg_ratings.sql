@@ -1,23 +1,16 @@
--- Accepted ratings, typed, with the integer keys every later model joins and groups on. The ids its tests check
--- stay; the source file does not (the annotations table keeps it): each string column written here costs one to
--- two seconds per 15M ratings.
+-- Accepted ratings, typed, as the integer keys every later model joins and groups on: no string column, as each
+-- one written here costs one to two seconds per 15M ratings. The ids are in the key dimensions (stg_images,
+-- stg_emotions, stg_annotators, stg_batches, stg_scales); the annotations table keeps the rest.
 select
-    r.batch_id,
-    cast(r.source_row as bigint) as source_row,
-    r.collection,
-    r.image_id,
-    r.annotator,
-    r.emotion_id,
-    r.scale,
-    cast(r.value as integer) as value,
-    cast(r.imported_at as timestamp) as imported_at,
     {{ item_key('i.image_key', 'e.emotion_key', scale_key('r.scale')) }} as item_key,
     i.collection_key,
     {{ scale_key('r.scale') }} as scale_key,
     e.emotion_key,
     i.image_key,
     a.annotator_key,
-    b.batch_key
+    b.batch_key,
+    cast(r.value as integer) as value,
+    cast(r.imported_at as timestamp) as imported_at
 from {{ source('emonet', 'annotations') }} as r
 left join {{ ref('stg_images') }} as i
     on r.collection = i.collection and r.image_id = i.image_id
