@@ -99,12 +99,13 @@ def earlier_keys(
         if not others or keys.is_empty():
             return pl.DataFrame(schema=empty)
         with scratch(store, settings) as con:
-            con.register("batch_keys", keys.to_arrow())
+            con.register("batch_images", keys.select(pl.col("image_id").unique()).to_arrow())
             batch = quote_literal(batch_id)
             glob = quote_literal(store.table_glob(Table.ANNOTATION_BATCHES))
             sharing = con.sql(render_sql("annotation/files_sharing_images", files=glob, batch_id=batch)).fetchall()
             if not sharing:
                 return pl.DataFrame(schema=empty)
+            con.register("batch_keys", keys.unique().to_arrow())
             files = quote_list(name for (name,) in sharing)
             return con.sql(render_sql("annotation/earlier_keys", files=files, batch_id=batch)).pl()
 
