@@ -7,7 +7,7 @@ for the card and the license check, and the full rows a batch at a time as they 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -26,6 +26,8 @@ from emonet_assets.lib.shared.tables import RELEASE_ROW_TABLES
 
 # Images DuckDB assembles at once: about 160 ratings each, so a chunk's lists stay far under any memory limit.
 CHUNK_IMAGES = 8192
+# The rating columns `release/staged_ratings.sql` stages as codes into `release_rating_values`.
+CODED_RATING_COLUMNS = ("annotator", "emotion_id", "scale", "batch_id")
 # The columns of a release row that the card, the provenance and the license check count, one row per image.
 SUMMARY_COLUMNS = (
     "image_sha256",
@@ -59,6 +61,8 @@ class ReleaseRows:
     annotators: int  # distinct annotators among the released images' ratings
     batches: int  # distinct annotation batches among them
     rating_sources: list[dict]  # annotation_batches.rating_sources rows over the released images' ratings
+    emotions: pa.Array  # the release's emotion ids, by their place in its list (the staged consensus' `ord`)
+    rating_values: dict[str, pa.Array]  # each coded rating column's values, by code (`release_rating_values`)
 
     def split_rows(self, split: str, batch_rows: int, chunk_images: int = CHUNK_IMAGES) -> Iterator[pa.RecordBatch]:
         """One split's full rows without the image bytes, in sha256 order, `batch_rows` at a time. DuckDB sorts
@@ -74,40 +78,57 @@ class ReleaseRows:
         where = f"WHERE image_ord BETWEEN {first} AND {last}"
         images = self.con.sql(f"SELECT * FROM release_images {where} ORDER BY image_ord").to_arrow_table()
 
-        def per_image(relation: str, columns: Iterable[str], sort: str, none_is_null: bool = False) -> pa.ListArray:
+        def per_image(
+            relation: str, columns: dict[str, str], sort: str, values: Mapping[str, pa.Array], none_is_null=False
+        ) -> pa.ListArray:
             """The relation's rows of each image of the chunk, sorted, as one list per image (of the column, or of
-            structs of the columns), cut by the count of each image's rows."""
+            structs of the columns: name -> staged column), cut by the count of each image's rows; a coded column
+            becomes its `values`."""
+            selected = ", ".join(f"{staged} AS {name}" for name, staged in columns.items())
             flat = self.con.sql(
-                f"SELECT image_ord, {', '.join(columns)} FROM {relation} {where} ORDER BY image_ord, {sort}"
+                f"SELECT image_ord, {selected} FROM {relation} {where} ORDER BY image_ord, {sort}"
             ).to_arrow_table()
             ords = flat.column("image_ord").to_numpy() - first
             counts = np.bincount(ords, minlength=last - first + 1)
-            return _per_image(counts, flat.drop_columns("image_ord"), none_is_null)
+            arrays = {name: flat.column(name).combine_chunks() for name in columns}
+            return _per_image(
+                counts,
+                {name: values[name].take(a) if name in values else a for name, a in arrays.items()},
+                none_is_null,
+            )
 
         consensus = "release_consensus"
+        emotion = {"emotion_id": self.emotions}
+        consensus_columns = {name: "ord" if name == "emotion_id" else name for name in CONSENSUS_FEATURES}
         columns = {
             **{name: images.column(name) for name in images.column_names},
-            "intensity_median": per_image(consensus, ["median_rating"], "ord", none_is_null=True),
-            "consensus": per_image(consensus, CONSENSUS_FEATURES, "ord", none_is_null=True),
+            "intensity_median": per_image(consensus, {"median_rating": "median_rating"}, "ord", {}, True),
+            "consensus": per_image(consensus, consensus_columns, "ord", emotion, True),
             "ratings": per_image(
-                "release_ratings", RATING_FEATURES, "emotion_id, annotator, scale, batch_id, source_row"
+                "release_ratings",
+                {name: name for name in RATING_FEATURES},
+                "emotion_id, annotator, scale, batch_id, source_row",
+                self.rating_values,
             ),
             "annotation_batch_ids": per_image(
-                "(SELECT DISTINCT image_ord, batch_id FROM release_ratings)", ["batch_id"], "batch_id"
+                "(SELECT DISTINCT image_ord, batch_id FROM release_ratings)",
+                {"batch_id": "batch_id"},
+                "batch_id",
+                self.rating_values,
             ),
         }
         return pa.table({name: columns[name] for name in FEATURES if name != "image"})
 
 
-def _per_image(counts: np.ndarray, flat: pa.Table, none_is_null: bool) -> pa.ListArray:
-    """`flat`'s rows cut into consecutive lists of `counts` rows: of its one column, or of structs of its columns;
-    a list of no rows is empty, or null when `none_is_null`."""
+def _per_image(counts: np.ndarray, columns: dict[str, pa.Array], none_is_null: bool) -> pa.ListArray:
+    """The columns' rows cut into consecutive lists of `counts` rows: of the one column, or of structs of the
+    columns; a list of no rows is empty, or null when `none_is_null`."""
     lengths = counts.astype(np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    if flat.num_columns == 1:
-        values = flat.column(0).combine_chunks()
+    if len(columns) == 1:
+        (values,) = columns.values()
     else:
-        values = pa.StructArray.from_arrays([c.combine_chunks() for c in flat.columns], names=flat.column_names)
+        values = pa.StructArray.from_arrays(list(columns.values()), names=list(columns))
     return pa.ListArray.from_arrays(offsets, values, mask=pa.array(lengths == 0) if none_is_null else None)
 
 
@@ -143,8 +164,7 @@ def release_rows(
     _refuse_incomplete(con, images, emotion_ids)
     con.execute(render_sql("release/staged_ratings", collection=quote_literal(GENERATED)))
     annotators, batches = con.sql(
-        "SELECT count(DISTINCT annotator), count(DISTINCT batch_id) FROM annotations "
-        f"WHERE collection = {quote_literal(GENERATED)} AND image_id IN (SELECT image_sha256 FROM release_images)"
+        "SELECT count(DISTINCT annotator), count(DISTINCT batch_id) FROM release_ratings"
     ).fetchone()
     has_raters = "raters" in con.sql("SELECT * FROM annotations LIMIT 0").columns
     sources = con.sql(
@@ -158,7 +178,17 @@ def release_rows(
         annotators=annotators,
         batches=batches,
         rating_sources=order_rating_sources(sources).to_dicts(),
+        emotions=pa.array(emotion_ids, pa.string()),
+        rating_values=_rating_values(con),
     )
+
+
+def _rating_values(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Array]:
+    """Each coded column's values by code; empty where no rating has one, so every coded column decodes."""
+    found = dict(
+        con.sql("SELECT column_name, list(value ORDER BY code) FROM release_rating_values GROUP BY ALL").fetchall()
+    )
+    return {column: pa.array(found.get(column, []), pa.string()) for column in CODED_RATING_COLUMNS}
 
 
 def _refuse_failed_qc(con: duckdb.DuckDBPyConnection, max_failed_qc_share: float) -> None:

@@ -54,14 +54,17 @@ def pack_shards(chunks: Iterable[pa.Table], budget: int) -> Iterator[tuple[bytes
     """Encoded Parquet shards of at most `budget` bytes each (a single row larger than that is a shard alone),
     with their row counts; rows keep their order. Always at least one shard, so an empty split keeps its schema."""
     pending = FEATURES.arrow_schema.empty_table()
+    pending_bytes = 0  # pending.nbytes, summed chunk by chunk: measuring the growing table each time is quadratic
     emitted = False
     for chunk in chunks:
         pending = pa.concat_tables([pending, chunk])
-        while pending.num_rows and pending.nbytes >= budget:
+        pending_bytes += chunk.nbytes
+        while pending.num_rows and pending_bytes >= budget:
             data, n = _fit(pending, budget)
             yield data, n
             emitted = True
             pending = pending.slice(n)
+            pending_bytes = pending.nbytes
     while pending.num_rows or not emitted:
         data, n = _fit(pending, budget) if pending.num_rows else (encode_shard(pending), 0)
         yield data, n
