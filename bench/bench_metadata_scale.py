@@ -154,29 +154,23 @@ def _duckdb(settings: dict) -> dict:
     return {name.removeprefix("duckdb_"): value for name, value in settings.items()}
 
 
-def _catalog(root: Path, sql: str, test: pl.DataFrame | None = None) -> pl.DataFrame:
-    """A query on the catalog, filtered there: 40M consensus rows pulled whole into polars took 10 GB."""
-    import duckdb
-
-    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
-        if test is not None:
-            con.register("test", test.to_arrow())
-        return con.sql(sql).pl()
-
-
-def stage_splits(root: Path) -> dict:
+def stage_splits(root: Path, settings: dict) -> dict:
+    """Read as the `splits` asset reads: only the columns and rows it uses, by DuckDB under the profile's settings."""
     from emonet_assets.lib.dataset.splits import assign_splits, rated_images
+    from emonet_assets.lib.shared.catalog import read_columns, scratch
 
     started = time.perf_counter()
     store = _store(root)
-    # The asset reads every consensus row; the images with one are all rated_images uses.
-    consensus = _catalog(root, "select distinct collection, scale, image_id from consensus_labels")
-    images = rated_images(
-        store.read_table(Table.GENERATED_IMAGES),
-        store.read_table(Table.IMAGE_QC),
-        store.read_table(Table.PROMPT_DESIGN),
-        consensus,
-    )
+    rated = "collection = 'generated' AND scale = 'intensity'"
+    with scratch(store, _duckdb(settings)) as con:
+        images = rated_images(
+            read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
+            read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed", "phash"]),
+            read_columns(
+                con, store, Table.PROMPT_DESIGN, ["prompt_id", "emotion_id", "ethnicity_group", "age", "gender"]
+            ),
+            read_columns(con, store, Table.CONSENSUS_LABELS, ["collection", "scale", "image_id"], rated, distinct=True),
+        )
     loaded = time.perf_counter() - started
     result = assign_splits(images)
     store.write_table(Table.SPLITS, result.assignments)
@@ -190,31 +184,18 @@ def stage_splits(root: Path) -> dict:
     }
 
 
-def stage_fairness(root: Path, resamples: int) -> dict:
+def stage_fairness(root: Path, resamples: int, settings: dict) -> dict:
+    """The tables `fairness_report` builds, read as it reads them (the test images' consensus and the per-item
+    agreement statistics from their Parquet files, by DuckDB under the profile's settings); predictions stand in."""
     from emonet_assets.lib.fairness import fairness
+    from emonet_assets.lib.shared.catalog import quote_literal, read_columns, scratch
 
     store = _store(root)
     started = time.perf_counter()
     splits = store.read_table(Table.SPLITS)
     test = splits.filter(pl.col("split") == "test").select(image_id="image_sha256")
-    generated = "collection = 'generated' and scale = 'intensity'"
-    consensus = _catalog(
-        root,
-        "select image_id, emotion_id, median_rating, present from consensus_labels "
-        f"where {generated} and image_id in (select image_id from test)",
-        test,
-    )
-    rng = np.random.default_rng(1)
-    predictions = consensus.select(
-        "image_id",
-        "emotion_id",
-        predicted=(pl.col("median_rating") + rng.normal(0.0, 1.0, consensus.height)).clip(0, 7),
-    )
-    demographics = fairness.image_demographics(
-        store.read_table(Table.GENERATED_IMAGES), store.read_table(Table.PROMPT_DESIGN)
-    )
-    loaded = time.perf_counter() - started
-    seconds = {"load": loaded}
+    generated = "collection = 'generated' AND scale = 'intensity'"
+    seconds = {}
 
     def timed(name, fn, *args):
         clock = time.perf_counter()
@@ -222,22 +203,41 @@ def stage_fairness(root: Path, resamples: int) -> dict:
         seconds[name] = time.perf_counter() - clock
         return value
 
-    groups = timed(
-        "group_metrics",
-        fairness.group_metrics,
-        predictions,
-        consensus,
-        demographics,
-        fairness.ATTRIBUTES,
-        20,
-        resamples,
-    )
-    gaps = timed("disparities", fairness.disparities, groups)
-    balance = timed("data_balance", fairness.data_balance, splits, store.read_table(Table.IMAGE_QC), demographics)
-    import duckdb
-
-    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as con:
-        items = f"(SELECT * FROM int_agreement_item_stats WHERE {generated})"
+    with scratch(store, _duckdb(settings)) as con:
+        con.register("evaluated", test.to_arrow())
+        consensus = read_columns(
+            con,
+            store,
+            Table.CONSENSUS_LABELS,
+            ["image_id", "emotion_id", "median_rating", "present"],
+            f"{generated} AND image_id IN (SELECT image_id FROM evaluated)",
+        )
+        rng = np.random.default_rng(1)
+        predictions = consensus.select(
+            "image_id",
+            "emotion_id",
+            predicted=(pl.col("median_rating") + rng.normal(0.0, 1.0, consensus.height)).clip(0, 7),
+        )
+        demographics = fairness.image_demographics(
+            read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
+            read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *fairness.ATTRIBUTES]),
+        )
+        seconds["load"] = time.perf_counter() - started
+        groups = timed(
+            "group_metrics",
+            fairness.group_metrics,
+            predictions,
+            consensus,
+            demographics,
+            fairness.ATTRIBUTES,
+            20,
+            resamples,
+        )
+        gaps = timed("disparities", fairness.disparities, groups)
+        qc = read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed"])
+        balance = timed("data_balance", fairness.data_balance, splits, qc, demographics)
+        items = f"(SELECT * FROM read_parquet({quote_literal(store.table_glob(Table.AGREEMENT_ITEM_STATS))}) "
+        items += f"WHERE {generated})"
         agreement = timed("agreement", fairness.agreement_by_group, items, demographics, 20, fairness.ATTRIBUTES, con)
     return {
         "seconds": seconds,
@@ -249,7 +249,7 @@ def stage_fairness(root: Path, resamples: int) -> dict:
     }
 
 
-def stage_export(root: Path) -> dict:
+def stage_export(root: Path, settings: dict) -> dict:
     """The marts and the per-item statistics copied from the catalog to Parquet by DuckDB, as the consensus asset
     does after `dbt build`."""
     from emonet_assets.defs.consensus.project import EXPORTED
@@ -257,7 +257,7 @@ def stage_export(root: Path) -> dict:
 
     storage = StorageResource(root=str(root))
     catalog = str(root / "catalog.duckdb")
-    copied = {name: storage.copy_table(Table(name), catalog, f"main.{name}") for name in EXPORTED}
+    copied = {name: storage.copy_table(Table(name), catalog, f"main.{name}", _duckdb(settings)) for name in EXPORTED}
     return {"rows": {name: metadata["dagster/row_count"] for name, metadata in copied.items()}}
 
 
@@ -375,15 +375,15 @@ def _stages(args: argparse.Namespace, root: Path, tmp: Path, settings: dict) -> 
                 f"failed {r['failed'] or 'none'}; slowest: {slowest(r)}"
             ),
         ),
-        ("export", lambda: stage(stage_export, root), lambda r: f"COPY ... TO Parquet: {r['rows']}"),
+        ("export", lambda: stage(stage_export, root, settings), lambda r: f"COPY ... TO Parquet: {r['rows']}"),
         (
             "splits",
-            lambda: stage(stage_splits, root),
+            lambda: stage(stage_splits, root, settings),
             lambda r: f"loading {r['load_s']:.1f} s, {r['splits']}, {r['warnings']} warnings",
         ),
         (
             "fairness",
-            lambda: stage(stage_fairness, root, args.resamples),
+            lambda: stage(stage_fairness, root, args.resamples, settings),
             lambda r: (
                 f"{r['test_images']:,} test images, {args.resamples:,} resamples: {_seconds(r)}; {r['rows']}, "
                 f"agreement over {r['agreement_items']:,} items in {r['agreement_groups']} groups"

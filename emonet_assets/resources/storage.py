@@ -1,11 +1,11 @@
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import duckdb
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from emonet_assets.lib.shared.catalog import add_view, quote_literal
+from emonet_assets.lib.shared.catalog import add_view, configure, quote_literal
 from emonet_assets.lib.shared.storage import UNPARTITIONED, Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import table_metadata
@@ -49,14 +49,22 @@ class StorageResource(dg.ConfigurableResource):
         path = store.write_table(table, frame, partition)
         return table_metadata(frame, store.url(path), preview_rows, preview_drop)
 
-    def copy_table(self, table: Table, database: str, relation: str, preview_rows: int = 10) -> dict:
-        """A table or view of the DuckDB `database` written as the table's Parquet file by DuckDB's `COPY ... TO`,
-        atomically like `write_table` and with the same metadata; only the preview rows reach Python. The catalog
-        is closed again before the table's first file adds its view there."""
+    def copy_table(
+        self,
+        table: Table,
+        database: str,
+        relation: str,
+        settings: Mapping[str, object] | None = None,
+        preview_rows: int = 10,
+    ) -> dict:
+        """A table or view of the DuckDB `database` written as the table's Parquet file by DuckDB's `COPY ... TO`
+        under the profile's DuckDB `settings`, atomically like `write_table` and with the same metadata; only the
+        preview rows reach Python. The catalog is closed again before the table's first file adds its view there."""
         copied = {}
 
         def copy(path: str) -> None:
             with duckdb.connect(database, read_only=True) as con:
+                configure(con, settings)
                 sql = f"copy (select * from {relation}) to {quote_literal(path)} (format parquet, compression zstd)"
                 copied["rows"] = con.execute(sql).fetchone()[0]
                 copied["head"] = con.sql(f"select * from {relation} limit {preview_rows}").pl()

@@ -40,7 +40,10 @@ def consensus_models(
     events = list(invocation.stream())
     exported = {}
     if invocation.is_successful():
-        exported = {name: storage.copy_table(Table(name), catalog.database, f"main.{name}") for name in EXPORTED}
+        settings = profile.annotation.duckdb_settings()
+        exported = {
+            name: storage.copy_table(Table(name), catalog.database, f"main.{name}", settings) for name in EXPORTED
+        }
     for event in events:
         name = _asset_name(context, event)
         yield event.with_metadata({**event.metadata, **exported[name]}) if name in exported else event

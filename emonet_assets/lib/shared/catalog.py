@@ -71,12 +71,18 @@ def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckd
     release on moto hung that way twice in seven runs)."""
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    for name, value in (settings or {}).items():
-        con.execute(f"SET {name} = {quote_literal(str(value))}")
+    configure(con, settings)
     if not store.is_local:
         con.execute("SET threads = 1")
     register_store(con, store)
     return con
+
+
+def configure(con: duckdb.DuckDBPyConnection, settings: Mapping[str, object] | None) -> None:
+    """The profile's DuckDB settings on an open connection. Without a memory limit DuckDB keeps every block it
+    reads cached up to 80% of the machine's memory: copying the 40M-row marts out of the catalog held 6.7 GB."""
+    for name, value in (settings or {}).items():
+        con.execute(f"SET {name} = {quote_literal(str(value))}")
 
 
 def read_columns(

@@ -21,6 +21,8 @@ from emonet_assets.lib.shared.catalog import (
     sql_text,
 )
 from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
+from emonet_assets.resources import StorageResource
 
 
 @pytest.fixture
@@ -208,6 +210,21 @@ def test_reader_opens_read_only_after_writer_closes(store, tmp_path):
             reader.execute("CREATE TABLE nope AS SELECT 1")
     finally:
         reader.close()
+
+
+def test_a_catalog_table_is_copied_to_parquet_under_the_profiles_duckdb_settings(tmp_path):
+    database = str(tmp_path / "catalog.duckdb")
+    with duckdb.connect(database) as con:
+        con.execute("CREATE TABLE marts AS SELECT range AS a, range % 7 AS b FROM range(100000)")
+    storage = StorageResource(root=str(tmp_path / "root"))
+    with pytest.raises(duckdb.Error, match="Memory must have a number"):
+        storage.copy_table(Table.CONSENSUS_LABELS, database, "main.marts", {"memory_limit": "not a size"})
+    assert not storage.store().has_table(Table.CONSENSUS_LABELS)
+    settings = {"threads": 1, "memory_limit": "64MB", "temp_directory": str(tmp_path / "spill")}
+    metadata = storage.copy_table(Table.CONSENSUS_LABELS, database, "main.marts", settings)
+    assert metadata["dagster/row_count"] == 100000
+    copied = storage.store().read_table(Table.CONSENSUS_LABELS)
+    assert copied.sort("a").equals(pl.DataFrame({"a": range(100000), "b": [i % 7 for i in range(100000)]}))
 
 
 # checks
