@@ -381,7 +381,8 @@ def agreement_by_group(
     """Interval alpha per (collection, scale, attribute, group), all emotions pooled, from dbt's per-item statistics
     (int_agreement_item_stats, a frame or a relation `con` reads, such as its Parquet files): if raters agree less
     on one group's faces, its consensus labels are noisier and the model's gap there is partly the labels'. Summed
-    in DuckDB per group with images as integer codes; only a few integers per group come back."""
+    in DuckDB per image once, then per group with images as integer codes; only a few integers per group come
+    back."""
     import duckdb
 
     con = con or duckdb.connect()
@@ -389,11 +390,12 @@ def agreement_by_group(
         con.register("agreement_items", items.select("collection", "scale", "image_id", "m", "s1", "s2").to_arrow())
         items = "agreement_items"
     coded = _demographics(demographics, "image_id", attributes).with_row_index("image_code")
+    con.execute(render_sql("fairness/agreement_per_image", items=items))
     records = []
     for attribute in attributes:
         groups = coded.select("image_code", "image_id", grp=pl.col(attribute).cast(pl.String))
         con.register("demographics", groups.to_arrow())
-        sql = render_sql("fairness/agreement_sums", items=items, missing=quote_literal(MISSING))
+        sql = render_sql("fairness/agreement_sums", missing=quote_literal(MISSING))
         for collection, scale, group, n_images, n_items, m, n, t1, t2, d in con.execute(sql).fetchall():
             alpha = _interval_alpha(n or [], t1 or [], t2 or [], d or [], m or [])
             records.append((collection, scale, attribute, group, n_images, n_items, alpha, n_images < min_group_size))
