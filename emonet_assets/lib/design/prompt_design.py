@@ -7,6 +7,7 @@ balanced. Growing a budget therefore only appends prompts; ids and shards alread
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
 
@@ -95,8 +97,10 @@ class DesignSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
-def template_placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+@functools.cache
+def template_placeholders(template: str) -> frozenset[str]:
+    """The fields a template names; cached, as every prompt renders one of a few templates."""
+    return frozenset({name for _, name, _, _ in string.Formatter().parse(template) if name is not None})
 
 
 def validate_spec(spec: DesignSpec, taxonomy: Taxonomy) -> None:
@@ -207,17 +211,20 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
         cell_id=pl.Series([_cell_id(row) for row in cells.select(FACTORS).rows()], dtype=pl.String)
     )
 
+    # Per cell once: its factor values, emotion and groups; per prompt only what varies (replicate, words, template).
     by_id = taxonomy.by_id
     template_ids = sorted(spec.templates)
-    rows = []
-    cell_rows = cells.select(*FACTORS, "cell_id").rows()
+    cell_rows = [dict(zip((*FACTORS, "cell_id"), row, strict=True)) for row in cells.select(*FACTORS, "cell_id").rows()]
+    cell_emotions = [by_id[cell["emotion_id"]] for cell in cell_rows]
+    clusters = [list(emotion.cluster) for emotion in cell_emotions]
+    rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
+    words_flat, words_offsets, template_column, text_column, id_column, seed_column = [], [0], [], [], [], []
     for position in range(total):
         replicate, slot = divmod(position, n_cells)
-        cell = dict(zip((*FACTORS, "cell_id"), cell_rows[slot], strict=True))
-        emotion = by_id[cell["emotion_id"]]
+        cell, emotion = cell_rows[slot], cell_emotions[slot]
         cell_key = cell["cell_id"]
-        rng = random.Random(_stable_int(spec.seed, cell_key, replicate, bits=64))
-        words = rng.sample(list(emotion.cluster), min(spec.cluster_words, len(emotion.cluster)))
+        rng.seed(_stable_int(spec.seed, cell_key, replicate, bits=64))
+        words = rng.sample(clusters[slot], min(spec.cluster_words, len(emotion.cluster)))
         template_id = template_ids[_stable_int(spec.seed, "template", cell_key, replicate) % len(template_ids)]
         fields = {
             "ethnicity": cell["ethnicity"],
@@ -235,53 +242,46 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
             "text": text,
         }
         prompt_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        rows.append(
-            (
-                prompt_id,
-                position,
-                f"shard-{position // spec.shard_size:05d}",
-                replicate,
-                cell["cell_id"],
-                emotion.id,
-                emotion.name,
-                taxonomy.group_by_id[emotion.group].name,
-                int(cell["age"]),
-                cell["gender"],
-                cell["ethnicity"],
-                spec.ethnicities[cell["ethnicity"]],
-                cell["occlusion"],
-                cell["lighting"],
-                cell["pose"],
-                template_id,
-                words,
-                text,
-                _stable_int(spec.seed, prompt_id),
-            )
-        )
-    prompts = pl.DataFrame(
-        rows,
-        schema={
-            "prompt_id": pl.String,
-            "position": pl.Int64,
-            "shard": pl.String,
-            "replicate": pl.Int32,
-            "cell_id": pl.String,
-            "emotion_id": pl.String,
-            "emotion": pl.String,
-            "emotion_group": pl.String,
-            "age": pl.Int32,
-            "gender": pl.String,
-            "ethnicity": pl.String,
-            "ethnicity_group": pl.String,
-            "occlusion": pl.String,
-            "lighting": pl.String,
-            "pose": pl.String,
-            "template_id": pl.String,
-            "cluster_words": pl.List(pl.String),
-            "prompt": pl.String,
-            "seed": pl.Int64,
-        },
-        orient="row",
+        words_flat += words
+        words_offsets.append(len(words_flat))
+        template_column.append(template_id)
+        text_column.append(text)
+        id_column.append(prompt_id)
+        seed_column.append(_stable_int(spec.seed, prompt_id))
+    slots = pl.int_range(0, total, dtype=pl.Int64, eager=True)
+    groups = {e.id: taxonomy.group_by_id[e.group].name for e in emotions}
+    per_cell = cells.select(
+        "cell_id",
+        "emotion_id",
+        emotion=pl.col("emotion_id").replace_strict({e.id: e.name for e in emotions}, return_dtype=pl.String),
+        emotion_group=pl.col("emotion_id").replace_strict(groups, return_dtype=pl.String),
+        age=pl.col("age").cast(pl.Int32),
+        gender="gender",
+        ethnicity="ethnicity",
+        ethnicity_group=pl.col("ethnicity").replace_strict(dict(spec.ethnicities), return_dtype=pl.String),
+        occlusion="occlusion",
+        lighting="lighting",
+        pose="pose",
+    )[(slots % n_cells).to_numpy()]
+    prompts = pl.concat(
+        [
+            pl.DataFrame({"prompt_id": pl.Series(id_column, dtype=pl.String), "position": slots}).with_columns(
+                shard=pl.format("shard-{}", (pl.col("position") // spec.shard_size).cast(pl.String).str.zfill(5)),
+                replicate=(pl.col("position") // n_cells).cast(pl.Int32),
+            ),
+            per_cell,
+            pl.DataFrame(
+                {
+                    "template_id": pl.Series(template_column, dtype=pl.String),
+                    "cluster_words": pl.from_arrow(
+                        pa.ListArray.from_arrays(pa.array(words_offsets, pa.int64()), pa.array(words_flat, pa.string()))
+                    ),
+                    "prompt": pl.Series(text_column, dtype=pl.String),
+                    "seed": pl.Series(seed_column, dtype=pl.Int64),
+                }
+            ),
+        ],
+        how="horizontal",
     ).with_columns(
         design_seed=pl.lit(spec.seed, pl.Int64),
         design_version=pl.lit(spec.version),

@@ -74,6 +74,24 @@ def test_ids_and_seeds_are_stable_and_growing_the_budget_only_appends():
     assert grown["prompt_id"].n_unique() == 300
 
 
+def test_ids_seeds_and_words_are_pinned_across_versions_of_the_code():
+    """Prompt ids name generated images and their ratings: a refactor of the design must not move them. Values from
+    the design as first released (sha256 of the prompt's factors and text; no float arithmetic involved)."""
+    prompts, _ = build_design(DesignSpec(total=12000), TAX)
+    pinned = prompts[[0, 1, 11760, 11999]].select("prompt_id", "seed", "cluster_words", "template_id", "shard")
+    assert pinned.rows() == [
+        ("3821cc5ac425f912", 359297975, ["jesting", "lighthearted fun"], "release", "shard-00000"),
+        ("b5355df7f73e088d", 3892770193, ["cheerfulness", "exhilaration"], "release", "shard-00000"),
+        ("dbec566f65fcf5ce", 315410152, ["jesting", "playfulness"], "release", "shard-00183"),
+        ("03de375be43a4676", 4060764264, ["covetousness", "envy"], "release", "shard-00187"),
+    ]
+    assert prompts["prompt"][11760] == (
+        "a focused close-up photo of a American Indian or Alaska Native man of 20 years with soft smooth skin who "
+        "seems to genuinely experience jesting and playfulness. Strong facial expression of jesting and "
+        "playfulness. No wrinkles"
+    )
+
+
 def test_seeds_derive_from_design_seed_and_prompt_id():
     a, _ = design(seed=1)
     b, _ = design(seed=2)
