@@ -156,21 +156,13 @@ def _duckdb(settings: dict) -> dict:
 
 def stage_splits(root: Path, settings: dict) -> dict:
     """Read as the `splits` asset reads: only the columns and rows it uses, by DuckDB under the profile's settings."""
-    from emonet_assets.lib.dataset.splits import assign_splits, rated_images
-    from emonet_assets.lib.shared.catalog import read_columns, scratch
+    from emonet_assets.lib.dataset.splits import assign_splits, read_rated_images
+    from emonet_assets.lib.shared.catalog import scratch
 
     started = time.perf_counter()
     store = _store(root)
-    rated = "collection = 'generated' AND scale = 'intensity'"
     with scratch(store, _duckdb(settings)) as con:
-        images = rated_images(
-            read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
-            read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed", "phash"]),
-            read_columns(
-                con, store, Table.PROMPT_DESIGN, ["prompt_id", "emotion_id", "ethnicity_group", "age", "gender"]
-            ),
-            read_columns(con, store, Table.CONSENSUS_LABELS, ["collection", "scale", "image_id"], rated, distinct=True),
-        )
+        images = read_rated_images(con, store)
     loaded = time.perf_counter() - started
     result = assign_splits(images)
     store.write_table(Table.SPLITS, result.assignments)

@@ -1,9 +1,8 @@
 import dagster as dg
 import polars as pl
 
-from emonet_assets.lib.dataset.splits import assign_splits, rated_images
-from emonet_assets.lib.shared.catalog import quote_literal, read_columns, scratch
-from emonet_assets.lib.shared.rules import GENERATED
+from emonet_assets.lib.dataset.splits import assign_splits, read_rated_images
+from emonet_assets.lib.shared.catalog import scratch
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import markdown_table
 from emonet_assets.resources import ProfileResource, StorageResource
@@ -23,18 +22,8 @@ def read_splits(storage: StorageResource) -> pl.DataFrame:
 def splits(context: dg.AssetExecutionContext, storage: StorageResource, profile: ProfileResource):
     store = storage.store()
     settings = profile.dataset
-    # Only the columns and rows rated_images uses, read by DuckDB: at a million images the consensus alone is 40M
-    # rows, of which one per rated image is needed.
-    rated = f"collection = {quote_literal(GENERATED)} AND scale = 'intensity'"
     with scratch(store, profile.annotation.duckdb_settings()) as con:
-        images = rated_images(
-            read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
-            read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed", "phash"]),
-            read_columns(
-                con, store, Table.PROMPT_DESIGN, ["prompt_id", "emotion_id", "ethnicity_group", "age", "gender"]
-            ),
-            read_columns(con, store, Table.CONSENSUS_LABELS, ["collection", "scale", "image_id"], rated, distinct=True),
-        )
+        images = read_rated_images(con, store)
     if images.is_empty():
         raise dg.Failure(description="no generated image has passed QC and has intensity consensus labels yet")
     result = assign_splits(
