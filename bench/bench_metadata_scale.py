@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from bench.common import dbt_build, peak_rss_mb, stage
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY_SQL
 from emonet_assets.lib.shared.tables import Table
 
 ANNOTATORS = 4
@@ -186,7 +187,6 @@ def stage_fairness(root: Path, resamples: int, settings: dict) -> dict:
     started = time.perf_counter()
     splits = store.read_table(Table.SPLITS)
     test = splits.filter(pl.col("split") == "test").select(image_id="image_sha256")
-    generated = "collection = 'generated' AND scale = 'intensity'"
     seconds = {}
 
     def timed(name, fn, *args):
@@ -202,7 +202,7 @@ def stage_fairness(root: Path, resamples: int, settings: dict) -> dict:
             store,
             Table.CONSENSUS_LABELS,
             ["image_id", "emotion_id", "median_rating", "present"],
-            f"{generated} AND image_id IN (SELECT image_id FROM evaluated)",
+            f"{GENERATED_INTENSITY_SQL} AND image_id IN (SELECT image_id FROM evaluated)",
         )
         rng = np.random.default_rng(1)
         predictions = consensus.select(
@@ -229,7 +229,7 @@ def stage_fairness(root: Path, resamples: int, settings: dict) -> dict:
         qc = read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed"])
         balance = timed("data_balance", fairness.data_balance, splits, qc, demographics)
         items = f"(SELECT * FROM read_parquet({quote_literal(store.table_glob(Table.AGREEMENT_ITEM_STATS))}) "
-        items += f"WHERE {generated})"
+        items += f"WHERE {GENERATED_INTENSITY_SQL})"
         agreement = timed("agreement", fairness.agreement_by_group, items, demographics, 20, fairness.ATTRIBUTES, con)
     return {
         "seconds": seconds,
@@ -284,7 +284,7 @@ def stage_release(root: Path, settings: dict) -> dict:
         complete = con.sql(
             f"SELECT s.* FROM read_parquet('{store.table_glob(Table.SPLITS)}') AS s SEMI JOIN ("
             f"SELECT image_id FROM read_parquet('{store.table_glob(Table.CONSENSUS_LABELS)}') "
-            f"WHERE collection = 'generated' AND scale = 'intensity' GROUP BY image_id "
+            f"WHERE {GENERATED_INTENSITY_SQL} GROUP BY image_id "
             f"HAVING count(*) = {len(emotion_ids)}) AS c ON s.image_sha256 = c.image_id"
         ).pl()
         dropped = store.read_table(Table.SPLITS).height - complete.height

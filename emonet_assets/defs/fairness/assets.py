@@ -9,7 +9,7 @@ from emonet_assets.defs.taxonomy.assets import read_taxonomy
 from emonet_assets.lib.fairness.fairness import ATTRIBUTES, build_fairness_report, image_demographics
 from emonet_assets.lib.shared.catalog import quote_literal, read_columns, scratch
 from emonet_assets.lib.shared.lineage import data_version
-from emonet_assets.lib.shared.rules import GENERATED
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY_SQL
 from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
@@ -92,8 +92,7 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
             store,
             Table.CONSENSUS_LABELS,
             ["image_id", "emotion_id", "median_rating", "present"],
-            f"collection = {quote_literal(GENERATED)} AND scale = 'intensity' "
-            "AND image_id IN (SELECT image_id FROM evaluated)",
+            f"{GENERATED_INTENSITY_SQL} AND image_id IN (SELECT image_id FROM evaluated)",
         )
         manifest = read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"])
         prompts = read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *ATTRIBUTES])

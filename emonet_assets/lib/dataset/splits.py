@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from emonet_assets.lib.shared.catalog import quote_literal, read_columns
-from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY, SPLITS
+from emonet_assets.lib.shared.catalog import read_columns
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, GENERATED_INTENSITY_SQL, SPLITS
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 
@@ -367,12 +367,18 @@ def share_deviation(
 def read_rated_images(con: duckdb.DuckDBPyConnection, store: Store) -> pl.DataFrame:
     """`rated_images` over the store's tables, reading only the columns and rows it uses by DuckDB on `con`: at a
     million images the consensus alone is 40M rows, of which one per rated image is needed."""
-    rated = f"collection = {quote_literal(GENERATED)} AND scale = 'intensity'"
     return rated_images(
         read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
         read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed", "phash"]),
         read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", "emotion_id", "ethnicity_group", "age", "gender"]),
-        read_columns(con, store, Table.CONSENSUS_LABELS, ["collection", "scale", "image_id"], rated, distinct=True),
+        read_columns(
+            con,
+            store,
+            Table.CONSENSUS_LABELS,
+            ["collection", "scale", "image_id"],
+            GENERATED_INTENSITY_SQL,
+            distinct=True,
+        ),
     )
 
 

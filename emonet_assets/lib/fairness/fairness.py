@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid onl
 from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
-from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY, SPLITS
+from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, GENERATED_INTENSITY_SQL, SPLITS
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
 MISSING = "missing"
@@ -501,7 +501,7 @@ def build_fairness_report(
     if isinstance(item_table, pl.DataFrame):
         rated = item_table.filter(GENERATED_INTENSITY)
     else:
-        rated = f"(SELECT * FROM {item_table} WHERE collection = {quote_literal(GENERATED)} AND scale = 'intensity')"
+        rated = f"(SELECT * FROM {item_table} WHERE {GENERATED_INTENSITY_SQL})"
     tables = {
         "group_metrics": groups,
         "disparities": gaps,

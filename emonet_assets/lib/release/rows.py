@@ -20,7 +20,7 @@ from emonet_assets.lib.annotation.landing import BatchDeclaration
 from emonet_assets.lib.release.licenses import permits
 from emonet_assets.lib.release.schema import CONSENSUS_FEATURES, FEATURES, RATING_FEATURES
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
-from emonet_assets.lib.shared.rules import GENERATED
+from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY_SQL
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import RELEASE_ROW_TABLES
 
@@ -223,7 +223,7 @@ def _refuse_incomplete(con: duckdb.DuckDBPyConnection, images: pl.DataFrame, emo
     labelled = dict(
         con.sql(
             "SELECT image_id, list(DISTINCT emotion_id) FROM consensus_labels "
-            f"WHERE collection = {quote_literal(GENERATED)} AND scale = 'intensity' "
+            f"WHERE {GENERATED_INTENSITY_SQL} "
             "AND image_id IN (SELECT image_sha256 FROM release_incomplete) GROUP BY image_id"
         ).fetchall()
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from emonet_assets.lib.shared.catalog import quote_literal
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 
@@ -15,6 +16,8 @@ INTENSITY_MAX = 7
 GENERATED = "generated"
 # Intensity ratings (or their consensus) of the platform's own images: what models learn from and are scored on.
 GENERATED_INTENSITY = (pl.col("collection") == GENERATED) & (pl.col("scale") == "intensity")
+# The same rule as a SQL condition, for the steps that filter in DuckDB.
+GENERATED_INTENSITY_SQL = f"collection = {quote_literal(GENERATED)} AND scale = 'intensity'"
 
 
 def newest_model(store: Store) -> dict:
