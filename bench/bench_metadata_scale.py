@@ -196,23 +196,12 @@ def stage_fairness(root: Path, resamples: int, settings: dict) -> dict:
         return value
 
     with scratch(store, _duckdb(settings)) as con:
-        con.register("evaluated", test.to_arrow())
-        consensus = read_columns(
-            con,
-            store,
-            Table.CONSENSUS_LABELS,
-            ["image_id", "emotion_id", "median_rating", "present"],
-            f"{GENERATED_INTENSITY_SQL} AND image_id IN (SELECT image_id FROM evaluated)",
-        )
+        consensus, demographics = fairness.read_scored(con, store, test)
         rng = np.random.default_rng(1)
         predictions = consensus.select(
             "image_id",
             "emotion_id",
             predicted=(pl.col("median_rating") + rng.normal(0.0, 1.0, consensus.height)).clip(0, 7),
-        )
-        demographics = fairness.image_demographics(
-            read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
-            read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *fairness.ATTRIBUTES]),
         )
         seconds["load"] = time.perf_counter() - started
         groups = timed(

@@ -6,10 +6,9 @@ import polars as pl
 from emonet_assets.defs.automation.conditions import weekly_freshness
 from emonet_assets.defs.dataset.assets import read_splits
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.fairness.fairness import ATTRIBUTES, build_fairness_report, image_demographics
+from emonet_assets.lib.fairness.fairness import build_fairness_report, read_scored
 from emonet_assets.lib.shared.catalog import quote_literal, read_columns, scratch
 from emonet_assets.lib.shared.lineage import data_version
-from emonet_assets.lib.shared.rules import GENERATED_INTENSITY_SQL
 from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, Table
 from emonet_assets.resources import ProfileResource, StorageResource
 
@@ -86,20 +85,11 @@ def fairness_report(storage: StorageResource, profile: ProfileResource):
     splits = read_splits(storage)
     items = f"read_parquet({quote_literal(store.table_glob(Table.AGREEMENT_ITEM_STATS))})"
     with scratch(store, profile.annotation.duckdb_settings()) as con:
-        con.register("evaluated", predictions.select("image_id").unique().to_arrow())
-        consensus = read_columns(
-            con,
-            store,
-            Table.CONSENSUS_LABELS,
-            ["image_id", "emotion_id", "median_rating", "present"],
-            f"{GENERATED_INTENSITY_SQL} AND image_id IN (SELECT image_id FROM evaluated)",
-        )
-        manifest = read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"])
-        prompts = read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *ATTRIBUTES])
+        consensus, demographics = read_scored(con, store, predictions)
         report = build_fairness_report(
             predictions.select("image_id", "emotion_id", "predicted"),
             consensus,
-            image_demographics(manifest, prompts),
+            demographics,
             splits,
             read_columns(con, store, Table.IMAGE_QC, ["image_sha256", "passed"]),
             items,

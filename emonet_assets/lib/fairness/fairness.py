@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid onl
 
 from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
-from emonet_assets.lib.shared.catalog import quote_literal, render_sql
+from emonet_assets.lib.shared.catalog import quote_literal, read_columns, render_sql
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, GENERATED_INTENSITY_SQL, SPLITS
+from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.tables import Table
 
 ATTRIBUTES = ("age", "gender", "ethnicity_group")
 MISSING = "missing"
@@ -478,6 +480,26 @@ def image_demographics(manifest: pl.DataFrame, prompts: pl.DataFrame) -> pl.Data
         .join(prompts.select("prompt_id", *ATTRIBUTES), on="prompt_id", how="left")
         .select(image_id="image_sha256", **{a: a for a in ATTRIBUTES})
     )
+
+
+def read_scored(
+    con: duckdb.DuckDBPyConnection, store: Store, images: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The intensity consensus of the scored `images` (image_id) and every generated image's demographics, read by
+    DuckDB on `con`: only the columns and rows the report uses (the consensus is 40M rows at a million images)."""
+    con.register("evaluated", images.select("image_id").unique().to_arrow())
+    consensus = read_columns(
+        con,
+        store,
+        Table.CONSENSUS_LABELS,
+        ["image_id", "emotion_id", "median_rating", "present"],
+        f"{GENERATED_INTENSITY_SQL} AND image_id IN (SELECT image_id FROM evaluated)",
+    )
+    demographics = image_demographics(
+        read_columns(con, store, Table.GENERATED_IMAGES, ["image_sha256", "prompt_id"]),
+        read_columns(con, store, Table.PROMPT_DESIGN, ["prompt_id", *ATTRIBUTES]),
+    )
+    return consensus, demographics
 
 
 def build_fairness_report(
