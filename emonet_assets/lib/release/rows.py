@@ -20,6 +20,7 @@ from emonet_assets.lib.annotation.landing import BatchDeclaration
 from emonet_assets.lib.release.licenses import permits
 from emonet_assets.lib.release.schema import CONSENSUS_FEATURES, FEATURES, RATING_FEATURES
 from emonet_assets.lib.shared.catalog import quote_literal, render_sql
+from emonet_assets.lib.shared.iteration import read_ahead
 from emonet_assets.lib.shared.rules import GENERATED, GENERATED_INTENSITY_SQL
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import RELEASE_ROW_TABLES
@@ -70,9 +71,9 @@ class ReleaseRows:
         slower) and Arrow cuts the sorted rows into each image's lists. An image's place in `images` is its
         `image_ord`, the integer the staged tables are sorted and filtered on."""
         ords = np.flatnonzero((self.images["split"] == split).to_numpy())
-        for start in range(0, ords.size, chunk_images):
-            chunk = ords[start : start + chunk_images]
-            yield from self._chunk_rows(int(chunk[0]), int(chunk[-1])).to_batches(batch_rows)
+        chunks = (ords[start : start + chunk_images] for start in range(0, ords.size, chunk_images))
+        for table in read_ahead(self._chunk_rows(int(chunk[0]), int(chunk[-1])) for chunk in chunks):
+            yield from table.to_batches(batch_rows)
 
     def _chunk_rows(self, first: int, last: int) -> pa.Table:
         where = f"WHERE image_ord BETWEEN {first} AND {last}"
