@@ -16,6 +16,7 @@ from emonet_assets.lib.shared.expectations import (
     rating_expectations,
     validate_each,
 )
+from emonet_assets.lib.shared.iteration import read_ahead
 from emonet_assets.lib.shared.storage import Store
 
 UNIQUE_KEY = "expect_compound_columns_to_be_unique"
@@ -60,7 +61,9 @@ def check_ratings(
         batches = con.execute(
             f"SELECT DISTINCT batch_id FROM read_parquet({files}, union_by_name = true) ORDER BY batch_id"
         ).fetchall()
-        results = list(validate_each(_pieces(con, files, batches or [(None,)]), "annotations", expectations))
+        # The next piece is read while GX validates this one.
+        pieces = read_ahead(_pieces(con, files, batches or [(None,)]))
+        results = list(validate_each(pieces, "annotations", expectations))
         repeated, keys, examples = con.execute(render_sql("annotation/duplicate_rating_keys", files=files)).fetchone()
     per_batch = merge(results)
     failures = list(per_batch.failures)
