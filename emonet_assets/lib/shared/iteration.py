@@ -21,7 +21,7 @@ def read_ahead(items: Iterable[T], limit: int = 1, size: Callable[[T], int] = la
     waiting for the caller. Worth it where both sides release the GIL (DuckDB, file reads, Arrow and Parquet);
     an exception in the background reaches the caller where its item would have, and a caller that stops early
     stops the background thread after the item it is making."""
-    ready: deque = deque()
+    ready: deque[tuple[object, int]] = deque()  # (item, its size)
     waiting = 0
     stop = False
     changed = threading.Condition()
@@ -33,9 +33,10 @@ def read_ahead(items: Iterable[T], limit: int = 1, size: Callable[[T], int] = la
         nonlocal waiting
         try:
             for item in items:
+                weight = size(item)
                 with changed:
-                    ready.append(item)
-                    waiting += size(item)
+                    ready.append((item, weight))
+                    waiting += weight
                     changed.notify_all()
                     changed.wait_for(room)
                     if stop:
@@ -44,7 +45,7 @@ def read_ahead(items: Iterable[T], limit: int = 1, size: Callable[[T], int] = la
         except BaseException as error:  # handed to the caller, which raises it
             outcome = _Failed(error)
         with changed:
-            ready.append(outcome)
+            ready.append((outcome, 0))
             changed.notify_all()
 
     thread = threading.Thread(target=make, name="read-ahead", daemon=True)
@@ -53,10 +54,9 @@ def read_ahead(items: Iterable[T], limit: int = 1, size: Callable[[T], int] = la
         while True:
             with changed:
                 changed.wait_for(lambda: ready)
-                item = ready.popleft()
-                if item is not _END and not isinstance(item, _Failed):
-                    waiting -= size(item)
-                    changed.notify_all()
+                item, weight = ready.popleft()
+                waiting -= weight
+                changed.notify_all()
             if item is _END:
                 return
             if isinstance(item, _Failed):
