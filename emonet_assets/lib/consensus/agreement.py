@@ -1,9 +1,8 @@
 """Krippendorff's alpha (interval and ordinal) from per-item sufficient statistics (dbt's int_agreement_item_stats)
 and its item bootstrap, which dbt's agreement_bootstrap model runs.
 
-Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: how often each
-distinct item pattern was drawn (a compiled pass per resample), times the patterns' features, instead of re-running
-alpha on a resampled matrix.
+Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: one sparse
+product per chunk of resamples instead of re-running alpha on a resampled matrix.
 """
 
 from __future__ import annotations
@@ -87,6 +86,14 @@ def resample_indices(n_images: int, resamples: int, seed: int) -> Iterator[np.nd
         yield np.stack([rng.integers(0, n_images, n_images) for _ in range(min(chunk, resamples - start))])
 
 
+def _image_weights(indices: np.ndarray, n_images: int) -> np.ndarray:
+    """How often each image was drawn, images × resamples (C order, the right operand of the sparse product)."""
+    weights = np.empty((n_images, indices.shape[0]))
+    for r, drawn in enumerate(indices):
+        weights[:, r] = np.bincount(drawn, minlength=n_images)
+    return weights
+
+
 def _relation(stats: pl.DataFrame | duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """Item statistics as DuckDB reads them: a relation stays where it is (dbt's catalog), a frame is wrapped."""
     return duckdb.connect().from_arrow(stats.to_arrow()) if isinstance(stats, pl.DataFrame) else stats
@@ -131,15 +138,16 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
     """Point alphas, item counts and per-resample alphas of every emotion of one (collection, scale).
 
     Items with identical statistics contribute identical features, so items are collapsed to distinct patterns
-    (a few hundred per emotion) and a resample only needs how often each pattern was drawn: `pattern_totals`, exact
-    integer counts, so the draws are those of the sparse product it replaced, bit for bit.
+    (a few hundred per emotion) and a resample only needs how often each pattern was drawn: one sparse product,
+    column-major so that it streams through the image weights and scatters into the small pattern totals.
     """
-    from emonet_assets.lib.consensus.pattern_kernel import pattern_totals
+    from scipy import sparse
 
     patterns = group.patterns
     n_images = int(group.image.max()) + 1
-    by_image = np.argsort(group.image, kind="stable")  # the kernel then reads each resample's draws in order
-    item_pattern, item_image = group.pattern[by_image], group.image[by_image]
+    one_hot = sparse.csc_array(
+        (np.ones(group.pattern.size), (group.pattern, group.image)), shape=(patterns.height, n_images)
+    )
     features = _features(patterns)
     bounds = (
         patterns.with_row_index("pattern")
@@ -152,8 +160,7 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
     draws = np.empty((len(slices), 2, resamples))
     done = 0
     for indices in resample_indices(n_images, resamples, seed):
-        # Patterns x resamples in C order, the layout the products below were always given.
-        totals = np.ascontiguousarray(pattern_totals(indices, item_pattern, item_image, patterns.height, n_images).T)
+        totals = one_hot @ _image_weights(indices, n_images)
         for e, s in enumerate(slices):
             draws[e, :, done : done + indices.shape[0]] = _alphas(totals[s].T @ features[s])
         done += indices.shape[0]

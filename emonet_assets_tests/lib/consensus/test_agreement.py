@@ -127,26 +127,6 @@ def test_resample_indices_do_not_depend_on_chunking(monkeypatch):
     assert max(chunk.shape[0] for chunk in resample_indices(1_000_000, 30, 3)) == 10
 
 
-def test_pattern_totals_are_the_sparse_product_bit_for_bit():
-    """The kernel against what it replaced (kept here as the reference): the items' one-hot pattern matrix times how
-    often each image was drawn, on unsorted items with images drawn several times and images with no item."""
-    from scipy import sparse
-
-    from emonet_assets.lib.consensus.pattern_kernel import pattern_totals
-
-    rng = np.random.default_rng(4)
-    n_images, n_patterns = 300, 40
-    image = rng.integers(0, n_images - 5, 2_000).astype(np.int32)
-    pattern = rng.integers(0, n_patterns, image.size).astype(np.int32)
-    indices = next(resample_indices(n_images, 64, 7))
-    weights = np.stack([np.bincount(drawn, minlength=n_images) for drawn in indices], axis=1).astype(np.float64)
-    one_hot = sparse.csc_array((np.ones(image.size), (pattern, image)), shape=(n_patterns, n_images))
-    got = pattern_totals(indices, pattern, image, n_patterns, n_images)
-    assert got.shape == (64, n_patterns)
-    np.testing.assert_array_equal(got.T, one_hot @ weights)
-    assert got.sum() == sum(np.bincount(drawn, minlength=n_images)[image].sum() for drawn in indices)
-
-
 def _groups_in_polars(stats: pl.DataFrame):
     """The grouping as it was, the whole statistics in polars: patterns and images by dense rank."""
     pairable = stats.filter(pl.col("m") >= 2)
