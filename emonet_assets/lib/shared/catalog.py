@@ -65,12 +65,10 @@ def connect(database: str, store: Store, read_only: bool = False, timeout_s: flo
 
 def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for a query over the store's Parquet, with the profile's threads, memory limit and
-    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing. No progress
-    bar: a step's log is not a terminal. Over an object store, one thread: DuckDB's worker threads call the
-    Python filesystem (s3fs) and can wait forever for the GIL the calling thread holds (duckdb/duckdb#16501; a
-    release on moto hung that way twice in seven runs)."""
+    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing. Over an
+    object store, one thread: DuckDB's worker threads call the Python filesystem (s3fs) and can wait forever for the
+    GIL the calling thread holds (duckdb/duckdb#16501; a release on moto hung that way twice in seven runs)."""
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
     configure(con, settings)
     if not store.is_local:
         con.execute("SET threads = 1")
@@ -80,7 +78,9 @@ def scratch(store: Store, settings: Mapping[str, object] | None = None) -> duckd
 
 def configure(con: duckdb.DuckDBPyConnection, settings: Mapping[str, object] | None) -> None:
     """The profile's DuckDB settings on an open connection. Without a memory limit DuckDB keeps every block it
-    reads cached up to 80% of the machine's memory: copying the 40M-row marts out of the catalog held 6.7 GB."""
+    reads cached up to 80% of the machine's memory: copying the 40M-row marts out of the catalog held 6.7 GB. No
+    progress bar: a step's log is not a terminal (the marts' export printed one into the log)."""
+    con.execute("SET enable_progress_bar = false")
     for name, value in (settings or {}).items():
         con.execute(f"SET {name} = {quote_literal(str(value))}")
 

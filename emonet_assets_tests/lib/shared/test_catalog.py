@@ -12,6 +12,7 @@ import pytest
 from emonet_assets.lib.shared.catalog import (
     add_missing_views,
     add_view,
+    configure,
     connect,
     create_view,
     quote_identifier,
@@ -225,6 +226,15 @@ def test_a_catalog_table_is_copied_to_parquet_under_the_profiles_duckdb_settings
     assert metadata["dagster/row_count"] == 100000
     copied = storage.store().read_table(Table.CONSENSUS_LABELS)
     assert copied.sort("a").equals(pl.DataFrame({"a": range(100000), "b": [i % 7 for i in range(100000)]}))
+
+
+def test_a_configured_connection_takes_the_settings_and_prints_no_progress_bar():
+    """A step's log is not a terminal: the marts' export once printed DuckDB's progress bar into it."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = true")
+    configure(con, {"threads": 1, "memory_limit": "64MB"})
+    setting = "SELECT current_setting('enable_progress_bar'), current_setting('threads')"
+    assert con.sql(setting).fetchone() == (False, 1)
 
 
 # checks
