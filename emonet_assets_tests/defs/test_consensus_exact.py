@@ -1,5 +1,6 @@
 """Consensus, flags and the re-annotation queue do not depend on the order ratings arrive in or on DuckDB's thread
-count: dbt builds them from the same ratings shuffled and split into other files, with 1 and with 2 threads."""
+count: dbt builds them from the same ratings shuffled and split into other files, with 1 and with 2 threads. Some
+items are re-annotated: their ratings came in two or three batches."""
 
 import json
 from datetime import datetime
@@ -21,7 +22,9 @@ AT_THRESHOLD, ABOVE, BELOW = (0, 0, 2, 3), (0, 0, 2, 4), (1, 1, 2, 3)
 
 
 def ratings(seed: int = 0) -> pl.DataFrame:
-    """A panel of 4 experts on 60 images x 6 emotions, plus items planted at, above and below the spread limit."""
+    """A panel of 4 experts on 60 images x 6 emotions, plus items planted at, above and below the spread limit. The
+    first 30 images came in one batch; later images were re-annotated, experts 2 and 3 rating them in a second batch,
+    and from image 45 expert 3 in a third."""
     rng = np.random.default_rng(seed)
     emotions = [e.id for e in load_taxonomy().emotions[:6]]
     rows = []
@@ -33,8 +36,10 @@ def ratings(seed: int = 0) -> pl.DataFrame:
                 values = np.array([AT_THRESHOLD, ABOVE, BELOW][image % 3])
             rows += [(f"img-{image:03d}", emotion, f"expert-{k}", int(v)) for k, v in enumerate(values)]
     frame = pl.DataFrame(rows, schema=["image_id", "emotion_id", "annotator", "value"], orient="row")
+    image, expert = pl.col("image_id").str.slice(4).cast(pl.Int32), pl.col("annotator").str.slice(7).cast(pl.Int32)
+    batch = pl.when(image < 30).then(0).otherwise((expert >= 2).cast(pl.Int32) + ((image >= 45) & (expert == 3)))
     return frame.with_row_index("source_row").with_columns(
-        batch_id=pl.lit("b" * 64),
+        batch_id=pl.format("{}", batch).str.pad_end(64, "b"),
         source_file=pl.lit("panel.csv"),
         collection=pl.lit("generated"),
         scale=pl.lit("intensity"),
@@ -86,6 +91,15 @@ def test_shuffled_ratings_on_two_threads_give_identical_tables(built, model):
     ordered, shuffled = built
     assert ordered[model].height > 0
     assert ordered[model].equals(shuffled[model])
+
+
+def test_each_item_counts_the_batches_its_ratings_came_in(built):
+    consensus = built[0]["consensus_labels"].select("image_id", "emotion_id", "n_batches")
+    expected = ratings().group_by("image_id", "emotion_id").agg(expected=pl.col("batch_id").n_unique())
+    joined = consensus.join(expected, on=["image_id", "emotion_id"], how="full")
+    assert joined.height == 60 * 6
+    assert joined["n_batches"].to_list() == joined["expected"].to_list()
+    assert set(joined["n_batches"]) == {1, 2, 3}
 
 
 def test_a_spread_exactly_at_the_limit_is_not_disputed_and_one_above_it_is(built):

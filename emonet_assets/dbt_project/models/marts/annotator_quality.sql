@@ -1,5 +1,6 @@
 -- Per annotator: volume, how often they mark an emotion present, agreement with the leave-one-out
--- consensus, and drift of their bias (rating minus the others' median) from their first batch to their last.
+-- consensus, and drift of their bias (rating minus the others' median) from their first batch to their last
+-- (by import time, batches imported at the same moment in id order, so that the ends do not depend on row order).
 with keyed_ratings as (
     select
         collection_key,
@@ -72,9 +73,9 @@ drift as (
         collection,
         scale,
         annotator,
-        arg_min(bias, imported_at) as first_batch_bias,
-        arg_max(bias, imported_at) as last_batch_bias,
-        arg_max(bias, imported_at) - arg_min(bias, imported_at) as drift
+        arg_min(bias, (imported_at, batch_key)) as first_batch_bias,
+        arg_max(bias, (imported_at, batch_key)) as last_batch_bias,
+        last_batch_bias - first_batch_bias as drift
     from batch_bias
     group by all
 )
