@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid only by the report itself
     import duckdb
@@ -265,19 +266,22 @@ def group_metrics(
     if cells.groups.is_empty():
         return pl.DataFrame(schema=GROUP_SCHEMA)
     records = []
-    for combination in _combinations(attributes):
-        rows = _rows_by_group(cells, combination)
-        for key, values in _metric_frame(cells, combination).by_group.iterrows():
-            if pd.isna(values["n_images"]):
-                continue
-            key = key if isinstance(key, tuple) else (key,)
-            n_images = int(values["n_images"])
-            too_small = n_images < min_group_size
-            intervals = {} if too_small else _intervals(cells, rows[key], resamples, seed)
-            label = (SEPARATOR.join(combination), SEPARATOR.join(key))
-            for metric in HIGHER_IS_BETTER:
-                low, high = intervals.get(metric, (None, None))
-                records.append((*label, n_images, metric, float(values[metric]), low, high, too_small))
+    # The resamples' small matrix products alternate with the parallel Spearman kernel: BLAS threads left spinning
+    # after each product took cores from the kernel (a third of its time on two cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for combination in _combinations(attributes):
+            rows = _rows_by_group(cells, combination)
+            for key, values in _metric_frame(cells, combination).by_group.iterrows():
+                if pd.isna(values["n_images"]):
+                    continue
+                key = key if isinstance(key, tuple) else (key,)
+                n_images = int(values["n_images"])
+                too_small = n_images < min_group_size
+                intervals = {} if too_small else _intervals(cells, rows[key], resamples, seed)
+                label = (SEPARATOR.join(combination), SEPARATOR.join(key))
+                for metric in HIGHER_IS_BETTER:
+                    low, high = intervals.get(metric, (None, None))
+                    records.append((*label, n_images, metric, float(values[metric]), low, high, too_small))
     return pl.DataFrame(records, schema=GROUP_SCHEMA, orient="row")
 
 

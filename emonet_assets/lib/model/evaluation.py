@@ -119,8 +119,9 @@ class SpearmanColumns(NamedTuple):
 
 def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
     """How often each image was drawn in each resample of `indices` (resamples x images of draws)."""
-    rows = np.arange(indices.shape[0])[:, None] * n_images
-    return np.bincount((rows + indices).ravel(), minlength=indices.shape[0] * n_images).reshape(-1, n_images)
+    from emonet_assets.lib.model.rank_kernel import count_draws
+
+    return count_draws(np.ascontiguousarray(indices, dtype=np.int64), n_images)
 
 
 def spearman_draws(

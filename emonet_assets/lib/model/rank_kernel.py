@@ -40,6 +40,17 @@ def spearman_of_counts(counts, bounds, items, x_group, y_group, x_groups, y_grou
 
 
 @numba.njit(cache=True)
+def count_draws(indices, n_images):
+    """How often each image was drawn in each resample (resamples x images): a histogram per row, without the
+    offset copy and the flat histogram of all rows `np.bincount` needs."""
+    counts = np.zeros((indices.shape[0], n_images), np.int64)
+    for r in range(indices.shape[0]):
+        for image in indices[r]:
+            counts[r, image] += 1
+    return counts
+
+
+@numba.njit(cache=True)
 def _doubled_centered_ranks(per_value, total):
     """Replaces each value's draw count by its doubled, centered average rank; returns the sum over draws of its
     square."""

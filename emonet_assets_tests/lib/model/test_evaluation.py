@@ -11,6 +11,7 @@ from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import (
     beats_random,
     beside_human,
+    draw_counts,
     evaluate,
     evaluation_chart,
     per_emotion_metrics,
@@ -81,6 +82,14 @@ def test_fused_kernel_equals_the_numpy_reference():
         assert np.array_equal(np.isnan(ours), np.isnan(expected))
         np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
     assert np.isnan(draws[3]).all() and np.isnan(draws[4]).all() and np.isfinite(draws[[0, 1, 2, 5]]).all()
+
+
+def test_draw_counts_are_each_resamples_histogram_of_images():
+    indices = np.concatenate(list(resample_indices(37, 300, 5)))
+    counts = draw_counts(indices, 40)
+    assert counts.dtype == np.int64 and counts.shape == (300, 40)
+    np.testing.assert_array_equal(counts, [np.bincount(drawn, minlength=40) for drawn in indices])
+    assert (counts[:, 37:] == 0).all() and (counts.sum(axis=1) == 37).all()
 
 
 def test_constant_side_gives_nan_like_scipy():
