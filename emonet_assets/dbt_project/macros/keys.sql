@@ -16,6 +16,18 @@
     ({{ image_key }}::bigint * 4096 + {{ emotion_key }} * 2 + {{ scale_key }})
 {%- endmacro %}
 
+{% macro item_scale_key(item_key) -%}
+    ({{ item_key }} % 2)
+{%- endmacro %}
+
+{% macro item_emotion_key(item_key) -%}
+    ({{ item_key }} // 2 % 2048)::integer
+{%- endmacro %}
+
+{% macro item_image_key(item_key) -%}
+    ({{ item_key }} // 4096)::integer
+{%- endmacro %}
+
 {% macro value_counts() -%}
     {#- The count columns of int_item_value_counts, c0..c7. -#}
     {{- return(['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7']) -}}

@@ -29,9 +29,9 @@ reannotated as (
 select
     p.item_key,
     p.collection_key,
-    p.item_key % 2 as scale_key,
-    (p.item_key // 2 % 2048)::integer as emotion_key,
-    (p.item_key // 4096)::integer as image_key,
+    {{ item_scale_key('p.item_key') }} as scale_key,
+    {{ item_emotion_key('p.item_key') }} as emotion_key,
+    {{ item_image_key('p.item_key') }} as image_key,
     p.m,
     p.s1,
     p.s2,

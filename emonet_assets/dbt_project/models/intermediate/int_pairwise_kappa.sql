@@ -1,24 +1,52 @@
--- Cohen's kappa with quadratic weights for every annotator pair on the items both rated (0–7 label indices): pairs
--- are found on the packed item key, and the sums are integers.
-with ratings as (
-    select item_key, collection_key, scale_key, emotion_key, annotator_key, value from {{ ref('stg_ratings') }}
+-- Cohen's kappa with quadratic weights for every annotator pair on the items both rated (0–7 label indices), from
+-- integer sums. Each item's ratings are gathered into one list of codes, annotator key * 8 + rating (a rating
+-- fits in three bits), and paired by their places in the list: a self-join of the ratings on the item key built a
+-- hash table of every rating and spilled past DuckDB's limit at a million images (2.5 times slower there).
+with per_item as (
+    select
+        item_key,
+        any_value(collection_key) as collection_key,
+        list(annotator_key * 8 + value) as coded
+    from {{ ref('stg_ratings') }}
+    group by item_key
+    having count(*) >= 2
+),
+
+longest as (
+    select max(len(coded)) as n from per_item
+),
+
+places as (
+    select i.i, j.j
+    from longest, range(1, longest.n) as i (i), range(i.i + 1, longest.n + 1) as j (j)
+),
+
+-- The smaller code is the smaller annotator key (an annotator rates an item once): a is always the pair's first.
+paired as (
+    select
+        p.collection_key,
+        {{ item_scale_key('p.item_key') }} as scale_key,
+        {{ item_emotion_key('p.item_key') }} as emotion_key,
+        least(p.coded[q.i], p.coded[q.j]) as a,
+        greatest(p.coded[q.i], p.coded[q.j]) as b
+    from per_item as p
+    inner join places as q on q.j <= len(p.coded)
 ),
 
 sums as (
     select
-        a.collection_key,
-        a.scale_key,
-        a.emotion_key,
-        a.annotator_key as annotator_key_a,
-        b.annotator_key as annotator_key_b,
+        collection_key,
+        scale_key,
+        emotion_key,
+        (a // 8)::integer as annotator_key_a,
+        (b // 8)::integer as annotator_key_b,
         count(*) as n_common,
-        sum((a.value - b.value) * (a.value - b.value)) as sum_squared_difference,
-        sum(a.value * a.value) as sum_aa,
-        sum(b.value * b.value) as sum_bb,
-        sum(a.value) as sum_a,
-        sum(b.value) as sum_b
-    from ratings as a
-    inner join ratings as b on a.item_key = b.item_key and a.annotator_key < b.annotator_key
+        sum((a % 8 - b % 8) * (a % 8 - b % 8)) as sum_squared_difference,
+        sum((a % 8) * (a % 8)) as sum_aa,
+        sum((b % 8) * (b % 8)) as sum_bb,
+        sum(a % 8) as sum_a,
+        sum(b % 8) as sum_b
+    from paired
     group by all
 ),
 
