@@ -1,4 +1,5 @@
-"""Spearman's rho of bootstrap resamples in one compiled pass per (column, resample), on integers only.
+"""Spearman's rho of bootstrap resamples in one compiled pass per (column, resample), on integers only, and the
+resamples' draw counts it takes.
 
 A resample is given as how often each image was drawn. A value's average rank is the number of smaller draws plus
 (its own draws + 1) / 2, so doubled and centered it is the integer 2 * below + drawn here - drawn in all; the

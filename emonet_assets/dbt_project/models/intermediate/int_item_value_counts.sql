@@ -2,7 +2,7 @@
 -- Ratings are integers 0..7, so medians, spreads, leave-one-out medians and alpha's coincidences all follow from
 -- these counts; they are integers, exact in any row order.
 -- Most items are rated in one batch: the lowest and highest batch key tell, and only the re-annotated items'
--- ratings are read again to count their batches (a distinct count over every rating took twice the whole model).
+-- ratings are read again to count their batches (a distinct count over every rating was over half the model's time).
 with per_item as (
     select
         item_key,

@@ -1,7 +1,7 @@
 -- Cohen's kappa with quadratic weights for every annotator pair on the items both rated (0–7 label indices), from
 -- integer sums. Each item's ratings are gathered into one list of codes, annotator key * 8 + rating (a rating
 -- fits in three bits), and paired by their places in the list: a self-join of the ratings on the item key built a
--- hash table of every rating and spilled past DuckDB's limit at a million images (2.5 times slower there).
+-- hash table of every rating: at a million images 50.7 s and a 4.6 GB dbt process, against 23-24 s and 3.9 GB.
 with per_item as (
     select
         item_key,
