@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 DEFAULT_STRATA = ("emotion_id", "ethnicity_group")
 HASH_BITS = 64
-# Candidate pairs joined at once in the near-duplicate search, so a crowded band cannot exhaust memory.
-_CANDIDATES_PER_CHUNK = 1 << 22
 _TEST = SPLITS.index("test")
 _TRAIN = SPLITS.index("train")
 POOL = "pool of small cells"
@@ -90,27 +88,21 @@ def _bands(max_distance: int) -> list[tuple[int, int]]:
 def hash_pairs(values: np.ndarray, max_distance: int = 4) -> pl.DataFrame:
     """Every index pair (a < b) of 64-bit hashes at most `max_distance` bits apart, with its distance.
 
-    Exact, like comparing all pairs, but candidates come from joining on equal bands, so cost grows with the
-    number of hashes sharing a band rather than with n^2. Identical values all pair up: pass distinct values
-    when copies can be many (near_duplicate_links does).
+    Exact, like comparing all pairs, but only hashes equal on a band are compared (in a compiled loop over each
+    band's runs), so cost grows with the number of hashes sharing a band rather than with n^2. Identical values
+    all pair up: pass distinct values when copies can be many (near_duplicate_links does).
     """
     if not 0 <= max_distance < HASH_BITS:
         raise ValueError(f"near-duplicate distance must be between 0 and {HASH_BITS - 1} bits, got {max_distance}")
+    from emonet_assets.lib.dataset.hash_kernel import close_pairs_in_runs
+
     values = np.asarray(values, dtype=np.uint64)
-    index = np.arange(len(values), dtype=np.int64)
     found_a, found_b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
     for shift, width in _bands(max_distance):
-        band = pl.DataFrame({"a": index, "band": (values >> np.uint64(shift)) & np.uint64((1 << width) - 1)})
-        shared = band.join(band.group_by("band").len().filter(pl.col("len") > 1), on="band")
-        # Each left row meets its whole block, so chunking left rows by cumulative block size bounds each join.
-        chunks = shared.with_columns(chunk=(pl.col("len").cum_sum() - 1) // _CANDIDATES_PER_CHUNK)
-        right = shared.select(pl.col("a").alias("b"), "band")
-        for left in chunks.partition_by("chunk"):
-            candidates = left.select("a", "band").join(right, on="band").filter(pl.col("a") < pl.col("b"))
-            a, b = candidates["a"].to_numpy(), candidates["b"].to_numpy()
-            close = np.bitwise_count(values[a] ^ values[b]) <= max_distance
-            found_a.append(a[close])
-            found_b.append(b[close])
+        band = (values >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        a, b = close_pairs_in_runs(values, np.argsort(band, kind="stable"), band, max_distance)
+        found_a.append(a)
+        found_b.append(b)
     # A pair agreeing on several bands was found once per band.
     stride = max(len(values), 1)
     keys = np.unique(np.concatenate(found_a) * stride + np.concatenate(found_b))

@@ -10,7 +10,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from emonet_assets.lib.dataset import splits
 from emonet_assets.lib.dataset.splits import (
     assign_splits,
     hash_pairs,
@@ -160,7 +159,7 @@ def test_a_group_without_prompt_ids_is_named_by_its_smallest_image():
 
 
 @pytest.mark.parametrize("max_distance", [0, 4, 7])
-def test_banding_finds_exactly_the_pairs_brute_force_finds(max_distance, monkeypatch):
+def test_banding_finds_exactly_the_pairs_brute_force_finds(max_distance):
     rng = np.random.default_rng(max_distance)
     values = random_hashes(rng, 1900)
     for source in rng.choice(len(values), 100, replace=False):
@@ -171,8 +170,13 @@ def test_banding_finds_exactly_the_pairs_brute_force_finds(max_distance, monkeyp
     expected = {(int(i), int(j), int(distances[i, j])) for i, j in zip(a, b, strict=True)}
     assert set(hash_pairs(array, max_distance).iter_rows()) == expected
     assert len(expected) > 10
-    monkeypatch.setattr(splits, "_CANDIDATES_PER_CHUNK", 500)
-    assert set(hash_pairs(array, max_distance).iter_rows()) == expected
+
+
+def test_every_copy_of_a_hash_pairs_with_every_other():
+    pairs = hash_pairs(np.full(100, 0xABCDEF, dtype=np.uint64), 4)
+    assert pairs.height == 100 * 99 // 2
+    assert set(pairs.select("a", "b").iter_rows()) == set(itertools.combinations(range(100), 2))
+    assert (pairs["distance"] == 0).all()
 
 
 def test_identical_hashes_are_linked_to_one_copy_not_pairwise():
