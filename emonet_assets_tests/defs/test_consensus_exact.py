@@ -78,8 +78,13 @@ def build(tmp_path, name: str, batches: list[pl.DataFrame], threads: int) -> dic
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("consensus_exact")
+def build_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("consensus_exact")
+
+
+@pytest.fixture(scope="module")
+def built(build_folder):
+    tmp_path = build_folder
     panel = ratings()
     shuffled = panel.sample(fraction=1.0, shuffle=True, seed=3)
     thirds = [shuffled.slice(start, panel.height // 3 + 1) for start in range(0, panel.height, panel.height // 3 + 1)]
@@ -114,3 +119,30 @@ def test_a_spread_exactly_at_the_limit_is_not_disputed_and_one_above_it_is(built
     assert at_limit["std_rating"].to_list() == [1.5] * 6
     disputed = set(queue.filter(pl.col("reason") == "high_disagreement")["image_id"])
     assert disputed & {f"img-{i:03d}" for i in range(15)} == {f"img-{i:03d}" for i in range(1, 15, 3)}
+
+
+def test_the_uniqueness_test_reports_exactly_the_repeated_keys_a_plain_group_by_finds(built, build_folder, tmp_path):
+    """`unique_combination` groups rows by a hash of their columns before grouping the few rows whose hash repeats by
+    value: with repeated keys planted (one a key with a null column) it reports what GROUP BY ... HAVING reports."""
+    nodes = json.loads((build_folder / "target-ordered" / "manifest.json").read_text())["nodes"].values()
+    [test_sql] = [n["compiled_code"] for n in nodes if n["name"].startswith("unique_combination_consensus_labels_")]
+    catalog = tmp_path / "catalog.duckdb"  # the compiled test names its database by the file's stem
+    catalog.write_bytes((build_folder / "ordered" / "catalog.duckdb").read_bytes())
+    key = "collection, scale, image_id, emotion_id"
+    with duckdb.connect(str(catalog)) as con:
+        assert con.sql(test_sql).fetchall() == []
+        con.execute("insert into consensus_labels select * from consensus_labels order by all limit 2")
+        con.execute(
+            "insert into consensus_labels select c.* replace (null as image_id) "
+            "from (select * from consensus_labels order by all limit 1) as c, range(3)"
+        )
+        con.execute(
+            "insert into consensus_labels select * replace ('another' as emotion_id) from consensus_labels limit 1"
+        )
+        found = con.sql(f"select * from ({test_sql}) order by all").fetchall()
+        expected = con.sql(
+            f"select {key}, count(*) as n_rows from consensus_labels group by {key} having count(*) > 1 order by all"
+        ).fetchall()
+    assert found == expected
+    assert sorted(row[-1] for row in found) == [2, 2, 3]
+    assert any(row[2] is None for row in found)
