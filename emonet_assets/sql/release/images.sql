@@ -1,14 +1,31 @@
 -- One row per split image with its scalar release columns: the newest manifest row of the image, its prompt and
 -- its QC row, left-joined so that what is missing is null (the refusals name it); and per image the count of
 -- released emotions with intensity consensus and the mean number of ratings behind them. `image_ord` numbers the
--- images in split then sha256 order (the release's row order), so the staged ratings sort and filter on an integer.
+-- images in split then sha256 order (the release's row order), so the staged tables sort and filter on an integer.
+CREATE OR REPLACE TEMP TABLE release_split_images AS
+SELECT row_number() OVER (ORDER BY split, image_sha256) - 1 AS image_ord, image_sha256, split
+FROM (SELECT image_sha256, min(split) AS split FROM splits GROUP BY image_sha256);
+
+-- The split images' intensity consensus on the release's emotions, sorted by `image_ord` (see staged_ratings.sql),
+-- the emotion as its place in the release's list. The consensus is joined on its 64-character image ids once, here:
+-- the per-image counts below are grouped on the integer.
+CREATE OR REPLACE TEMP TABLE release_consensus AS
+SELECT
+    s.image_ord::UINTEGER AS image_ord,
+    e.ord,
+    c.median_rating,
+    c.mean_rating,
+    c.std_rating,
+    c.n_ratings,
+    c.is_confident
+FROM consensus_labels AS c
+JOIN release_emotions AS e ON c.emotion_id = e.emotion_id
+JOIN release_split_images AS s ON c.image_id = s.image_sha256
+WHERE c.collection = {{ collection }} AND c.scale = 'intensity'
+ORDER BY s.image_ord;
+
 CREATE OR REPLACE TEMP TABLE release_images AS
-WITH split_images AS (
-    SELECT image_sha256, min(split) AS split
-    FROM splits
-    GROUP BY image_sha256
-),
-newest AS (
+WITH newest AS (
     SELECT *
     FROM generated_images
     QUALIFY row_number() OVER (
@@ -16,15 +33,12 @@ newest AS (
     ) = 1
 ),
 labelled AS (
-    SELECT c.image_id AS image_sha256, count(*) AS n_labelled, avg(c.n_ratings) AS mean_n_ratings
-    FROM consensus_labels AS c
-    JOIN release_emotions AS e ON c.emotion_id = e.emotion_id
-    WHERE c.collection = {{ collection }} AND c.scale = 'intensity'
-        AND c.image_id IN (SELECT image_sha256 FROM split_images)
-    GROUP BY c.image_id
+    SELECT image_ord, count(*) AS n_labelled, avg(n_ratings) AS mean_n_ratings
+    FROM release_consensus
+    GROUP BY image_ord
 )
 SELECT
-    row_number() OVER (ORDER BY s.split, s.image_sha256) - 1 AS image_ord,
+    s.image_ord,
     s.image_sha256,
     s.split,
     g.prompt_id,
@@ -60,8 +74,8 @@ SELECT
     q.phash,
     coalesce(l.n_labelled, 0) AS n_labelled,
     l.mean_n_ratings
-FROM split_images AS s
+FROM release_split_images AS s
 LEFT JOIN newest AS g ON s.image_sha256 = g.image_sha256
 LEFT JOIN prompt_design AS p ON g.prompt_id = p.prompt_id
 LEFT JOIN image_qc AS q ON s.image_sha256 = q.image_sha256
-LEFT JOIN labelled AS l ON s.image_sha256 = l.image_sha256;
+LEFT JOIN labelled AS l ON s.image_ord = l.image_ord;

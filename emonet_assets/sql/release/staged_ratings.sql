@@ -1,12 +1,11 @@
--- The released images' ratings and intensity consensus, each in a temp table sorted by the image's place in the
--- release (`image_ord`, an integer, cheaper to sort, compare and keep than split and a 64-character id): a chunk
--- of images (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever the table's size, and
--- DuckDB spills these tables to its temp directory past its memory limit.
+-- The released images' ratings in a temp table sorted by the image's place in the release (`image_ord`, an
+-- integer, cheaper to sort, compare and keep than split and a 64-character id), as their consensus is
+-- (images.sql): a chunk of images (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever
+-- the table's size, and DuckDB spills these tables to its temp directory past its memory limit.
 --
 -- A staged row holds integers only: each string column of the ratings is a code into `release_rating_values`
 -- (every column's distinct values, from one scan of the ratings), numbered in the values' sort order so that
--- sorting codes sorts the strings; the consensus keeps the emotion's place in the release's emotion list. A
--- rating row is about 30 bytes instead of the hundred its strings took.
+-- sorting codes sorts the strings. A rating row is about 30 bytes instead of the hundred its strings took.
 CREATE OR REPLACE TEMP TABLE release_rating_values AS
 WITH distinct_values AS (
     SELECT
@@ -50,19 +49,4 @@ JOIN release_emotion_id_codes AS e ON r.emotion_id IS NOT DISTINCT FROM e.value
 JOIN release_scale_codes AS s ON r.scale IS NOT DISTINCT FROM s.value
 JOIN release_batch_id_codes AS b ON r.batch_id IS NOT DISTINCT FROM b.value
 WHERE r.collection = {{ collection }}
-ORDER BY i.image_ord;
-
-CREATE OR REPLACE TEMP TABLE release_consensus AS
-SELECT
-    i.image_ord::UINTEGER AS image_ord,
-    e.ord,
-    c.median_rating,
-    c.mean_rating,
-    c.std_rating,
-    c.n_ratings,
-    c.is_confident
-FROM consensus_labels AS c
-JOIN release_emotions AS e ON c.emotion_id = e.emotion_id
-JOIN release_images AS i ON c.image_id = i.image_sha256
-WHERE c.collection = {{ collection }} AND c.scale = 'intensity'
 ORDER BY i.image_ord;
