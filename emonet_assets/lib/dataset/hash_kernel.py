@@ -1,5 +1,5 @@
 """The compiled inner loop of the near-duplicate search: every pair of hashes sharing a band value, compared in
-place. Joining the pairs as tables first materialized each candidate pair (about 300M at a million random hashes)
+place. Joining the pairs as tables first materialized each candidate pair (about 490M at a million random hashes)
 to keep the few close ones. Imported where splits are made: numba takes a moment to load.
 """
 
