@@ -152,8 +152,11 @@ class Store:
             raise StorageError(f"cannot write {self.url(rel)}: {exc}") from exc
 
     def read_many(self, rels: list[str]) -> dict[str, bytes | Exception]:
-        """Several files in one call (concurrent requests on object stores); a file that cannot be read maps to
-        its exception instead of failing the rest."""
+        """Several files in one call: concurrent requests on object stores, plain reads on local disks (fsspec's
+        per-file wrapper cost more than the read, 14 against 6 us for a small file in the page cache); a file that
+        cannot be read maps to its exception instead of failing the rest."""
+        if self.is_local:
+            return {rel: _read_local(self._abs(rel)) for rel in rels}
         found = self.fs.cat([self._abs(r) for r in rels], on_error="return")
         return {rel: found.get(self._abs(rel), FileNotFoundError(rel)) for rel in rels}
 
@@ -342,6 +345,14 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_local(path: str) -> bytes | OSError:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        return exc
 
 
 def _modified(info: dict) -> datetime | None:

@@ -19,7 +19,7 @@ from emonet_assets.lib.release.licenses import permits
 from emonet_assets.lib.release.manifest import latest_release, manifest, mark_latest, publish, release_id
 from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseRows, license_conflicts, release_rows
 from emonet_assets.lib.release.schema import CARD, CROISSANT, FEATURES, MANIFEST
-from emonet_assets.lib.release.shards import pack_shards, write_shards
+from emonet_assets.lib.release.shards import image_chunks, pack_shards, write_shards
 from emonet_assets.lib.release.verify import verify
 from emonet_assets.lib.shared.catalog import scratch
 from emonet_assets.lib.shared.lineage import data_version
@@ -319,6 +319,19 @@ def test_a_release_over_an_unwritten_table_is_refused_naming_it(tmp_path):
 
 
 # Shards
+
+
+def test_shards_refuse_split_images_that_are_missing_or_no_longer_match_their_sha256(tmp_path):
+    store = Store(str(tmp_path))
+    sha, path, _ = store.write_image(b"image bytes")
+    missing = store.image_path("0" * 64)
+    rows = pa.RecordBatch.from_pydict({"source_image_path": [path, missing]})
+    with pytest.raises(ReleaseRefused, match=r"1 split images cannot be read from .*; e\.g\. images/00/00/0{64}\.png"):
+        next(image_chunks(store, [rows]))
+    store.write_bytes(path, b"other bytes")
+    rows = pa.RecordBatch.from_pydict({"source_image_path": [path]})
+    with pytest.raises(ReleaseRefused, match=rf"1 split images no longer match their sha256 .*; e\.g\. {path}"):
+        next(image_chunks(store, [rows]))
 
 
 def _chunks(sizes: list[int], per_chunk: int = 4):

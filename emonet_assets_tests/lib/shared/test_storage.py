@@ -97,6 +97,18 @@ def test_write_image_is_content_addressed(backend):
     assert store.count_images() == 1
 
 
+def test_read_many_returns_each_files_bytes_and_each_missing_files_error(backend):
+    store = backend.store
+    _, first, _ = store.write_image(PNG_A)
+    _, second, _ = store.write_image(PNG_A + b"other")
+    missing = store.image_path("0" * 64)
+    found = store.read_many([second, missing, first])
+    assert list(found) == [second, missing, first]
+    assert found[first] == PNG_A
+    assert found[second] == PNG_A + b"other"
+    assert isinstance(found[missing], FileNotFoundError)
+
+
 def test_write_image_twice_does_not_rewrite(backend, monkeypatch):
     store = backend.store
     sha, rel, new = store.write_image(PNG_A)
