@@ -1,8 +1,9 @@
 """Krippendorff's alpha (interval and ordinal) from per-item sufficient statistics (dbt's int_agreement_item_stats)
 and its item bootstrap, which dbt's agreement_bootstrap model runs.
 
-Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: one sparse
-product per chunk of resamples instead of re-running alpha on a resampled matrix.
+Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: each pattern of
+statistics counted as often as the resample drew it, one compiled pass per chunk of resamples, instead of
+re-running alpha on a resampled matrix.
 """
 
 from __future__ import annotations
@@ -86,14 +87,6 @@ def resample_indices(n_images: int, resamples: int, seed: int) -> Iterator[np.nd
         yield np.stack([rng.integers(0, n_images, n_images) for _ in range(min(chunk, resamples - start))])
 
 
-def _image_weights(indices: np.ndarray, n_images: int) -> np.ndarray:
-    """How often each image was drawn, images × resamples (C order, the right operand of the sparse product)."""
-    weights = np.empty((n_images, indices.shape[0]))
-    for r, drawn in enumerate(indices):
-        weights[:, r] = np.bincount(drawn, minlength=n_images)
-    return weights
-
-
 def _relation(stats: pl.DataFrame | duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """Item statistics as DuckDB reads them: a relation stays where it is (dbt's catalog), a frame is wrapped."""
     return duckdb.connect().from_arrow(stats.to_arrow()) if isinstance(stats, pl.DataFrame) else stats
@@ -138,16 +131,18 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
     """Point alphas, item counts and per-resample alphas of every emotion of one (collection, scale).
 
     Items with identical statistics contribute identical features, so items are collapsed to distinct patterns
-    (a few hundred per emotion) and a resample only needs how often each pattern was drawn: one sparse product,
-    column-major so that it streams through the image weights and scatters into the small pattern totals.
+    (a few hundred per emotion) and a resample only needs how often each pattern was drawn: the items listed by
+    image, so that `draw_kernel.pattern_totals` streams through them and scatters into the small pattern totals.
     """
-    from scipy import sparse
+    import numba
+
+    from emonet_assets.lib.consensus.draw_kernel import pattern_totals
 
     patterns = group.patterns
     n_images = int(group.image.max()) + 1
-    one_hot = sparse.csc_array(
-        (np.ones(group.pattern.size), (group.pattern, group.image)), shape=(patterns.height, n_images)
-    )
+    by_image = np.argsort(group.image, kind="stable")
+    item_patterns = group.pattern[by_image].astype(np.int64)
+    image_starts = np.r_[0, np.cumsum(np.bincount(group.image, minlength=n_images))].astype(np.int64)
     features = _features(patterns)
     bounds = (
         patterns.with_row_index("pattern")
@@ -160,7 +155,13 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
     draws = np.empty((len(slices), 2, resamples))
     done = 0
     for indices in resample_indices(n_images, resamples, seed):
-        totals = one_hot @ _image_weights(indices, n_images)
+        totals = pattern_totals(
+            np.ascontiguousarray(indices, dtype=np.int64),
+            image_starts,
+            item_patterns,
+            patterns.height,
+            numba.get_num_threads(),
+        )
         for e, s in enumerate(slices):
             draws[e, :, done : done + indices.shape[0]] = _alphas(totals[s].T @ features[s])
         done += indices.shape[0]

@@ -103,6 +103,26 @@ def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
             np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9, err_msg=f"{emotion} {level}")
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_shared(parts):
+    from emonet_assets.lib.consensus.draw_kernel import pattern_totals
+
+    rng = np.random.default_rng(parts)
+    n_images, n_patterns = 37, 11
+    items = rng.integers(0, 5, n_images)  # an image with no items too
+    image_starts = np.r_[0, np.cumsum(items)].astype(np.int64)
+    item_patterns = rng.integers(0, n_patterns, int(items.sum())).astype(np.int64)
+    indices = rng.integers(0, n_images, (7, n_images)).astype(np.int64)
+    expected = np.zeros((n_patterns, 7))
+    for r, drawn in enumerate(indices):
+        for image in drawn:
+            np.add.at(expected[:, r], item_patterns[image_starts[image] : image_starts[image + 1]], 1)
+    totals = pattern_totals(indices, image_starts, item_patterns, n_patterns, parts)
+    np.testing.assert_array_equal(totals, expected)
+    assert totals.flags.c_contiguous
+    assert expected.sum() > 0
+
+
 def test_resample_is_a_replayable_draw_of_the_seeded_generator():
     ratings = _ratings(seed=12, raters=4, images=20)
     stats = item_statistics(ratings)
