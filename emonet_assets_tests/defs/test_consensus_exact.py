@@ -84,11 +84,10 @@ def build_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(build_folder):
-    tmp_path = build_folder
     panel = ratings()
     shuffled = panel.sample(fraction=1.0, shuffle=True, seed=3)
     thirds = [shuffled.slice(start, panel.height // 3 + 1) for start in range(0, panel.height, panel.height // 3 + 1)]
-    return build(tmp_path, "ordered", [panel], threads=1), build(tmp_path, "shuffled", thirds, threads=2)
+    return build(build_folder, "ordered", [panel], threads=1), build(build_folder, "shuffled", thirds, threads=2)
 
 
 @pytest.mark.parametrize("model", MODELS)

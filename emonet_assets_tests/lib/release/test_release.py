@@ -323,7 +323,7 @@ def test_a_release_over_an_unwritten_table_is_refused_naming_it(tmp_path):
 
 def test_shards_refuse_split_images_that_are_missing_or_no_longer_match_their_sha256(tmp_path):
     store = Store(str(tmp_path))
-    sha, path, _ = store.write_image(b"image bytes")
+    _, path, _ = store.write_image(b"image bytes")
     missing = store.image_path("0" * 64)
     rows = pa.RecordBatch.from_pydict({"source_image_path": [path, missing]})
     with pytest.raises(ReleaseRefused, match=r"1 split images cannot be read from .*; e\.g\. images/00/00/0{64}\.png"):
