@@ -316,9 +316,20 @@ def test_every_dbt_test_fails_on_data_that_breaks_it(annotated_copy):
         con.execute("insert into stg_emotions select 99, 'not_an_emotion'")
         con.execute("insert into stg_taxonomy select * from stg_taxonomy where rowid = 0")
         con.execute("insert into stg_taxonomy select * replace (null as emotion_id) from stg_taxonomy where rowid = 0")
-        con.execute("insert into consensus_labels select * from consensus_labels limit 1")
-        con.execute("update consensus_labels set median_rating = 8.5, n_ratings = 0 where rowid = 0")
-        con.execute("update consensus_labels set median_rating = null where rowid = 1")
+        # consensus_labels is a view over the per-item value counts: a repeated item, counts whose median is 8,
+        # an item with no ratings and one with an unknown count break its tests there.
+        con.execute("insert into int_item_value_counts select * from int_item_value_counts where rowid = 0")
+        no_values = ", ".join(f"0 as c{v}" for v in range(8))
+        con.execute(
+            f"insert into int_item_value_counts select * replace (100 as m, {no_values}) "
+            "from int_item_value_counts where rowid = 1"
+        )
+        con.execute(
+            "insert into int_item_value_counts select * replace (0 as m) from int_item_value_counts where rowid = 2"
+        )
+        con.execute(
+            "insert into int_item_value_counts select * replace (null as m) from int_item_value_counts where rowid = 3"
+        )
         con.execute("insert into emotion_agreement select * from emotion_agreement limit 1")
         con.execute(
             "update emotion_agreement set alpha_interval = 1.5, kappa_quadratic_mean = -2, "
