@@ -316,20 +316,14 @@ def test_every_dbt_test_fails_on_data_that_breaks_it(annotated_copy):
         con.execute("insert into stg_emotions select 99, 'not_an_emotion'")
         con.execute("insert into stg_taxonomy select * from stg_taxonomy where rowid = 0")
         con.execute("insert into stg_taxonomy select * replace (null as emotion_id) from stg_taxonomy where rowid = 0")
-        # consensus_labels is a view over the per-item value counts: a repeated item, counts whose median is 8,
-        # an item with no ratings and one with an unknown count break its tests there.
+        # consensus_labels is a view over the per-item value counts: a repeated item, a median of 8, an item with no
+        # ratings and one with no median break its tests there.
         con.execute("insert into int_item_value_counts select * from int_item_value_counts where rowid = 0")
-        no_values = ", ".join(f"0 as c{v}" for v in range(8))
-        con.execute(
-            f"insert into int_item_value_counts select * replace (100 as m, {no_values}) "
-            "from int_item_value_counts where rowid = 1"
-        )
-        con.execute(
-            "insert into int_item_value_counts select * replace (0 as m) from int_item_value_counts where rowid = 2"
-        )
-        con.execute(
-            "insert into int_item_value_counts select * replace (null as m) from int_item_value_counts where rowid = 3"
-        )
+        for planted in ("16 as twice_median", "0 as m", "null as twice_median"):
+            con.execute(
+                f"insert into int_item_value_counts select * replace ({planted}) from int_item_value_counts "
+                "where rowid = 1"
+            )
         con.execute("insert into emotion_agreement select * from emotion_agreement limit 1")
         con.execute(
             "update emotion_agreement set alpha_interval = 1.5, kappa_quadratic_mean = -2, "

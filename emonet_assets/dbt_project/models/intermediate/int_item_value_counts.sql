@@ -1,4 +1,5 @@
--- Per item (image, emotion, scale): how many ratings took each value 0..7, their sums and the batches they came in.
+-- Per item (image, emotion, scale): how many ratings took each value 0..7, their sums, twice their median and the
+-- batches they came in.
 -- Ratings are integers 0..7, so medians, spreads, leave-one-out medians and alpha's coincidences all follow from
 -- these counts; they are integers, exact in any row order.
 -- Most items are rated in one batch: the lowest and highest batch key tell, and only the re-annotated items'
@@ -38,6 +39,8 @@ select
     {% for v in range(8) -%}
     p.c{{ v }},
     {% endfor -%}
-    case when p.first_batch_key = p.last_batch_key then 1 else r.n_batches end as n_batches
+    case when p.first_batch_key = p.last_batch_key then 1 else r.n_batches end as n_batches,
+    -- Stored once: consensus_labels is a view, and a test filtering on its median recomputed this for every item.
+    {{ twice_median(cumulative(value_counts()), 'p.m') }} as twice_median
 from per_item as p
 left join reannotated as r using (item_key)

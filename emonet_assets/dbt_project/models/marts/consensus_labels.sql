@@ -12,7 +12,7 @@ with per_item as (
         scale_key,
         m as n_ratings,
         s1::double / m as mean_rating,
-        {{ twice_median(cumulative(value_counts()), 'm') }}::double / 2 as median_rating,
+        twice_median::double / 2 as median_rating,
         s1::hugeint as sum_rating,
         s2::hugeint as sum_squared_rating,
         case {% for v in range(8) %}when c{{ v }} > 0 then {{ v }} {% endfor %}end as min_rating,
