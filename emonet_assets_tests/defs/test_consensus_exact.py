@@ -130,7 +130,7 @@ def test_the_uniqueness_test_reports_exactly_the_repeated_keys_a_plain_group_by_
     key = "collection, scale, image_id, emotion_id"
     with duckdb.connect(str(catalog)) as con:
         assert con.sql(test_sql).fetchall() == []
-        # The model is a view: a table of its rows takes its place and the planted rows.
+        # The model is a view, which takes no inserts: a table of the same rows replaces it and takes the planted rows.
         con.execute("create table labels as select * from consensus_labels")
         con.execute("drop view consensus_labels")
         con.execute("alter table labels rename to consensus_labels")
