@@ -56,16 +56,17 @@ def to_scale(values: np.ndarray) -> np.ndarray:
 
 
 class SpearmanColumns(NamedTuple):
-    """The observed items of each column of an images x columns pair of matrices and their tie groups on each side,
-    flattened: column `columns[k]`'s items are `items[bounds[k]:bounds[k + 1]]`."""
+    """The observed items of each column of an images x columns pair of matrices, flattened in ascending order of x
+    within each column, with their tie groups: x's as the position of each group's first item (`x_starts`, one
+    more closing the last; column `columns[k]`'s are `x_starts[group_bounds[k]:group_bounds[k + 1]]`), y's as a
+    number per item."""
 
     n_columns: int
     columns: np.ndarray
-    bounds: np.ndarray
+    group_bounds: np.ndarray
+    x_starts: np.ndarray
     items: np.ndarray
-    x_group: np.ndarray
     y_group: np.ndarray
-    x_groups: np.ndarray
     y_groups: np.ndarray
 
     @classmethod
@@ -73,27 +74,32 @@ class SpearmanColumns(NamedTuple):
         """NaN on either side leaves the item out of that column; equal values share a group, numbered in
         ascending order."""
         observed = ~(np.isnan(predicted) | np.isnan(truth))
-        parts = []
+        columns, starts, items, y_group, y_groups = [], [], [], [], []
+        placed = 0
         for c in range(predicted.shape[1]):
-            items = np.flatnonzero(observed[:, c])
-            if items.size:
-                x_values, x_group = np.unique(predicted[items, c], return_inverse=True)
-                y_values, y_group = np.unique(truth[items, c], return_inverse=True)
-                parts.append((c, items, x_group, y_group, x_values.size, y_values.size))
-        columns, items, x_group, y_group, x_groups, y_groups = zip(*parts, strict=True) if parts else [()] * 6
-        sizes = [i.size for i in items]
+            observed_items = np.flatnonzero(observed[:, c])
+            if observed_items.size:
+                x = predicted[observed_items, c]
+                order = np.argsort(x)  # the order within a tie group does not change its sums
+                x = x[order]
+                values, group = np.unique(truth[observed_items[order], c], return_inverse=True)
+                columns.append(c)
+                starts.append(placed + np.flatnonzero(np.r_[True, x[1:] != x[:-1]]))
+                items.append(observed_items[order])
+                y_group.append(group)
+                y_groups.append(values.size)
+                placed += x.size
 
-        def flat(arrays) -> np.ndarray:
+        def flat(arrays: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(arrays).astype(np.int64) if arrays else np.empty(0, np.int64)
 
         return cls(
             predicted.shape[1],
             np.asarray(columns, dtype=np.int64),
-            np.r_[0, np.cumsum(sizes, dtype=np.int64)].astype(np.int64),
+            np.r_[0, np.cumsum([s.size for s in starts], dtype=np.int64)].astype(np.int64),
+            np.r_[flat(starts), placed].astype(np.int64),
             flat(items),
-            flat(x_group),
             flat(y_group),
-            np.asarray(x_groups, dtype=np.int64),
             np.asarray(y_groups, dtype=np.int64),
         )
 
@@ -103,25 +109,23 @@ class SpearmanColumns(NamedTuple):
 
         out = np.full((self.n_columns, counts.shape[0]), np.nan)
         kept = np.empty((self.columns.size, counts.shape[0]))
-        spearman_of_counts(
-            np.ascontiguousarray(counts, dtype=np.int64),
-            self.bounds,
-            self.items,
-            self.x_group,
-            self.y_group,
-            self.x_groups,
-            self.y_groups,
-            kept,
-        )
+        groups = (self.group_bounds, self.x_starts, self.items, self.y_group, self.y_groups)
+        spearman_of_counts(np.ascontiguousarray(counts), *groups, kept)
         out[self.columns] = kept
         return out
 
 
 def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
-    """How often each image was drawn in each resample of `indices` (resamples x images of draws)."""
+    """How often each image was drawn in each resample of `indices` (resamples x images of draws), in bytes unless
+    an image was drawn 255 times or more in one resample."""
     from emonet_assets.lib.model.rank_kernel import count_draws
 
-    return count_draws(np.ascontiguousarray(indices, dtype=np.int64), n_images)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    counts = np.zeros((indices.shape[0], n_images), np.uint8)
+    if not count_draws(indices, counts):
+        counts = np.zeros((indices.shape[0], n_images), np.int64)
+        count_draws(indices, counts)
+    return counts
 
 
 def spearman_draws(
@@ -130,7 +134,7 @@ def spearman_draws(
     """Point Spearman per column and its bootstrap draws (columns × resamples) for images × columns matrices, NaN
     where an image lacks that column; every column sees the same image draws, those of `resample_indices`."""
     columns = SpearmanColumns.of(predicted, truth)
-    point = columns.spearman(np.ones((1, predicted.shape[0]), dtype=np.int64))[:, 0]
+    point = columns.spearman(np.ones((1, predicted.shape[0]), dtype=np.uint8))[:, 0]
     chunks = [
         columns.spearman(draw_counts(i, predicted.shape[0])) for i in resample_indices(len(truth), resamples, seed)
     ]

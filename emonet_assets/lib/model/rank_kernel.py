@@ -2,9 +2,12 @@
 resamples' draw counts it takes.
 
 A resample is given as how often each image was drawn. A value's average rank is the number of smaller draws plus
-(its own draws + 1) / 2, so doubled and centered it is the integer 2 * below + drawn here - drawn in all; the
-covariance and the squared deviations of those integers are summed exactly in int64 (exact up to about a million
-items per column) and only their ratio is a float. Imported where a bootstrap runs: numba takes a moment to load.
+(its own draws + 1) / 2, so doubled and centered it is the integer 2 * below + drawn here - drawn in all. Walking a
+column's items in ascending order of x gives each x tie group its `below` as it goes; the cross products with y,
+which has a few tie groups (ratings), are summed per y group in the same pass and centered after it. Everything is
+summed exactly in int64 (exact up to about a million items per column) and only the final ratio is a float.
+Draw counts are as narrow as they fit (a byte almost always), since the pass is bound by reading them. Imported
+where a bootstrap runs: numba takes a moment to load.
 """
 
 import numba
@@ -12,27 +15,51 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True)
-def spearman_of_counts(counts, bounds, items, x_group, y_group, x_groups, y_groups, out):  # noqa: PLR0913
-    """out[c, r]: rho of column c in resample r. Column c's items are items[bounds[c]:bounds[c + 1]] (indices into
-    the images of `counts`, resamples x images), with their tie groups on each side (0-based, ascending by value)
-    and x_groups[c], y_groups[c] groups; NaN where a side is constant, as `scipy.stats.spearmanr`."""
-    for c in numba.prange(bounds.size - 1):
-        lo, hi = bounds[c], bounds[c + 1]
-        per_x = np.empty(x_groups[c], np.int64)
+def spearman_of_counts(counts, group_bounds, x_starts, items, y_group, y_groups, out):  # noqa: PLR0913
+    """out[c, r]: rho of column c in resample r. Column c's x tie groups are x_starts[group_bounds[c]:
+    group_bounds[c + 1]], each the position in `items` (indices into the images of `counts`, resamples x images) of
+    its first item, in ascending order of x, with one more start closing the last group; y_group holds each item's
+    y tie group (0-based, ascending by value) among y_groups[c]. NaN where a side is constant, as
+    `scipy.stats.spearmanr`."""
+    for c in numba.prange(group_bounds.size - 1):
         per_y = np.empty(y_groups[c], np.int64)
+        cross = np.empty(y_groups[c], np.int64)
         for r in range(counts.shape[0]):
-            per_x[:] = 0
             per_y[:] = 0
-            for k in range(lo, hi):
-                drawn = counts[r, items[k]]
-                per_x[x_group[k]] += drawn
-                per_y[y_group[k]] += drawn
-            total = per_x.sum()
-            squares_x = _doubled_centered_ranks(per_x, total)
-            squares_y = _doubled_centered_ranks(per_y, total)
+            cross[:] = 0
+            below = 0
+            sum_x = 0
+            sum_x2 = 0
+            for g in range(group_bounds[c], group_bounds[c + 1]):
+                first, end = x_starts[g], x_starts[g + 1]
+                if end - first == 1:  # no tie, the common case: one read of the item's count
+                    drawn = np.int64(counts[r, items[first]])
+                    rank = 2 * below + drawn  # before centering on the total, not yet known
+                    per_y[y_group[first]] += drawn
+                    cross[y_group[first]] += drawn * rank
+                else:
+                    drawn = np.int64(0)
+                    for k in range(first, end):
+                        drawn += counts[r, items[k]]
+                    rank = 2 * below + drawn
+                    for k in range(first, end):
+                        each = np.int64(counts[r, items[k]])
+                        per_y[y_group[k]] += each
+                        cross[y_group[k]] += each * rank
+                sum_x += drawn * rank
+                sum_x2 += drawn * rank * rank
+                below += drawn
+            total = below
+            squares_x = sum_x2 - 2 * total * sum_x + total * total * total
+            below = 0
+            squares_y = 0
             covariance = 0
-            for k in range(lo, hi):
-                covariance += counts[r, items[k]] * per_x[x_group[k]] * per_y[y_group[k]]
+            for g in range(per_y.size):
+                drawn = per_y[g]
+                rank = 2 * below + drawn - total
+                squares_y += drawn * rank * rank
+                covariance += rank * (cross[g] - total * drawn)
+                below += drawn
             if squares_x > 0 and squares_y > 0:
                 rho = covariance / np.sqrt(float(squares_x) * float(squares_y))
                 out[c, r] = min(max(rho, -1.0), 1.0)
@@ -41,26 +68,14 @@ def spearman_of_counts(counts, bounds, items, x_group, y_group, x_groups, y_grou
 
 
 @numba.njit(cache=True)
-def count_draws(indices, n_images):
-    """How often each image was drawn in each resample (resamples x images): a histogram per row, without the
-    offset copy and the flat histogram of all rows `np.bincount` needs."""
-    counts = np.zeros((indices.shape[0], n_images), np.int64)
+def count_draws(indices, counts):
+    """Fills `counts` (resamples x images, zeros) with how often each image was drawn in each resample: a histogram
+    per row, without the offset copy and the flat histogram of all rows `np.bincount` needs. False, with `counts`
+    unfinished, when a count would pass the largest value of its dtype."""
+    limit = np.iinfo(counts.dtype).max
     for r in range(indices.shape[0]):
         for image in indices[r]:
+            if counts[r, image] == limit:
+                return False
             counts[r, image] += 1
-    return counts
-
-
-@numba.njit(cache=True)
-def _doubled_centered_ranks(per_value, total):
-    """Replaces each value's draw count by its doubled, centered average rank; returns the sum over draws of its
-    square."""
-    below = 0
-    squares = 0
-    for g in range(per_value.size):
-        drawn = per_value[g]
-        rank = 2 * below + drawn - total
-        squares += drawn * rank * rank
-        below += drawn
-        per_value[g] = rank
-    return squares
+    return True

@@ -9,6 +9,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 
 from emonet_assets.lib.consensus.agreement import resample_indices
 from emonet_assets.lib.model.evaluation import (
+    SpearmanColumns,
     beats_random,
     beside_human,
     draw_counts,
@@ -87,9 +88,27 @@ def test_fused_kernel_equals_the_numpy_reference():
 def test_draw_counts_are_each_resamples_histogram_of_images():
     indices = np.concatenate(list(resample_indices(37, 300, 5)))
     counts = draw_counts(indices, 40)
-    assert counts.dtype == np.int64 and counts.shape == (300, 40)
+    assert counts.dtype == np.uint8 and counts.shape == (300, 40)
     np.testing.assert_array_equal(counts, [np.bincount(drawn, minlength=40) for drawn in indices])
     assert (counts[:, 37:] == 0).all() and (counts.sum(axis=1) == 37).all()
+
+
+def test_draw_counts_widen_past_a_byte_and_spearman_reads_either_width():
+    """An image drawn 255 times or more in one resample is counted in int64, and the kernel gives the same rho
+    from either width."""
+    rng = np.random.default_rng(3)
+    indices = np.stack([np.r_[np.zeros(300, np.int64), rng.integers(0, 400, 100)], rng.integers(0, 400, 400)])
+    counts = draw_counts(indices, 400)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, [np.bincount(drawn, minlength=400) for drawn in indices])
+    predicted, truth = rng.normal(size=(400, 3)), rng.integers(0, 8, (400, 3)).astype(float)
+    columns = SpearmanColumns.of(predicted, truth)
+    narrow = draw_counts(indices[1:], 400)
+    assert narrow.dtype == np.uint8
+    np.testing.assert_array_equal(columns.spearman(narrow), columns.spearman(counts[1:]))
+    drawn = predicted.repeat(counts[0], axis=0), truth.repeat(counts[0], axis=0)
+    weighted = [spearmanr(drawn[0][:, c], drawn[1][:, c])[0] for c in range(3)]
+    np.testing.assert_allclose(columns.spearman(counts[:1])[:, 0], weighted, rtol=0, atol=1e-12)
 
 
 def test_constant_side_gives_nan_like_scipy():
