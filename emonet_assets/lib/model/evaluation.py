@@ -110,7 +110,7 @@ class SpearmanColumns(NamedTuple):
         out = np.full((self.n_columns, counts.shape[0]), np.nan)
         kept = np.empty((self.columns.size, counts.shape[0]))
         groups = (self.group_bounds, self.x_starts, self.items, self.y_group, self.y_groups)
-        spearman_of_counts(np.ascontiguousarray(counts), *groups, kept)
+        spearman_of_counts(np.ascontiguousarray(counts.T), *groups, kept)  # one image's draws side by side
         out[self.columns] = kept
         return out
 
