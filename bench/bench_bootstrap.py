@@ -44,9 +44,8 @@ def _cells(predicted: np.ndarray, truth: np.ndarray):
 def check(predicted: np.ndarray, truth: np.ndarray, resamples: int, draws: np.ndarray, reference: np.ndarray) -> None:
     from scipy.stats import spearmanr
 
-    from emonet_assets.lib.consensus.agreement import resample_indices
+    from emonet_assets.lib.consensus.agreement import draw_counts, resample_indices
     from emonet_assets.lib.fairness import fairness
-    from emonet_assets.lib.model.evaluation import draw_counts
     from emonet_assets_tests import reference_bootstrap
 
     print(f"spearman draws: max |new - reference| {_max_difference(draws, reference):.3g}")

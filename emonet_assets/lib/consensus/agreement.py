@@ -2,7 +2,7 @@
 and its item bootstrap, which dbt's agreement_bootstrap model runs.
 
 Both alphas are sums over items of per-item quantities, so a bootstrap resample is a weighted sum: each pattern of
-statistics counted as often as the resample drew it, one compiled pass per chunk of resamples, instead of
+statistics counted as often as the resample drew it, one compiled pass per block of resamples, instead of
 re-running alpha on a resampled matrix.
 """
 
@@ -23,6 +23,8 @@ _POINT_CHUNK_ROWS = 1_000_000
 _PATTERN = ["emotion_id", "m", "s1", "s2", *COUNT_COLUMNS]
 _PAIR_LOW, _PAIR_HIGH = np.triu_indices(VALUES, k=1)
 _RESAMPLE_CELLS = 10_000_000
+# Resamples the alpha bootstrap's pass adds side by side (64 and 128 measured alike at 100k and 1M images).
+_RESAMPLE_BLOCK = 64
 
 
 def _features(stats: pl.DataFrame) -> np.ndarray:
@@ -87,6 +89,36 @@ def resample_indices(n_images: int, resamples: int, seed: int) -> Iterator[np.nd
         yield np.stack([rng.integers(0, n_images, n_images) for _ in range(min(chunk, resamples - start))])
 
 
+def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
+    """How often each image was drawn in each resample of `indices` (resamples x images of draws), in bytes unless
+    an image was drawn 255 times or more in one resample."""
+    from emonet_assets.lib.consensus.draw_kernel import count_draws
+
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    counts = np.zeros((indices.shape[0], n_images), np.uint8)
+    if not count_draws(indices, counts):
+        counts = np.zeros((indices.shape[0], n_images), np.int64)
+        count_draws(indices, counts)
+    return counts
+
+
+def image_draws(n_images: int, resamples: int, seed: int, block: int) -> Iterator[np.ndarray]:
+    """`resample_indices`' resamples as draw counts, images x resamples, `block` resamples at a time (the last
+    block may be narrower)."""
+    pending: list[np.ndarray] = []
+    for indices in resample_indices(n_images, resamples, seed):
+        pending.append(draw_counts(indices, n_images))
+        held = sum(len(counts) for counts in pending)
+        if held >= block:
+            counts = np.concatenate(pending)
+            whole = held - held % block
+            for start in range(0, whole, block):
+                yield np.ascontiguousarray(counts[start : start + block].T)
+            pending = [counts[whole:]]
+    if sum(len(counts) for counts in pending):
+        yield np.ascontiguousarray(np.concatenate(pending).T)
+
+
 def _relation(stats: pl.DataFrame | duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """Item statistics as DuckDB reads them: a relation stays where it is (dbt's catalog), a frame is wrapped."""
     return duckdb.connect().from_arrow(stats.to_arrow()) if isinstance(stats, pl.DataFrame) else stats
@@ -132,17 +164,19 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
 
     Items with identical statistics contribute identical features, so items are collapsed to distinct patterns
     (a few hundred per emotion) and a resample only needs how often each pattern was drawn: the items listed by
-    image, so that `draw_kernel.pattern_totals` streams through them and scatters into the small pattern totals.
+    image, so that `draw_kernel.pattern_totals` streams through them and adds into the small pattern totals.
     """
     import numba
 
-    from emonet_assets.lib.consensus.draw_kernel import pattern_totals
+    from emonet_assets.lib.consensus.draw_kernel import items_by_image, pattern_totals
 
     patterns = group.patterns
     n_images = int(group.image.max()) + 1
-    by_image = np.argsort(group.image, kind="stable")
-    item_patterns = group.pattern[by_image].astype(np.int64)
-    image_starts = np.r_[0, np.cumsum(np.bincount(group.image, minlength=n_images))].astype(np.int64)
+    per_image = np.bincount(group.image, minlength=n_images)
+    image_starts = np.r_[0, np.cumsum(per_image)].astype(np.int64)
+    item_patterns = items_by_image(group.image.astype(np.int64), group.pattern.astype(np.int64), image_starts)
+    # A total is at most the draws (one per image) times the most items an image has.
+    width = np.int32 if n_images * int(per_image.max()) < np.iinfo(np.int32).max else np.int64
     features = _features(patterns)
     bounds = (
         patterns.with_row_index("pattern")
@@ -154,17 +188,13 @@ def _bootstrap_group(group: _Group, resamples: int, seed: int):
     point = [_alphas(multiplicity[s] @ features[s]) for s in slices]
     draws = np.empty((len(slices), 2, resamples))
     done = 0
-    for indices in resample_indices(n_images, resamples, seed):
-        totals = pattern_totals(
-            np.ascontiguousarray(indices, dtype=np.int64),
-            image_starts,
-            item_patterns,
-            patterns.height,
-            numba.get_num_threads(),
-        )
+    for drawn in image_draws(n_images, resamples, seed, _RESAMPLE_BLOCK):
+        partial = np.zeros((numba.get_num_threads(), patterns.height, drawn.shape[1]), width)
+        pattern_totals(drawn, image_starts, item_patterns, partial)
+        totals = partial.sum(axis=0).astype(np.float64)
         for e, s in enumerate(slices):
-            draws[e, :, done : done + indices.shape[0]] = _alphas(totals[s].T @ features[s])
-        done += indices.shape[0]
+            draws[e, :, done : done + drawn.shape[1]] = _alphas(totals[s].T @ features[s])
+        done += drawn.shape[1]
     items_per_emotion = [int(multiplicity[s].sum()) for s in slices]
     return bounds["emotion_id"].to_list(), point, items_per_emotion, draws
 

@@ -1,33 +1,55 @@
-"""The alpha bootstrap's per-resample pattern totals in one compiled pass per chunk of resamples, on every core.
+"""The bootstraps' compiled passes over resampled images: each resample's draw counts, and the alpha bootstrap's
+per-resample pattern totals.
 
-scipy's sparse product (patterns x images, one per item) by the images' draw counts ran on one core, after a
-histogram per resample written column by column into the images x resamples operand: the two were half of the
-bootstrap at a million images (30 of 55 s). The totals are counts, whole numbers in float64 whatever the order
-they are summed in, so each thread sums its share of the images and the shares are added. Imported where the
-bootstrap runs: numba takes a moment to load.
+A pattern's total in a resample is how many of its items the resample drew, an image's items counting as often as
+the image was drawn: a sparse product (patterns x images by images x resamples) of 40M items at a million images.
+The pass goes image by image through the items and adds the image's draws in a block of resamples, side by side,
+to each of its patterns' rows: one row of bytes read per image and integer vectors added per item, on every core
+(each thread sums its share of the images; the shares are added). Imported where a bootstrap runs: numba takes a
+moment to load.
 """
 
 import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, cache=True)
-def pattern_totals(indices, image_starts, item_patterns, n_patterns, parts):
-    """totals[p, r]: how many items with pattern p resample r drew (an image's items count as often as the image was
-    drawn), patterns x resamples in C order, as the sparse product gave them. `indices` is resamples x draws of
-    image numbers; image i's items are item_patterns[image_starts[i]:image_starts[i + 1]]."""
-    resamples, n_images = indices.shape[0], image_starts.size - 1
-    drawn = np.zeros((resamples, n_images), np.int32)
-    for r in numba.prange(resamples):
+@numba.njit(cache=True)
+def count_draws(indices, counts):
+    """Fills `counts` (resamples x images, zeros) with how often each image was drawn in each resample: a histogram
+    per row, without the offset copy and the flat histogram of all rows `np.bincount` needs. False, with `counts`
+    unfinished, when a count would pass the largest value of its dtype."""
+    limit = np.iinfo(counts.dtype).max
+    for r in range(indices.shape[0]):
         for image in indices[r]:
-            drawn[r, image] += 1
-    by_image = np.ascontiguousarray(drawn.T)
-    partial = np.zeros((parts, n_patterns, resamples))
+            if counts[r, image] == limit:
+                return False
+            counts[r, image] += 1
+    return True
+
+
+@numba.njit(cache=True)
+def items_by_image(image, pattern, image_starts):
+    """The items' patterns listed image by image (image i's from image_starts[i]), in one counting pass instead of a
+    sort of every item."""
+    placed = image_starts[:-1].copy()
+    listed = np.empty(image.size, np.int64)
+    for k in range(image.size):
+        listed[placed[image[k]]] = pattern[k]
+        placed[image[k]] += 1
+    return listed
+
+
+@numba.njit(parallel=True, cache=True)
+def pattern_totals(drawn, image_starts, item_patterns, partial):
+    """partial[part, p, r]: how many items with pattern p resample r drew among the part's share of the images.
+    `drawn` is images x resamples of draw counts; image i's items are item_patterns[image_starts[i]:
+    image_starts[i + 1]]; `partial` (parts x patterns x resamples, zeros) is wide enough for any total."""
+    n_images, parts = drawn.shape[0], partial.shape[0]
     for part in numba.prange(parts):
         totals = partial[part]
         for image in range(n_images * part // parts, n_images * (part + 1) // parts):
+            counts = drawn[image]
             for k in range(image_starts[image], image_starts[image + 1]):
-                pattern = item_patterns[k]
-                for r in range(resamples):
-                    totals[pattern, r] += by_image[image, r]
-    return partial.sum(axis=0)
+                row = totals[item_patterns[k]]
+                for r in range(counts.size):
+                    row[r] += counts[r]

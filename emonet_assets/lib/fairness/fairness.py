@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # fairlearn brings scikit-learn and pandas: seconds, paid onl
     import duckdb
     from fairlearn.metrics import MetricFrame
 
-from emonet_assets.lib.consensus.agreement import resample_indices
-from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, draw_counts, spearman_draws, to_scale
+from emonet_assets.lib.consensus.agreement import draw_counts, resample_indices
+from emonet_assets.lib.model.evaluation import CI_LEVEL, SpearmanColumns, spearman_draws, to_scale
 from emonet_assets.lib.shared.catalog import quote_literal, read_columns, render_sql
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY, GENERATED_INTENSITY_SQL, SPLITS
 from emonet_assets.lib.shared.storage import Store

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from emonet_assets.lib.consensus.agreement import resample_indices
+from emonet_assets.lib.consensus.agreement import draw_counts, resample_indices
 from emonet_assets.lib.shared.rules import INTENSITY_MAX
 
 CI_LEVEL = 0.95
@@ -113,19 +113,6 @@ class SpearmanColumns(NamedTuple):
         spearman_of_counts(np.ascontiguousarray(counts.T), *groups, kept)  # one image's draws side by side
         out[self.columns] = kept
         return out
-
-
-def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
-    """How often each image was drawn in each resample of `indices` (resamples x images of draws), in bytes unless
-    an image was drawn 255 times or more in one resample."""
-    from emonet_assets.lib.model.rank_kernel import count_draws
-
-    indices = np.ascontiguousarray(indices, dtype=np.int64)
-    counts = np.zeros((indices.shape[0], n_images), np.uint8)
-    if not count_draws(indices, counts):
-        counts = np.zeros((indices.shape[0], n_images), np.int64)
-        count_draws(indices, counts)
-    return counts
 
 
 def spearman_draws(

@@ -1,5 +1,4 @@
-"""Spearman's rho of bootstrap resamples in one compiled pass per (column, block of resamples), on integers only,
-and the resamples' draw counts it takes.
+"""Spearman's rho of bootstrap resamples in one compiled pass per (column, block of resamples), on integers only.
 
 A resample is given as how often each image was drawn. A value's average rank is the number of smaller draws plus
 (its own draws + 1) / 2, so doubled and centered it is the integer 2 * below + drawn here - drawn in all. Walking a
@@ -7,7 +6,7 @@ column's items in ascending order of x gives each x tie group its `below` as it 
 which has a few tie groups (ratings), are summed per y group in the same pass and centered after it. A pass
 carries a block of resamples side by side, so each sum is a vector the compiler keeps in SIMD registers.
 Everything is summed exactly in int64 (exact up to about a million items per column) and only the final ratio is a
-float. Draw counts are as narrow as they fit (a byte almost always), since the pass is bound by reading them.
+float. It reads draw counts as narrow as they fit (`agreement.draw_counts`: a byte almost always).
 Imported where a bootstrap runs: numba takes a moment to load.
 """
 
@@ -91,17 +90,3 @@ def _rho(per_y, cross, total, sum_x, sum_x2):
     if squares_x > 0 and squares_y > 0:
         return min(max(covariance / np.sqrt(float(squares_x) * float(squares_y)), -1.0), 1.0)
     return np.nan
-
-
-@numba.njit(cache=True)
-def count_draws(indices, counts):
-    """Fills `counts` (resamples x images, zeros) with how often each image was drawn in each resample: a histogram
-    per row, without the offset copy and the flat histogram of all rows `np.bincount` needs. False, with `counts`
-    unfinished, when a count would pass the largest value of its dtype."""
-    limit = np.iinfo(counts.dtype).max
-    for r in range(indices.shape[0]):
-        for image in indices[r]:
-            if counts[r, image] == limit:
-                return False
-            counts[r, image] += 1
-    return True

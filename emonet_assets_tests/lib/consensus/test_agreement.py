@@ -9,6 +9,7 @@ from emonet_assets.lib.consensus.agreement import (
     alpha_interval,
     alpha_ordinal,
     bootstrap_alpha,
+    draw_counts,
     item_statistics,
     naive_bootstrap_alpha,
     reliability_matrix,
@@ -103,24 +104,38 @@ def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
             np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9, err_msg=f"{emotion} {level}")
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3])
-def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_shared(parts):
-    from emonet_assets.lib.consensus.draw_kernel import pattern_totals
+@pytest.mark.parametrize(("parts", "width"), [(1, np.int32), (2, np.int64), (3, np.int32)])
+def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_shared(parts, width):
+    from emonet_assets.lib.consensus.draw_kernel import items_by_image, pattern_totals
 
     rng = np.random.default_rng(parts)
     n_images, n_patterns = 37, 11
     items = rng.integers(0, 5, n_images)  # an image with no items too
     image_starts = np.r_[0, np.cumsum(items)].astype(np.int64)
-    item_patterns = rng.integers(0, n_patterns, int(items.sum())).astype(np.int64)
+    item_image = rng.permutation(np.repeat(np.arange(n_images), items))
+    patterns = rng.integers(0, n_patterns, int(items.sum())).astype(np.int64)
+    item_patterns = items_by_image(item_image, patterns, image_starts)
+    for image in range(n_images):
+        listed = item_patterns[image_starts[image] : image_starts[image + 1]]
+        np.testing.assert_array_equal(listed, patterns[item_image == image])
     indices = rng.integers(0, n_images, (7, n_images)).astype(np.int64)
     expected = np.zeros((n_patterns, 7))
     for r, drawn in enumerate(indices):
         for image in drawn:
-            np.add.at(expected[:, r], item_patterns[image_starts[image] : image_starts[image + 1]], 1)
-    totals = pattern_totals(indices, image_starts, item_patterns, n_patterns, parts)
-    np.testing.assert_array_equal(totals, expected)
-    assert totals.flags.c_contiguous
+            np.add.at(expected[:, r], patterns[item_image == image], 1)
+    partial = np.zeros((parts, n_patterns, 7), width)
+    pattern_totals(np.ascontiguousarray(draw_counts(indices, n_images).T), image_starts, item_patterns, partial)
+    np.testing.assert_array_equal(partial.sum(axis=0), expected)
     assert expected.sum() > 0
+
+
+def test_image_draws_are_the_resamples_draw_counts_a_block_at_a_time(monkeypatch):
+    """Blocks cut across the chunks resample_indices bounds memory with, and the last block is the remainder."""
+    monkeypatch.setattr(agreement, "_RESAMPLE_CELLS", 3 * 50)
+    counts = np.concatenate([draw_counts(i, 50) for i in resample_indices(50, 23, 4)])
+    blocks = list(agreement.image_draws(50, 23, 4, block=8))
+    assert [b.shape for b in blocks] == [(50, 8), (50, 8), (50, 7)]
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), counts.T)
 
 
 def test_resample_is_a_replayable_draw_of_the_seeded_generator():

@@ -7,12 +7,11 @@ from PIL import Image
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from emonet_assets.lib.consensus.agreement import resample_indices
+from emonet_assets.lib.consensus.agreement import draw_counts, resample_indices
 from emonet_assets.lib.model.evaluation import (
     SpearmanColumns,
     beats_random,
     beside_human,
-    draw_counts,
     evaluate,
     evaluation_chart,
     per_emotion_metrics,
