@@ -82,11 +82,19 @@ def alpha_ordinal(stats: pl.DataFrame) -> float:
 def resample_indices(n_images: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Image indices of the resamples, in chunks (resamples × n_images) that bound memory; resample r is the r-th
     draw of one generator whatever the chunk size, so any other implementation can replay it. A small group's
-    resamples come in one chunk: the fairness report's many small groups paid per chunk more than per draw."""
+    resamples come in one chunk: the fairness report's many small groups paid per chunk more than per draw.
+
+    The generator's draws under 2**32 are the same numbers as uint32 and as int64 (numpy draws both with the same
+    32-bit method), so they come as uint32, filled into the chunk row by row: half the memory, and no stack of
+    fresh arrays (which took three quarters of the time at a million images)."""
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, _RESAMPLE_CELLS // max(n_images, 1)))
+    dtype = np.uint32 if n_images <= 2**32 else np.int64
     for start in range(0, resamples, chunk):
-        yield np.stack([rng.integers(0, n_images, n_images) for _ in range(min(chunk, resamples - start))])
+        indices = np.empty((min(chunk, resamples - start), n_images), dtype)
+        for row in indices:
+            row[:] = rng.integers(0, n_images, n_images, dtype=dtype)
+        yield indices
 
 
 def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
@@ -94,7 +102,7 @@ def draw_counts(indices: np.ndarray, n_images: int) -> np.ndarray:
     an image was drawn 255 times or more in one resample."""
     from emonet_assets.lib.consensus.draw_kernel import count_draws
 
-    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    indices = np.ascontiguousarray(indices)
     counts = np.zeros((indices.shape[0], n_images), np.uint8)
     if not count_draws(indices, counts):
         counts = np.zeros((indices.shape[0], n_images), np.int64)
