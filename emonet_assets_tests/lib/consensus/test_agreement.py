@@ -104,8 +104,10 @@ def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
             np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9, err_msg=f"{emotion} {level}")
 
 
-@pytest.mark.parametrize(("parts", "width"), [(1, np.int32), (2, np.int64), (3, np.int32)])
-def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_shared(parts, width):
+@pytest.mark.parametrize(
+    ("parts", "width", "counted"), [(1, np.int32, np.uint8), (2, np.int64, np.int64), (3, np.int32, np.int64)]
+)
+def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_shared(parts, width, counted):
     from emonet_assets.lib.consensus.draw_kernel import items_by_image, pattern_totals
 
     rng = np.random.default_rng(parts)
@@ -124,7 +126,8 @@ def test_pattern_totals_count_each_drawn_images_items_however_the_images_are_sha
         for image in drawn:
             np.add.at(expected[:, r], patterns[item_image == image], 1)
     partial = np.zeros((parts, n_patterns, 7), width)
-    pattern_totals(np.ascontiguousarray(draw_counts(indices, n_images).T), image_starts, item_patterns, partial)
+    drawn = np.ascontiguousarray(draw_counts(indices, n_images).T, dtype=counted)  # int64 past 254 draws of an image
+    pattern_totals(drawn, image_starts, item_patterns, partial)
     np.testing.assert_array_equal(partial.sum(axis=0), expected)
     assert expected.sum() > 0
 
