@@ -104,6 +104,14 @@ def test_bootstrap_draws_equal_krippendorff_on_the_resampled_matrices():
             np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9, err_msg=f"{emotion} {level}")
 
 
+def test_draw_counts_are_each_resamples_histogram_of_images():
+    indices = np.concatenate(list(resample_indices(37, 300, 5)))
+    counts = draw_counts(indices, 40)
+    assert counts.dtype == np.uint8 and counts.shape == (300, 40)
+    np.testing.assert_array_equal(counts, [np.bincount(drawn, minlength=40) for drawn in indices])
+    assert (counts[:, 37:] == 0).all() and (counts.sum(axis=1) == 37).all()
+
+
 @pytest.mark.parametrize(
     ("parts", "width", "counted"), [(1, np.int32, np.uint8), (2, np.int64, np.int64), (3, np.int32, np.int64)]
 )

@@ -84,14 +84,6 @@ def test_fused_kernel_equals_the_numpy_reference():
     assert np.isnan(draws[3]).all() and np.isnan(draws[4]).all() and np.isfinite(draws[[0, 1, 2, 5]]).all()
 
 
-def test_draw_counts_are_each_resamples_histogram_of_images():
-    indices = np.concatenate(list(resample_indices(37, 300, 5)))
-    counts = draw_counts(indices, 40)
-    assert counts.dtype == np.uint8 and counts.shape == (300, 40)
-    np.testing.assert_array_equal(counts, [np.bincount(drawn, minlength=40) for drawn in indices])
-    assert (counts[:, 37:] == 0).all() and (counts.sum(axis=1) == 37).all()
-
-
 def test_draw_counts_widen_past_a_byte_and_spearman_reads_either_width():
     """An image drawn 255 times or more in one resample is counted in int64, and the kernel gives the same rho
     from either width."""
