@@ -98,13 +98,15 @@ class ReleaseRows:
                 none_is_null,
             )
 
-        consensus = "release_consensus"
-        emotion = {"emotion_id": self.emotions}
         consensus_columns = {name: "ord" if name == "emotion_id" else name for name in CONSENSUS_FEATURES}
+        consensus = per_image("release_consensus", consensus_columns, "ord", {"emotion_id": self.emotions}, True)
         columns = {
             **{name: images.column(name) for name in images.column_names},
-            "intensity_median": per_image(consensus, {"median_rating": "median_rating"}, "ord", {}, True),
-            "consensus": per_image(consensus, consensus_columns, "ord", emotion, True),
+            # The same lists' medians: one sorted read of the chunk's consensus, not two.
+            "intensity_median": pa.ListArray.from_arrays(
+                consensus.offsets, consensus.values.field("median_rating"), mask=consensus.is_null()
+            ),
+            "consensus": consensus,
             "ratings": per_image(
                 "release_ratings",
                 {name: name for name in RATING_FEATURES},

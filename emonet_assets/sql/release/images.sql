@@ -1,7 +1,8 @@
 -- One row per split image with its scalar release columns: the newest manifest row of the image, its prompt and
 -- its QC row, left-joined so that what is missing is null (the refusals name it); and per image the count of
 -- released emotions with intensity consensus and the mean number of ratings behind them. `image_ord` numbers the
--- images in split then sha256 order (the release's row order), so the staged tables sort and filter on an integer.
+-- images in split then sha256 order (the release's row order), so the staged tables sort and filter on an integer;
+-- the table is stored in that order too, so that a chunk's rows are a few row groups, not a scan of every image.
 CREATE OR REPLACE TEMP TABLE release_split_images AS
 SELECT row_number() OVER (ORDER BY split, image_sha256) - 1 AS image_ord, image_sha256, split
 FROM (SELECT image_sha256, min(split) AS split FROM splits GROUP BY image_sha256);
@@ -78,4 +79,5 @@ FROM release_split_images AS s
 LEFT JOIN newest AS g ON s.image_sha256 = g.image_sha256
 LEFT JOIN prompt_design AS p ON g.prompt_id = p.prompt_id
 LEFT JOIN image_qc AS q ON s.image_sha256 = q.image_sha256
-LEFT JOIN labelled AS l ON s.image_ord = l.image_ord;
+LEFT JOIN labelled AS l ON s.image_ord = l.image_ord
+ORDER BY s.image_ord;
