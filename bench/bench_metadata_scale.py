@@ -262,6 +262,9 @@ def stage_release(root: Path, settings: dict) -> dict:
     with ThreadPoolExecutor(8) as pool:  # file creation waits on the kernel, not the GIL
         for _ in pool.map(write, manifest.iter_rows(), chunksize=1024):
             pass
+    # On disk before the release reads them, as generation's fsynced writes leave real images: otherwise the
+    # kernel writes the stand-ins back while the release is measured.
+    os.sync()
     seconds = {"stand_in_files": time.perf_counter() - clock}
     del manifest
     settings_ = ReleaseSettings()
