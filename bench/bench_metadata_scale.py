@@ -247,7 +247,7 @@ def stage_release(root: Path, settings: dict) -> dict:
     `benchmark_release` does before its card; the stand-in files are written first, timed apart."""
     from emonet_assets.lib.release.rows import license_conflicts, release_rows
     from emonet_assets.lib.release.shards import write_shards
-    from emonet_assets.lib.shared.catalog import scratch
+    from emonet_assets.lib.shared.catalog import scratch_on_disk
     from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
     from emonet_assets.profiles import ReleaseSettings
 
@@ -269,7 +269,7 @@ def stage_release(root: Path, settings: dict) -> dict:
     del manifest
     settings_ = ReleaseSettings()
     emotion_ids = [e.id for e in load_taxonomy().emotions]
-    with scratch(store, _duckdb(settings)) as con:
+    with scratch_on_disk(store, _duckdb(settings)) as con:
         # The simulated panel leaves some (image, emotion) items with no rating at all, and the release refuses an
         # image without consensus on every emotion: such images leave the splits first.
         clock = time.perf_counter()

@@ -6,7 +6,7 @@ import polars as pl
 
 from emonet_assets.defs.release.checks import RELEASE_CHECKS, license_compatible, matches_manifest
 from emonet_assets.defs.taxonomy.assets import read_taxonomy
-from emonet_assets.lib.shared.catalog import read_columns, scratch
+from emonet_assets.lib.shared.catalog import read_columns, scratch_on_disk
 from emonet_assets.lib.shared.lineage import library_versions
 from emonet_assets.lib.shared.rules import GENERATED_INTENSITY
 from emonet_assets.lib.shared.tables import FAIRNESS_TABLES, RELEASE_ROW_TABLES, Table
@@ -91,7 +91,7 @@ def benchmark_release(
     settings = profile.release
     taxonomy = read_taxonomy(storage)
     emotions = taxonomy.table().select("emotion_id", "emotion")
-    with scratch(store, profile.annotation.duckdb_settings()) as con:
+    with scratch_on_disk(store, profile.annotation.duckdb_settings()) as con:
         try:
             rows = release_rows(con, store, emotions["emotion_id"].to_list(), settings.max_failed_qc_share)
             files = write_shards(store, rows, settings.shard_bytes)

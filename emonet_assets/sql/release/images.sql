@@ -3,14 +3,14 @@
 -- released emotions with intensity consensus and the mean number of ratings behind them. `image_ord` numbers the
 -- images in split then sha256 order (the release's row order), so the staged tables sort and filter on an integer;
 -- the table is stored in that order too, so that a chunk's rows are a few row groups, not a scan of every image.
-CREATE OR REPLACE TEMP TABLE release_split_images AS
+CREATE OR REPLACE TABLE release_split_images AS
 SELECT row_number() OVER (ORDER BY split, image_sha256) - 1 AS image_ord, image_sha256, split
 FROM (SELECT image_sha256, min(split) AS split FROM splits GROUP BY image_sha256);
 
 -- The split images' intensity consensus on the release's emotions, sorted by `image_ord` (see staged_ratings.sql),
 -- the emotion as its place in the release's list. The consensus is joined on its 64-character image ids once, here:
 -- the per-image counts below are grouped on the integer.
-CREATE OR REPLACE TEMP TABLE release_consensus AS
+CREATE OR REPLACE TABLE release_consensus AS
 SELECT
     s.image_ord::UINTEGER AS image_ord,
     e.ord,
@@ -25,7 +25,7 @@ JOIN release_split_images AS s ON c.image_id = s.image_sha256
 WHERE c.collection = {{ collection }} AND c.scale = 'intensity'
 ORDER BY s.image_ord;
 
-CREATE OR REPLACE TEMP TABLE release_images AS
+CREATE OR REPLACE TABLE release_images AS
 WITH newest AS (
     SELECT *
     FROM generated_images

@@ -1,12 +1,13 @@
--- The released images' ratings in a temp table sorted by the image's place in the release (`image_ord`, an
+-- The released images' ratings in a table sorted by the image's place in the release (`image_ord`, an
 -- integer, cheaper to sort, compare and keep than split and a 64-character id), as their consensus is
 -- (images.sql): a chunk of images (ReleaseRows.split_rows) then reads only the row groups that hold it, whatever
--- the table's size, and DuckDB spills these tables to its temp directory past its memory limit.
+-- the table's size. The release's connection keeps its tables in a database file (catalog.scratch_on_disk),
+-- compressed, not in memory.
 --
 -- A staged row holds integers only: each string column of the ratings is a code into `release_rating_values`
 -- (every column's distinct values, from one scan of the ratings), numbered in the values' sort order so that
 -- sorting codes sorts the strings. A rating row is about 30 bytes instead of the hundred its strings took.
-CREATE OR REPLACE TEMP TABLE release_rating_values AS
+CREATE OR REPLACE TABLE release_rating_values AS
 WITH distinct_values AS (
     SELECT
         CASE grouping(annotator, emotion_id, scale, batch_id)
@@ -21,19 +22,19 @@ SELECT column_name, value, (row_number() OVER (PARTITION BY column_name ORDER BY
 FROM distinct_values;
 
 -- One small table per column to join on: a join on the shared table's (column_name, value) is three times slower.
-CREATE OR REPLACE TEMP TABLE release_annotator_codes AS
+CREATE OR REPLACE TABLE release_annotator_codes AS
 SELECT value, code FROM release_rating_values WHERE column_name = 'annotator';
 
-CREATE OR REPLACE TEMP TABLE release_emotion_id_codes AS
+CREATE OR REPLACE TABLE release_emotion_id_codes AS
 SELECT value, code FROM release_rating_values WHERE column_name = 'emotion_id';
 
-CREATE OR REPLACE TEMP TABLE release_scale_codes AS
+CREATE OR REPLACE TABLE release_scale_codes AS
 SELECT value, code FROM release_rating_values WHERE column_name = 'scale';
 
-CREATE OR REPLACE TEMP TABLE release_batch_id_codes AS
+CREATE OR REPLACE TABLE release_batch_id_codes AS
 SELECT value, code FROM release_rating_values WHERE column_name = 'batch_id';
 
-CREATE OR REPLACE TEMP TABLE release_ratings AS
+CREATE OR REPLACE TABLE release_ratings AS
 SELECT
     i.image_ord::UINTEGER AS image_ord,
     a.code AS annotator,

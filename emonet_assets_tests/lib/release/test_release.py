@@ -21,7 +21,7 @@ from emonet_assets.lib.release.rows import ReleaseRefused, ReleaseRows, license_
 from emonet_assets.lib.release.schema import CARD, CROISSANT, FEATURES, MANIFEST
 from emonet_assets.lib.release.shards import image_chunks, pack_shards, write_shards
 from emonet_assets.lib.release.verify import verify
-from emonet_assets.lib.shared.catalog import scratch
+from emonet_assets.lib.shared.catalog import scratch, scratch_on_disk
 from emonet_assets.lib.shared.lineage import data_version
 from emonet_assets.lib.shared.rules import SPLITS
 from emonet_assets.lib.shared.storage import Store
@@ -278,6 +278,26 @@ def test_rows_equal_the_polars_reference_on_a_varied_panel(tmp_path):
     assert (rows.annotators, rows.batches) == (exploded["annotator"].n_unique(), exploded["batch_id"].n_unique())
     released = tables.annotations.filter(pl.col("image_id").is_in(reference["image_sha256"].implode()))
     assert rows.rating_sources == rating_sources(released).to_dicts()
+
+
+def test_rows_staged_in_a_database_file_equal_the_reference_and_the_file_goes_with_the_connection(tmp_path):
+    """The release's connection: its staged tables live in a file in the spill folder, not in memory."""
+    store = Store(str(tmp_path / "store"))
+    tables = varied_tables(store)
+    order = ["fear", "joy", "anger"]
+    rows_of(store, tables, order)
+    spill = tmp_path / "spill"
+    with scratch_on_disk(store, {"temp_directory": str(spill), "threads": 2}) as con:
+        rows = release_rows(con, store, order, 0.1)
+        got = pa.Table.from_batches([b for split in SPLITS for b in rows.split_rows(split, 7, chunk_images=5)])
+        (database,) = con.sql("SELECT path FROM duckdb_databases() WHERE NOT internal AND path IS NOT NULL").fetchone()
+        stored = {t for (t,) in con.sql("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+        assert database.startswith(str(spill)) and {"release_ratings", "release_consensus", "release_images"} <= stored
+    schema = pa.schema([FEATURES.arrow_schema.field(n) for n in FEATURES if n != "image"])
+    expected = pl.concat([reference_rows(tables, order).filter(pl.col("split") == split) for split in SPLITS])
+    assert got.num_rows == expected.height > 0
+    assert got.cast(schema).equals(expected.to_arrow().cast(schema))
+    assert list(spill.iterdir()) == []
 
 
 def test_missing_consensus_is_refused_naming_count_and_image(tmp_path):
