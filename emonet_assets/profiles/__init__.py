@@ -114,8 +114,8 @@ class AnnotationSettings(dg.Config):
     )
     duckdb_temp_directory: str | None = Field(
         default=None,
-        description="Local folder DuckDB spills to (a node's local disk, not the storage root). "
-        "Default: emonet-duckdb under the system's temporary folder.",
+        description="Local folder DuckDB spills to, and where the release stages its rows in a database file "
+        "(a node's local disk, not the storage root). Default: emonet-duckdb under the system's temporary folder.",
     )
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
 

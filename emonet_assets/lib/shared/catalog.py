@@ -68,10 +68,11 @@ def connect(database: str, store: Store, read_only: bool = False, timeout_s: flo
 def scratch(
     store: Store, settings: Mapping[str, object] | None = None, database: str = ":memory:"
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for a query over the store's Parquet, with the profile's threads, memory limit and
-    spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead of growing. Over an
-    object store, one thread: DuckDB's worker threads call the Python filesystem (s3fs) and can wait forever for the
-    GIL the calling thread holds (duckdb/duckdb#16501; a release on moto hung that way twice in seven runs)."""
+    """A DuckDB, in memory unless `database` names a file, for a query over the store's Parquet, with the profile's
+    threads, memory limit and spill folder (`AnnotationSettings.duckdb_settings`): past the limit it spills instead
+    of growing. Over an object store, one thread: DuckDB's worker threads call the Python filesystem (s3fs) and can
+    wait forever for the GIL the calling thread holds (duckdb/duckdb#16501; a release on moto hung that way twice in
+    seven runs)."""
     con = duckdb.connect(database)
     configure(con, settings)
     if not store.is_local:
