@@ -285,7 +285,7 @@ def test_rows_staged_in_a_database_file_equal_the_reference_and_the_file_goes_wi
     store = Store(str(tmp_path / "store"))
     tables = varied_tables(store)
     order = ["fear", "joy", "anger"]
-    rows_of(store, tables, order)
+    rows_of(store, tables, order)  # writes the tables as the platform does
     spill = tmp_path / "spill"
     with scratch_on_disk(store, {"temp_directory": str(spill), "threads": 2}) as con:
         rows = release_rows(con, store, order, 0.1)
