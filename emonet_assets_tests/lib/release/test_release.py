@@ -136,11 +136,16 @@ TABLES = {
 }
 
 
-def rows_of(store: Store, tables: ReleaseTables, emotions=EMOTIONS, max_failed_qc_share=0.1) -> ReleaseRows:
-    """The tables written to the store as the platform writes them, and the release's rows over them."""
+def write_tables(store: Store, tables: ReleaseTables) -> None:
+    """The tables written to the store as the platform writes them."""
     for field, table in TABLES.items():
         store.remove_tree(f"tables/{table}")
         store.write_table(table, getattr(tables, field))
+
+
+def rows_of(store: Store, tables: ReleaseTables, emotions=EMOTIONS, max_failed_qc_share=0.1) -> ReleaseRows:
+    """The tables written to the store, and the release's rows over them."""
+    write_tables(store, tables)
     return release_rows(scratch(store), store, emotions, max_failed_qc_share)
 
 
@@ -254,6 +259,16 @@ def varied_tables(store: Store, n: int = 60) -> ReleaseTables:
     )
 
 
+def assert_rows_equal(rows: ReleaseRows, reference: pl.DataFrame) -> None:
+    """Every split's rows, read in small chunks and batches, equal the reference's (the image bytes aside)."""
+    schema = pa.schema([FEATURES.arrow_schema.field(n) for n in FEATURES if n != "image"])
+    for split in SPLITS:
+        got = pa.Table.from_batches(list(rows.split_rows(split, 7, chunk_images=5))).cast(schema)
+        expected = reference.filter(pl.col("split") == split).to_arrow().cast(schema)
+        assert got.num_rows == expected.num_rows > 0
+        assert got.equals(expected), split
+
+
 def test_rows_equal_the_polars_reference_on_a_varied_panel(tmp_path):
     """The DuckDB rows against the polars assembly they replaced (kept in the tests as the reference)."""
     store = Store(str(tmp_path))
@@ -261,12 +276,7 @@ def test_rows_equal_the_polars_reference_on_a_varied_panel(tmp_path):
     order = ["fear", "joy", "anger"]
     rows = rows_of(store, tables, order)
     reference = reference_rows(tables, order)
-    schema = pa.schema([FEATURES.arrow_schema.field(n) for n in FEATURES if n != "image"])
-    for split in SPLITS:
-        got = pa.Table.from_batches(list(rows.split_rows(split, 7, chunk_images=5))).cast(schema)
-        expected = reference.filter(pl.col("split") == split).to_arrow().cast(schema)
-        assert got.num_rows == expected.num_rows > 0
-        assert got.equals(expected), split
+    assert_rows_equal(rows, reference)
     assert rows.images["model_fingerprint"].n_unique() == 1 and "models/older" not in rows.images["generation_model"]
     assert (
         rows.images["mean_n_ratings"].to_list()
@@ -285,18 +295,14 @@ def test_rows_staged_in_a_database_file_equal_the_reference_and_the_file_goes_wi
     store = Store(str(tmp_path / "store"))
     tables = varied_tables(store)
     order = ["fear", "joy", "anger"]
-    rows_of(store, tables, order)  # writes the tables as the platform does
+    write_tables(store, tables)
     spill = tmp_path / "spill"
     with scratch_on_disk(store, {"temp_directory": str(spill), "threads": 2}) as con:
         rows = release_rows(con, store, order, 0.1)
-        got = pa.Table.from_batches([b for split in SPLITS for b in rows.split_rows(split, 7, chunk_images=5)])
+        assert_rows_equal(rows, reference_rows(tables, order))
         (database,) = con.sql("SELECT path FROM duckdb_databases() WHERE NOT internal AND path IS NOT NULL").fetchone()
         stored = {t for (t,) in con.sql("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
         assert database.startswith(str(spill)) and {"release_ratings", "release_consensus", "release_images"} <= stored
-    schema = pa.schema([FEATURES.arrow_schema.field(n) for n in FEATURES if n != "image"])
-    expected = pl.concat([reference_rows(tables, order).filter(pl.col("split") == split) for split in SPLITS])
-    assert got.num_rows == expected.height > 0
-    assert got.cast(schema).equals(expected.to_arrow().cast(schema))
     assert list(spill.iterdir()) == []
 
 
