@@ -3,7 +3,8 @@ count: dbt builds them from the same ratings shuffled and split into other files
 items are re-annotated: their ratings came in two or three batches."""
 
 import json
-from datetime import datetime
+import statistics
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -19,12 +20,13 @@ MODELS = ("consensus_labels", "emotion_agreement", "annotator_quality", "reannot
 # Sample standard deviations: {0,0,2,3} is exactly 1.5, the default max_item_std, and must not be flagged;
 # stddev_samp gives 1.4999999999999998 or 1.5 for it depending on arrival order.
 AT_THRESHOLD, ABOVE, BELOW = (0, 0, 2, 3), (0, 0, 2, 4), (1, 1, 2, 3)
+IMPORTED = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
 
 
 def ratings(seed: int = 0) -> pl.DataFrame:
     """A panel of 4 experts on 60 images x 6 emotions, plus items planted at, above and below the spread limit. The
     first 30 images came in one batch; later images were re-annotated, experts 2 and 3 rating them in a second batch,
-    and from image 45 expert 3 in a third."""
+    and from image 45 expert 3 in a third. The third batch was imported first, and the other two at one moment."""
     rng = np.random.default_rng(seed)
     emotions = [e.id for e in load_taxonomy().emotions[:6]]
     rows = []
@@ -43,7 +45,7 @@ def ratings(seed: int = 0) -> pl.DataFrame:
         source_file=pl.lit("panel.csv"),
         collection=pl.lit("generated"),
         scale=pl.lit("intensity"),
-        imported_at=pl.lit(datetime(2026, 1, 1)),
+        imported_at=pl.when(batch == 2).then(IMPORTED[0]).otherwise(IMPORTED[1]),
     )
 
 
@@ -104,6 +106,33 @@ def test_each_item_counts_the_batches_its_ratings_came_in(built):
     assert joined.height == 60 * 6
     assert joined["n_batches"].to_list() == joined["expected"].to_list()
     assert set(joined["n_batches"]) == {1, 2, 3}
+
+
+def test_drift_runs_from_the_first_imported_batch_to_the_last_with_ties_in_id_order(built):
+    """Each annotator's bias per batch (mean of rating less the others' median) against one computed rating by
+    rating. Expert 3's batches by import time are 2, 0, 1 (0 and 1 at one moment, so in id order); expert 2's 0, 1."""
+    panel = ratings()
+    items = panel.group_by("image_id", "emotion_id").agg(item_values=pl.col("value"))
+    rows = panel.join(items, on=["image_id", "emotion_id"]).iter_rows(named=True)
+    biases: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        others = list(row["item_values"])
+        others.remove(row["value"])
+        biases.setdefault((row["annotator"], row["batch_id"][0]), []).append(row["value"] - statistics.median(others))
+    bias = {key: sum(values) / len(values) for key, values in biases.items()}
+    quality = {row["annotator"]: row for row in built[0]["annotator_quality"].iter_rows(named=True)}
+    expected = {"expert-0": None, "expert-1": None, "expert-2": ("0", "1"), "expert-3": ("2", "1")}
+    assert set(quality) == set(expected)
+    for annotator, ends in expected.items():
+        found = quality[annotator]
+        if ends is None:
+            assert found["drift"] is None
+            continue
+        first, last = (bias[annotator, batch] for batch in ends)
+        assert found["first_batch_bias"] == pytest.approx(first, abs=1e-12)
+        assert found["last_batch_bias"] == pytest.approx(last, abs=1e-12)
+        assert found["drift"] == pytest.approx(last - first, abs=1e-12)
+        assert first != last
 
 
 def test_a_spread_exactly_at_the_limit_is_not_disputed_and_one_above_it_is(built):

@@ -33,8 +33,7 @@ select
     r.batch_key,
     r.value,
     ((i.others_median2_by_value >> (4 * r.value)) & 15)::integer as others_median2,
-    count(*) as n_ratings,
-    min(r.imported_at) as imported_at
+    count(*) as n_ratings
 from {{ ref('stg_ratings') }} as r
 inner join items as i using (item_key)
 group by all

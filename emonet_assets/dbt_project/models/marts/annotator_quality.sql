@@ -60,11 +60,12 @@ batch_bias as (
         {{ scale_name('l.scale_key') }} as scale,
         a.annotator,
         l.batch_key,
-        min(l.imported_at) as imported_at,
+        b.imported_at,
         sum(l.n_ratings * (2 * l.value - l.others_median2))::double / 2 / sum(l.n_ratings) as bias
     from {{ ref('int_leave_one_out') }} as l
     inner join {{ collections() }} as c using (collection_key)
     inner join {{ ref('stg_annotators') }} as a using (annotator_key)
+    inner join {{ ref('stg_batches') }} as b using (batch_key)
     group by all
 ),
 

@@ -1,6 +1,7 @@
 -- Accepted ratings, typed, as the integer keys every later model joins and groups on: no string column, as each
 -- one written here costs one to two seconds per 15M ratings. The ids are in the key dimensions (stg_images,
--- stg_emotions, stg_annotators, stg_batches, stg_scales); the annotations table keeps the rest.
+-- stg_emotions, stg_annotators, stg_batches, stg_scales), a batch's import time in stg_batches; the annotations
+-- table keeps the rest.
 select
     {{ item_key('i.image_key', 'e.emotion_key', scale_key('r.scale')) }} as item_key,
     i.collection_key,
@@ -9,8 +10,7 @@ select
     i.image_key,
     a.annotator_key,
     b.batch_key,
-    cast(r.value as integer) as value,
-    cast(r.imported_at as timestamp) as imported_at
+    cast(r.value as integer) as value
 from {{ source('emonet', 'annotations') }} as r
 left join {{ ref('stg_images') }} as i
     on r.collection = i.collection and r.image_id = i.image_id
