@@ -88,7 +88,7 @@ def stage_prompts(root: Path, images: int) -> dict:
 
 
 def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
-    from emonet_assets.lib.annotation.annotation_batches import LOG_SCHEMA, earlier_keys
+    from emonet_assets.lib.annotation.annotation_batches import LOG_SCHEMA, earlier_keys, stored_batch
     from emonet_assets.lib.annotation.annotation_formats import parse_annotation_file
     from emonet_assets.lib.annotation.annotation_import import ImageIndex, import_batch
     from emonet_assets.lib.annotation.simulated_panel import PanelSpec, ground_truth, simulate_ratings, write_long_csv
@@ -122,7 +122,7 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
         clock = time.perf_counter()
         # One partition per batch and its log row, as the import asset writes them.
         now = datetime.now(UTC)
-        store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch)
+        store.write_table(Table.ANNOTATION_BATCHES, stored_batch(result.accepted, now, "expert"), batch)
         log = {name: None for name in LOG_SCHEMA} | {"batch_id": batch, "status": "imported", "raters": "expert"}
         log |= {"imported_at": now, "notes": [], **result.counts}
         store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch)
@@ -134,7 +134,7 @@ def stage_annotations(root: Path, batch_images: int, tmp: Path) -> dict:
 
 
 def stage_annotations_table(root: Path, settings: dict) -> dict:
-    """The annotations asset: every batch file into one table by DuckDB, in import order."""
+    """The annotations asset: a file per imported batch, each a copy of the batch's file, in import order."""
     from emonet_assets.lib.annotation.annotation_batches import write_annotations
 
     collected = write_annotations(_store(root), _duckdb(settings))

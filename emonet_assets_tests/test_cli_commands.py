@@ -592,7 +592,7 @@ def invoke_on(tmp_path: Path, root: Path, args: list[str]):
 
 
 def _annotation_rows(root: Path) -> int:
-    return pl.read_parquet(root / "tables" / "annotations" / "all.parquet").height
+    return pl.read_parquet(root / "tables" / "annotations").height
 
 
 def _cells(stdout: str, name: str) -> list[str]:

@@ -108,7 +108,6 @@ def _assert_the_graph_is_on_s3(moto_s3, root: str, catalog_path: Path) -> None:
         "prompt_design",
         "prompt_shards",
         "taxonomy",
-        "annotations",
         "external_images",
         "consensus_labels",
         "emotion_agreement",
@@ -120,7 +119,10 @@ def _assert_the_graph_is_on_s3(moto_s3, root: str, catalog_path: Path) -> None:
     assert [k for k in tables if k.startswith("graph/tables/generated_images/")] == [
         f"graph/tables/generated_images/shard-0000{i}.parquet" for i in range(5)
     ]
-    assert len([k for k in tables if k.startswith("graph/tables/annotation_batches/")]) == 5
+    batches = sorted(k.rsplit("/", 1)[1] for k in tables if k.startswith("graph/tables/annotation_batches/"))
+    annotations = [k.rsplit("/", 1)[1] for k in tables if k.startswith("graph/tables/annotations/")]
+    assert len(batches) == 5
+    assert sorted(name.split("-", 1)[1] for name in annotations) == batches, "one file per imported batch"
     images = moto_s3.keys("graph/images/")
     assert len(images) == 80 and all(k.endswith(".png") for k in images)
     assert moto_s3.keys("graph/reports/contact_sheets/")

@@ -120,7 +120,7 @@ def _collected_spec(table: Table, description: str) -> dg.AssetSpec:
         _collected_spec(
             Table.ANNOTATIONS,
             "Accepted ratings of every imported batch in one table (the dbt source), each with who its batch "
-            "declared rated it (`raters`).",
+            "declared rated it (`raters`): a file per batch, in import order, so a new batch adds one file.",
         ),
         _collected_spec(
             Table.EXTERNAL_IMAGES,

@@ -7,6 +7,7 @@ batch except through these tables, so a rejected file leaves only its log row be
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from emonet_assets.lib.annotation.landing import (
 )
 from emonet_assets.lib.shared.catalog import quote_list, quote_literal, render_sql, scratch, sql_text
 from emonet_assets.lib.shared.rules import GENERATED
-from emonet_assets.lib.shared.storage import Store
+from emonet_assets.lib.shared.storage import UNPARTITIONED, Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.lib.taxonomy.taxonomy import Taxonomy
 
@@ -150,7 +151,7 @@ def import_landed_batch(
         return LandedBatch(log)
     images, earlier = platform_images(store), earlier_keys(store, batch_id, duckdb_settings)
     result = import_batch(parsed, batch_id, taxonomy, images, collection, earlier, declaration.positional_ids)
-    store.write_table(Table.ANNOTATION_BATCHES, result.accepted.with_columns(imported_at=pl.lit(now)), batch_id)
+    store.write_table(Table.ANNOTATION_BATCHES, stored_batch(result.accepted, now, declaration.raters), batch_id)
     store.write_table(Table.ANNOTATION_REJECTS, rejects_and_skips(result), batch_id)
     store.write_table(Table.ANNOTATION_EXTRAS, result.extras, batch_id)
     positional = ["numbers read as prompt positions (positional ids declared)"] if declaration.positional_ids else []
@@ -165,6 +166,12 @@ def import_landed_batch(
     }
     store.write_table(Table.ANNOTATION_BATCH_LOG, pl.DataFrame([log], schema=LOG_SCHEMA), batch_id)
     return LandedBatch(log, result)
+
+
+def stored_batch(accepted: pl.DataFrame, imported_at: datetime, raters: str) -> pl.DataFrame:
+    """A batch's accepted ratings as its `annotation_batches` file holds them: with its import time and who its
+    declaration says rated it, the annotations table's columns, so that the table takes the file as it is."""
+    return accepted.with_columns(imported_at=pl.lit(imported_at), raters=pl.lit(raters))
 
 
 def declaration_collection(store: Store, path: str) -> str | None:
@@ -218,7 +225,7 @@ def order_rating_sources(sources: pl.DataFrame) -> pl.DataFrame:
 
 
 class CollectedAnnotations(NamedTuple):
-    """What `write_annotations` wrote: the annotations table's path, rows and first rows, its ratings, images and
+    """What `write_annotations` wrote: the annotations table's folder, rows and first rows, its ratings, images and
     annotators per (collection, scale), and the external images."""
 
     path: str
@@ -244,59 +251,94 @@ PER_COLLECTION_SCHEMA = {
 }
 
 
+def annotation_partition(imported_at: datetime, batch_id: str) -> str:
+    """A batch's file in the annotations table, named so that the names sort in import order: import time (UTC, to
+    the microsecond), then batch."""
+    return f"{imported_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{batch_id}"
+
+
 def write_annotations(
     store: Store, settings: Mapping[str, object] | None = None, preview_rows: int = 10
 ) -> CollectedAnnotations:
-    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`), written
-    as the annotations table by DuckDB straight from the batch files in import order, so that no rating passes
-    through Python; the external images they registered come back as a frame.
+    """The accepted ratings of every imported batch, each with who its batch declared rated it (`raters`): one file
+    per imported batch, a copy of the batch's own file, so that a new batch adds a file instead of rewriting every
+    rating, and no rating passes through Python. The external images they registered come back as a frame.
 
-    Import order is import time, batch, source row, then the row's place in its file. A batch's rows carry its log
-    row's import time and the importer writes them in source order, so the files listed by (import time, batch)
-    and scanned in that order (DuckDB keeps a scan's order) are that order without sorting every rating."""
+    The files' names sort in import order (import time, then batch) and the importer writes a file's rows in source
+    order, so the table read in name order is import order: import time, batch, source row, then the row's place in
+    its file. Files of batches no longer imported are removed after the new ones are written. A batch file written
+    before the importer stored `raters` is written again by DuckDB with its log row's."""
     stored = store.table_partitions(Table.ANNOTATION_BATCHES)
     imported = (
         batch_log(store)
         .filter(pl.col("status") == "imported", pl.col("batch_id").is_in(stored))
         .sort("imported_at", "batch_id")
-        .select("batch_id", "raters")
     )
-    if imported.is_empty():
+    wanted = {
+        annotation_partition(at, batch): (batch, raters)
+        for batch, raters, at in imported.select("batch_id", "raters", "imported_at").iter_rows()
+    }
+    present = store.table_partitions(Table.ANNOTATIONS)
+    folder = posixpath.dirname(store.table_path(Table.ANNOTATIONS))
+    if not wanted:
         empty = pl.DataFrame(schema={**ACCEPTED_SCHEMA, "raters": pl.String})
-        path = store.write_table(Table.ANNOTATIONS, empty)
+        store.write_table(Table.ANNOTATIONS, empty)
+        for partition in set(present) - {UNPARTITIONED}:
+            store.remove_table_file(Table.ANNOTATIONS, partition)
         return CollectedAnnotations(
-            path, 0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
+            folder, 0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
         )
     with scratch(store, settings) as con:
-        batches = imported["batch_id"].to_list()
-        files = [store.url(store.table_path(Table.ANNOTATION_BATCHES, batch)) for batch in batches]
-        con.execute(
-            render_sql(
-                "annotation/annotations",
-                files=quote_list(files),
-                batches=quote_list(batches),
-                raters=quote_list(imported["raters"]),
-            )
-        )
-        ordered = sql_text("annotation/ordered_annotations")
-        written = {}
-
-        def copy(target: str) -> None:
-            """The preview is the written file's first rows, not a second pass over every batch."""
-            sql = f"COPY ({ordered}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)"
-            written["rows"] = con.execute(sql).fetchone()[0]
-            written["head"] = con.sql(f"SELECT * FROM read_parquet({quote_literal(target)}) LIMIT {preview_rows}").pl()
-
-        path = store.write_table_file(Table.ANNOTATIONS, copy)
+        missing = {partition: batch for partition, batch in wanted.items() if partition not in present}
+        _add_batch_files(store, con, missing)
+        for partition in set(present) - wanted.keys():
+            store.remove_table_file(Table.ANNOTATIONS, partition)
+        files = [store.url(store.table_path(Table.ANNOTATIONS, partition)) for partition in sorted(wanted)]
+        con.execute(render_sql("annotation/annotations", files=quote_list(files)))
+        rows = con.sql("SELECT count(*) FROM annotation_ratings").fetchone()[0]
+        head = con.sql(f"SELECT * EXCLUDE (file_row_number) FROM annotation_ratings LIMIT {preview_rows}").pl()
         per_collection = con.sql(sql_text("annotation/per_collection")).pl()
         external = con.sql(render_sql("annotation/external_images", generated=quote_literal(GENERATED))).pl()
     return CollectedAnnotations(
-        path,
-        written["rows"],
-        written["head"],
+        folder,
+        rows,
+        head,
         per_collection.cast(PER_COLLECTION_SCHEMA),  # type: ignore[arg-type]
         external.cast(EXTERNAL_SCHEMA),  # type: ignore[arg-type]
     )
+
+
+def _add_batch_files(store: Store, con, missing: Mapping[str, tuple[str, str]]) -> None:
+    """Each missing partition of the annotations table from its batch's file (partition: batch, raters): a copy, or
+    for a file without `raters`, DuckDB's rewrite of it with them (one file scanned, so its order is kept)."""
+    if not missing:
+        return
+    sources = {
+        partition: store.table_path(Table.ANNOTATION_BATCHES, batch) for partition, (batch, _) in missing.items()
+    }
+    urls = quote_list(store.url(source) for source in sources.values())
+    with_raters = {
+        f for (f,) in con.sql(f"SELECT file_name FROM parquet_schema({urls}) WHERE name = 'raters'").fetchall()
+    }
+    for partition, source in sources.items():
+        if store.url(source) in with_raters:
+            store.copy_table_file(Table.ANNOTATIONS, source, partition)
+            continue
+        sql = render_sql(
+            "annotation/batch_with_raters",
+            file=quote_literal(store.url(source)),
+            raters=quote_literal(missing[partition][1]),
+        )
+        store.write_table_file(Table.ANNOTATIONS, _copy_to(con, sql), partition)
+
+
+def _copy_to(con, sql: str) -> Callable[[str], None]:
+    """A writer for `Store.write_table_file`: DuckDB's `COPY` of `sql`'s rows to the path it is given."""
+
+    def write(target: str) -> None:
+        con.execute(f"COPY ({sql}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)")
+
+    return write
 
 
 def reconcile_batches(store: Store) -> list[dict]:

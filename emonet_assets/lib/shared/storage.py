@@ -2,7 +2,8 @@
 
 Layout under the root:
     images/<sha[:2]>/<sha[2:4]>/<sha>.<ext>    written once, never overwritten
-    tables/<asset>/<partition>.parquet          one file per partition ("all" when unpartitioned)
+    tables/<asset>/<partition>.parquet          one file per partition ("all" when unpartitioned; the annotations
+                                                table has one per imported batch, named in import order)
 
 Every table read, listing and write is reported to the observer of the current context, if any (`observe_tables`):
 that is how the lineage test sees which tables each Dagster step touches.
@@ -14,6 +15,7 @@ import hashlib
 import io
 import os
 import posixpath
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -222,23 +224,47 @@ class Store:
         """A table's partition file written by `write(local path)`, e.g. DuckDB's `COPY ... TO`, so that no frame
         passes through Python: written under a temporary name then renamed on local disks, written to a local
         temporary file then uploaded whole to object stores. Returns the path, as `write_table` does."""
+
+        def put(target: str) -> None:
+            if self.is_local:
+                self._replace_locally(target, write)
+                return
+            with tempfile.TemporaryDirectory() as folder:
+                local = os.path.join(folder, posixpath.basename(target))
+                write(local)
+                self.fs.put_file(local, target)
+
+        return self._put_table_file(name, partition, put)
+
+    def copy_table_file(self, name: str, src: str, partition: str) -> str:
+        """A table's partition file that is a byte copy of the stored file `src`: copied under a temporary name then
+        renamed on local disks, copied by the server on object stores. Returns the path, as `write_table` does."""
+        source = self._abs(src)
+
+        def put(target: str) -> None:
+            if self.is_local:
+                self._replace_locally(target, lambda tmp: shutil.copyfile(source, tmp))
+            else:
+                self.fs.copy(source, target)
+
+        return self._put_table_file(name, partition, put)
+
+    def _put_table_file(self, name: str, partition: str, put: Callable[[str], None]) -> str:
+        """`put(target)` writes one whole partition file; a table's first file is announced to `on_new_table`."""
         _observe(WRITE, name)
         first = self.on_new_table is not None and not self._partition_files(name)
         rel = self.table_path(name, partition)
-        target = self._abs(rel)
         try:
-            if self.is_local:
-                self._replace_locally(target, write)
-            else:
-                with tempfile.TemporaryDirectory() as folder:
-                    local = os.path.join(folder, posixpath.basename(target))
-                    write(local)
-                    self.fs.put_file(local, target)
+            put(self._abs(rel))
         except OSError as exc:
             raise StorageError(f"cannot write {self.url(rel)}: {exc}") from exc
         if first:
             self.on_new_table(self, name)
         return rel
+
+    def remove_table_file(self, name: str, partition: str) -> None:
+        _observe(WRITE, name)
+        self.fs.rm_file(self._abs(self.table_path(name, partition)))
 
     def _listable(self, folder: str) -> str:
         """Object-store listings are cached per filesystem; another process may have written since."""

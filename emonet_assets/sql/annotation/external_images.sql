@@ -7,7 +7,7 @@ WITH external AS (
         image_ref,
         batch_id,
         row_number() OVER (ORDER BY imported_at, batch_id, source_row, file_row_number) AS ord
-    FROM batch_ratings
+    FROM annotation_ratings
     WHERE collection != {{ generated }}
 )
 SELECT

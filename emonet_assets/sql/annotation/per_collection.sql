@@ -5,6 +5,6 @@ SELECT
     count(*)::UINTEGER AS ratings,
     count(DISTINCT image_id)::UINTEGER AS images,
     count(DISTINCT annotator)::UINTEGER AS annotators
-FROM batch_ratings
+FROM annotation_ratings
 GROUP BY collection, scale
 ORDER BY collection, scale;

@@ -38,16 +38,73 @@ def test_a_batch_records_who_rated_and_every_rating_carries_it(tmp_path):
 
 
 def test_batches_logged_before_raters_were_recorded_read_as_expert(tmp_path):
+    """The log row and the batch file both from before `raters`: the annotations table writes the file again with
+    the default."""
     store = Store(str(tmp_path / "root"))
-    _, sha, _ = land_file(store, PREFIX, "panel.csv", RATINGS, BatchDeclaration(collection="sample"))
+    _, sha, _ = land_file(store, PREFIX, "panel.csv", RATINGS, BatchDeclaration(collection="sample", raters="crowd"))
     import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20)
     store.write_table(Table.ANNOTATION_BATCH_LOG, batch_log(store).drop("raters"), sha)
+    accepted = store.read_table(Table.ANNOTATION_BATCHES).drop("raters")
+    store.write_table(Table.ANNOTATION_BATCHES, accepted, sha)
 
     assert batch_log(store)["raters"].to_list() == ["expert"]
     write_annotations(store)
     ratings = store.read_table(Table.ANNOTATIONS)
-    assert set(ratings["raters"]) == {"expert"}
+    assert ratings.equals(accepted.with_columns(raters=pl.lit("expert"))) and ratings.height == 3
     assert rating_sources(ratings.drop("raters"))["raters"].to_list() == ["expert"]
+
+
+def test_a_batch_file_from_before_raters_takes_them_from_its_log_row(tmp_path):
+    store = Store(str(tmp_path / "root"))
+    _, sha, _ = land_file(store, PREFIX, "crowd.csv", RATINGS, BatchDeclaration(collection="sample", raters="crowd"))
+    import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20)
+    accepted = store.read_table(Table.ANNOTATION_BATCHES)
+    store.write_table(Table.ANNOTATION_BATCHES, accepted.drop("raters"), sha)
+
+    write_annotations(store, {"threads": 1})
+    assert store.read_table(Table.ANNOTATIONS).equals(accepted)
+    assert accepted["raters"].to_list() == ["crowd"] * 3
+
+
+def _imported(store: Store, name: str, data: bytes) -> dict:
+    _, sha, _ = land_file(store, PREFIX, name, data, BatchDeclaration(collection="sample"))
+    return import_landed_batch(store, PREFIX, sha, load_taxonomy(), max_bytes=1 << 20).log
+
+
+def test_a_new_batch_adds_its_file_and_a_batch_no_longer_imported_loses_its_own(tmp_path):
+    """Files already in the table are left as they are; the one-file table of earlier versions goes too."""
+    store = Store(str(tmp_path / "root"))
+    store.write_table(Table.ANNOTATIONS, pl.DataFrame({"batch_id": ["from an earlier version"]}))
+    first = _imported(store, "a.csv", RATINGS)
+    write_annotations(store)
+    [kept] = store.table_partitions(Table.ANNOTATIONS)
+    assert kept == f"{first['imported_at']:%Y%m%dT%H%M%S%fZ}-{first['batch_id']}"
+    kept_file = tmp_path / "root" / store.table_path(Table.ANNOTATIONS, kept)
+    written = kept_file.stat().st_mtime_ns
+
+    second = _imported(store, "b.csv", RATINGS.replace(b",ann,", b",cid,").replace(b",bea,", b",dan,"))
+    assert write_annotations(store).rows == 6
+    assert store.table_partitions(Table.ANNOTATIONS)[0] == kept and kept_file.stat().st_mtime_ns == written
+    batches = store.read_table(Table.ANNOTATIONS)["batch_id"].unique(maintain_order=True)
+    assert batches.to_list() == [first["batch_id"], second["batch_id"]]
+
+    log = store.read_table(Table.ANNOTATION_BATCH_LOG, [second["batch_id"]])
+    store.write_table(Table.ANNOTATION_BATCH_LOG, log.with_columns(status=pl.lit("rejected")), second["batch_id"])
+    assert write_annotations(store).rows == 3
+    assert store.table_partitions(Table.ANNOTATIONS) == [kept]
+
+
+def test_the_annotations_table_on_s3_copies_batch_files_and_rewrites_one_from_before_raters(moto_s3):
+    store = Store(f"s3://{moto_s3.bucket}/annotations", moto_s3.storage_options)
+    _imported(store, "a.csv", RATINGS)
+    older = _imported(store, "b.csv", RATINGS.replace(b",ann,", b",cid,").replace(b",bea,", b",dan,"))
+    accepted = store.read_table(Table.ANNOTATION_BATCHES, [older["batch_id"]])
+    store.write_table(Table.ANNOTATION_BATCHES, accepted.drop("raters"), older["batch_id"])
+    expected, _ = _collected_in_polars(store)
+
+    collected = write_annotations(store, {"threads": 1})
+    assert store.read_table(Table.ANNOTATIONS).equals(expected) and collected.rows == expected.height == 6
+    assert expected["raters"].to_list() == ["expert"] * 6
 
 
 def _collected_in_polars(store):
@@ -55,9 +112,8 @@ def _collected_in_polars(store):
     order the DuckDB path makes total), and the external images grouped from that frame."""
     log = batch_log(store)
     imported = log.filter(pl.col("status") == "imported")["batch_id"].to_list()
-    ratings = store.read_table(Table.ANNOTATION_BATCHES, imported).sort(
-        "imported_at", "batch_id", "source_row", maintain_order=True
-    )
+    batches = [store.read_table(Table.ANNOTATION_BATCHES, [batch]).drop("raters", strict=False) for batch in imported]
+    ratings = pl.concat(batches).sort("imported_at", "batch_id", "source_row", maintain_order=True)
     ratings = ratings.join(log.select("batch_id", "raters"), on="batch_id", how="left", maintain_order="left")
     external = (
         ratings.filter(pl.col("collection") != "generated")

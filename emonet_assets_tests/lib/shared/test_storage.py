@@ -203,6 +203,21 @@ def test_rewriting_a_partition_replaces_it(backend):
     assert store.read_table("prompts").height == 4
 
 
+def test_a_copied_partition_is_its_source_byte_for_byte_and_a_removed_one_is_gone(backend):
+    store, seen = backend.store, []
+    source = store.write_table("batches", sample_frame(0, 3), partition="b1")
+    with observe_tables(lambda kind, table: seen.append((kind, table))):
+        assert store.copy_table_file("collected", source, "2026-b1") == "tables/collected/2026-b1.parquet"
+    store.write_table("collected", sample_frame(10, 2), partition="2027-b2")
+
+    assert backend.raw_bytes("tables/collected/2026-b1.parquet") == backend.raw_bytes(source)
+    assert_frame_equal(store.read_table("collected"), pl.concat([sample_frame(0, 3), sample_frame(10, 2)]))
+    store.remove_table_file("collected", "2027-b2")
+    assert store.table_partitions("collected") == ["2026-b1"]
+    assert backend.files() == ["tables/batches/b1.parquet", "tables/collected/2026-b1.parquet"]
+    assert ("write", "collected") in seen
+
+
 def test_table_partitions_and_names_of_nothing_are_empty(backend):
     assert backend.store.table_partitions("never_written") == []
     assert backend.store.table_names() == []
