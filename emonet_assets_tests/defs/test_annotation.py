@@ -1,6 +1,7 @@
 """Annotation batches through the landing-zone sensor, then consensus and agreement (dbt) on the result."""
 
 import json
+import re
 import shutil
 from itertools import combinations
 
@@ -23,6 +24,7 @@ from emonet_assets.lib.consensus.agreement import KEY, item_statistics
 from emonet_assets.lib.shared.storage import Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
+from emonet_assets.resources import CatalogResource
 from emonet_assets.runner import materialize_step, plan, run_sensor
 from emonet_assets_tests.defs.conftest import tiny_profile
 
@@ -149,6 +151,21 @@ def test_consensus_recovers_the_ground_truth_of_a_low_noise_panel(annotated_copy
     assert joined.height == 60 * 8
     assert (joined["median_rating"] - joined["intensity"]).abs().mean() < 0.5
     assert (joined["present"] == (joined["intensity"] >= 1)).mean() > 0.9
+
+
+def test_a_second_consensus_build_reuses_dbt_s_parse_of_the_project(annotated_copy):
+    """dbt's artifacts stay in one folder per catalog, so a build parses the whole project only when the project or
+    its variables changed: here the first build on this copy, whose storage root is new."""
+    env = annotated_copy
+    dbt_step = next(keys for keys in plan(env.defs) if Table.CONSENSUS_LABELS.key in keys)
+    for _ in range(2):
+        report = materialize_step(env.defs, env.instance, dbt_step)
+        assert report.success, report.error
+    log = (CatalogResource(database=env.profile.catalog_path).dbt_target_path() / "dbt.log").read_text()
+    parses: dict[str, set[str]] = {}  # per dbt process, in order: how it parsed
+    for name, pid in re.findall(r'"name": "(UnableToPartialParse|PartialParsingSkipParsing)", "pid": (\d+)', log):
+        parses.setdefault(pid, set()).add(name)
+    assert list(parses.values())[-2:] == [{"UnableToPartialParse"}, {"PartialParsingSkipParsing"}]
 
 
 def _reliability(ratings: pl.DataFrame) -> np.ndarray:

@@ -36,7 +36,7 @@ def consensus_models(
         "s3_endpoint_url": storage.endpoint_url or "https://s3.amazonaws.com",
     }
     args = ["build", "--vars", json.dumps(dbt_vars), "--target", "local" if store.is_local else "s3"]
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=catalog.dbt_target_path())
     events = list(invocation.stream())
     exported = {}
     if invocation.is_successful():
