@@ -341,7 +341,9 @@ def _stages(args: argparse.Namespace, root: Path, tmp: Path, settings: dict) -> 
         (
             "annotations_table",
             lambda: stage(stage_annotations_table, root, settings),
-            lambda r: f"{r['rows']:,} ratings into one table by DuckDB; {r['external']} external images",
+            lambda r: (
+                f"{r['rows']:,} ratings in the annotations table, a file per batch; {r['external']} external images"
+            ),
         ),
         (
             "ratings_check",
