@@ -140,7 +140,7 @@ def annotations(storage: StorageResource, profile: ProfileResource):
         asset_key=Table.ANNOTATIONS.key,
         metadata={
             **table_metadata(
-                collected.head, store.url(collected.path), preview_drop=["imported_at"], rows=collected.rows
+                collected.head, store.table_glob(Table.ANNOTATIONS), preview_drop=["imported_at"], rows=collected.rows
             ),
             "batches_imported": int((log["status"] == "imported").sum()),
             "batches_rejected": int((log["status"] == "rejected").sum()),

@@ -7,7 +7,6 @@ batch except through these tables, so a rejected file leaves only its log row be
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -225,10 +224,9 @@ def order_rating_sources(sources: pl.DataFrame) -> pl.DataFrame:
 
 
 class CollectedAnnotations(NamedTuple):
-    """What `write_annotations` wrote: the annotations table's folder, rows and first rows, its ratings, images and
+    """What `write_annotations` wrote: the annotations table's rows and first rows, its ratings, images and
     annotators per (collection, scale), and the external images."""
 
-    path: str
     rows: int
     head: pl.DataFrame
     per_collection: pl.DataFrame
@@ -279,14 +277,13 @@ def write_annotations(
         for batch, raters, at in imported.select("batch_id", "raters", "imported_at").iter_rows()
     }
     present = store.table_partitions(Table.ANNOTATIONS)
-    folder = posixpath.dirname(store.table_path(Table.ANNOTATIONS))
     if not wanted:
         empty = pl.DataFrame(schema={**ACCEPTED_SCHEMA, "raters": pl.String})
         store.write_table(Table.ANNOTATIONS, empty)
         for partition in set(present) - {UNPARTITIONED}:
             store.remove_table_file(Table.ANNOTATIONS, partition)
         return CollectedAnnotations(
-            folder, 0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
+            0, empty, pl.DataFrame(schema=PER_COLLECTION_SCHEMA), pl.DataFrame(schema=EXTERNAL_SCHEMA)
         )
     with scratch(store, settings) as con:
         missing = {partition: batch for partition, batch in wanted.items() if partition not in present}
@@ -300,7 +297,6 @@ def write_annotations(
         per_collection = con.sql(sql_text("annotation/per_collection")).pl()
         external = con.sql(render_sql("annotation/external_images", generated=quote_literal(GENERATED))).pl()
     return CollectedAnnotations(
-        folder,
         rows,
         head,
         per_collection.cast(PER_COLLECTION_SCHEMA),  # type: ignore[arg-type]
