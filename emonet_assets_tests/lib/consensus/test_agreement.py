@@ -160,15 +160,19 @@ def test_resample_is_a_replayable_draw_of_the_seeded_generator():
     assert draw["alpha_interval"].item() == pytest.approx(krippendorff.alpha(reliability_data=matrix), abs=1e-9)
 
 
-def test_resample_indices_do_not_depend_on_chunking(monkeypatch):
-    whole = list(resample_indices(50, 250, 3))
-    assert [chunk.shape for chunk in whole] == [(250, 50)]
-    monkeypatch.setattr(agreement, "_RESAMPLE_CELLS", 5_000)
-    chunks = list(resample_indices(50, 250, 3))
-    assert [chunk.shape for chunk in chunks] == [(100, 50), (100, 50), (50, 50)]
+@pytest.mark.parametrize("n_images", [1, 7, 50, 333])
+def test_resample_indices_are_one_call_per_resample_whatever_the_chunking(monkeypatch, n_images):
+    """The replayable definition: resample r is the generator's r-th call for n_images integers (int64), for odd
+    and even sizes, in one chunk or several."""
+    whole = list(resample_indices(n_images, 250, 3))
+    assert [chunk.shape for chunk in whole] == [(250, n_images)]
+    monkeypatch.setattr(agreement, "_RESAMPLE_CELLS", 100 * n_images)
+    chunks = list(resample_indices(n_images, 250, 3))
+    assert [chunk.shape for chunk in chunks] == [(100, n_images), (100, n_images), (50, n_images)]
     rng = np.random.default_rng(3)
-    np.testing.assert_array_equal(np.concatenate(chunks), [rng.integers(0, 50, 50) for _ in range(250)])
-    np.testing.assert_array_equal(np.concatenate(chunks), whole[0])
+    per_resample = [rng.integers(0, n_images, n_images) for _ in range(250)]
+    np.testing.assert_array_equal(np.concatenate(chunks), per_resample)
+    np.testing.assert_array_equal(whole[0], per_resample)
     monkeypatch.undo()
     assert max(chunk.shape[0] for chunk in resample_indices(1_000_000, 30, 3)) == 10
 
