@@ -55,11 +55,11 @@ _TABLE_DESCRIPTIONS = {
                 Table.MODEL_FAIRNESS_GROUPS.key,
             ],
             freshness_policy=weekly_freshness,
-            description="The model's metrics by age, gender, ethnicity group and their intersections (fairlearn "
-            "MetricFrame, bootstrap CIs, between-group gaps), beside the data side: images per split, QC and "
-            "expert agreement per group, the leaderboard of every registered model (model_leaderboard, per "
-            "emotion) and each registered model's gates and gaps (model_fairness_*). A self-contained HTML report "
-            "and a Markdown summary here; its tables are the fairness_* assets.",
+            description="The model's metrics by age, gender, ethnicity group and their intersections (the values "
+            "fairlearn's MetricFrame gives, bootstrap CIs, between-group gaps), beside the data side: images per "
+            "split, QC and expert agreement per group, the leaderboard of every registered model "
+            "(model_leaderboard, per emotion) and each registered model's gates and gaps (model_fairness_*). A "
+            "self-contained HTML report and a Markdown summary here; its tables are the fairness_* assets.",
         ),
         *(
             dg.AssetSpec(

@@ -1,9 +1,10 @@
 """Model performance, data balance and rater agreement per demographic group, their disparities, and a gate.
 
-Groups come from fairlearn's `MetricFrame` with one row per image and its emotions as columns, so each metric is
-`evaluation`'s per-emotion metric on a group's images, averaged over emotions. Confidence intervals resample a
-group's images with `agreement.resample_indices`, the same unit: an image's emotions are rated together, so
-resampling (image, emotion) pairs would understate the spread.
+An image is one row with its emotions as columns, so each metric is `evaluation`'s per-emotion metric on a group's
+images, averaged over emotions: the values fairlearn's `MetricFrame` gives (`metric_frame`), computed beside the
+group's resamples instead of by a second pass that also scores the whole test set once per grouping. Confidence
+intervals resample a group's images with `agreement.resample_indices`, the same unit: an image's emotions are rated
+together, so resampling (image, emotion) pairs would understate the spread.
 """
 
 from __future__ import annotations
@@ -221,11 +222,21 @@ def _percentile(draws: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _intervals(cells: _Cells, rows: np.ndarray, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
-    """Percentile CI of each metric from resampling the group's images; every metric sees the same draws, those
-    `evaluation.spearman_draws` makes with this seed, drawn once."""
+def _values_and_intervals(
+    cells: _Cells, rows: np.ndarray, resamples: int, seed: int
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Each metric of the group's images, as MetricFrame computes it (`metric_frame`, the tests' reference), and its
+    percentile CI from resampling the images (none when `resamples` is 0). The value and every draw share one
+    `SpearmanColumns`, and every metric sees the same draws, those `evaluation.spearman_draws` makes with this seed,
+    drawn once."""
     truth, predicted, present = cells.truth[rows], cells.predicted[rows], cells.present[rows]
     columns = SpearmanColumns.of(predicted, truth)
+    ones = np.ones((1, rows.size), np.uint8)
+    values = {
+        "mean_spearman": float(_nanmean(columns.spearman(ones)[:, 0])),
+        "mean_mae": float(_mean_mae(truth, predicted, ones.astype(np.float64))[0]),
+        "mean_presence_f1": float(_mean_f1(present, predicted, ones.astype(np.float64))[0]),
+    }
     spearman, mae, f1 = [], [], []
     for indices in resample_indices(rows.size, resamples, seed):
         counts = draw_counts(indices, rows.size)
@@ -233,10 +244,13 @@ def _intervals(cells: _Cells, rows: np.ndarray, resamples: int, seed: int) -> di
         weights = counts.astype(np.float64)
         mae.append(_mean_mae(truth, predicted, weights))
         f1.append(_mean_f1(present, predicted, weights))
-    return {
+    if not resamples:
+        return values, {}
+    intervals = {
         metric: _percentile(np.concatenate(draws))
         for metric, draws in zip(HIGHER_IS_BETTER, (spearman, mae, f1), strict=True)
     }
+    return values, intervals
 
 
 def _combinations(attributes: Sequence[str]) -> list[tuple[str, ...]]:
@@ -258,10 +272,8 @@ def group_metrics(
     seed: int = 42,
 ) -> pl.DataFrame:
     """Long table (attribute, group, n_images, metric, value, ci_low, ci_high, too_small) for every attribute and
-    every intersection of them. Too-small groups keep their point value but get no CI: an interval from a handful
-    of images would look more certain than it is."""
-    import pandas as pd
-
+    every intersection of them, groups in MetricFrame's order (sorted). Too-small groups keep their point value but
+    get no CI: an interval from a handful of images would look more certain than it is."""
     cells = _cells(predictions, consensus, demographics, attributes)
     if cells.groups.is_empty():
         return pl.DataFrame(schema=GROUP_SCHEMA)
@@ -270,18 +282,15 @@ def group_metrics(
     # after each product took cores from the kernel (a third of its time on two cores).
     with threadpool_limits(limits=1, user_api="blas"):
         for combination in _combinations(attributes):
-            rows = _rows_by_group(cells, combination)
-            for key, values in _metric_frame(cells, combination).by_group.iterrows():
-                if pd.isna(values["n_images"]):
-                    continue
-                key = key if isinstance(key, tuple) else (key,)
-                n_images = int(values["n_images"])
-                too_small = n_images < min_group_size
-                intervals = {} if too_small else _intervals(cells, rows[key], resamples, seed)
+            by_group = _rows_by_group(cells, combination)
+            for key in sorted(by_group):
+                rows = by_group[key]
+                too_small = rows.size < min_group_size
+                values, intervals = _values_and_intervals(cells, rows, 0 if too_small else resamples, seed)
                 label = (SEPARATOR.join(combination), SEPARATOR.join(key))
-                for metric in HIGHER_IS_BETTER:
+                for metric, value in values.items():
                     low, high = intervals.get(metric, (None, None))
-                    records.append((*label, n_images, metric, float(values[metric]), low, high, too_small))
+                    records.append((*label, rows.size, metric, value, low, high, too_small))
     return pl.DataFrame(records, schema=GROUP_SCHEMA, orient="row")
 
 

@@ -94,6 +94,27 @@ def test_metric_frame_values_equal_a_direct_computation_per_group():
     ]
 
 
+def test_group_values_are_fairlearn_metric_frame_s_for_every_attribute_and_intersection():
+    """The report computes each group's values beside its draws; fairlearn's MetricFrame over the same cells is the
+    reference, group by group and in its order."""
+    predictions, consensus, demographics = make_data(n_images=180, noisy_group="group_a", seed=3)
+    table = group_metrics(predictions, consensus, demographics, min_group_size=15, resamples=10)
+    compared = 0
+    for combination in fairness._combinations(fairness.ATTRIBUTES):
+        attribute = " x ".join(combination)
+        ours = table.filter(pl.col("attribute") == attribute)
+        by_group = metric_frame(predictions, consensus, demographics, list(combination)).by_group
+        expected = by_group.dropna(subset=["n_images"])
+        groups = [" x ".join(key if isinstance(key, tuple) else (key,)) for key in expected.index]
+        assert ours["group"].unique(maintain_order=True).to_list() == groups
+        for metric in ["n_images", *METRICS]:
+            column = "n_images" if metric == "n_images" else "value"
+            values = ours.filter(pl.col("metric") == (METRICS[0] if metric == "n_images" else metric))[column]
+            np.testing.assert_array_equal(values.to_numpy(), expected[metric].to_numpy(dtype=float))
+            compared += len(groups)
+    assert compared == 4 * table.filter(pl.col("metric") == METRICS[0]).height
+
+
 def test_fairlearn_difference_and_ratio_equal_our_disparities():
     predictions, consensus, demographics = make_data(n_images=240, noisy_group="group_b")
     table = group_metrics(predictions, consensus, demographics, min_group_size=20, resamples=20)
@@ -134,7 +155,7 @@ def test_intervals_equal_the_numpy_reference_with_the_draws_made_once(monkeypatc
 
     monkeypatch.setattr(fairness, "resample_indices", counted)
     for rows in groups.values():
-        ours = fairness._intervals(cells, rows, 120, 5)
+        _, ours = fairness._values_and_intervals(cells, rows, 120, 5)
         expected = reference_bootstrap.intervals(cells, rows, 120, 5)
         for metric in METRICS:
             np.testing.assert_allclose(ours[metric], expected[metric], rtol=0, atol=1e-12)
