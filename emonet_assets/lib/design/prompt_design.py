@@ -164,9 +164,29 @@ def _join_words(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _stable_int(*parts: object, bits: int = 32) -> int:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> (64 - bits)
+def _hashed_int(text: str, bits: int = 32) -> int:
+    """The first `bits` bits of the text's sha256: a number every machine and Python version derives alike."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> (64 - bits)
+
+
+# A prompt's identity is its cell's factors and these, hashed as JSON with sorted keys into its id.
+_PROMPT_KEYS = ("replicate", "template_id", "text")
+
+
+def _identity_parts(cell: dict) -> list[str]:
+    """The cell's prompt identity, `json.dumps({factors..., replicate, template_id, text}, sort_keys=True)`, as the
+    four pieces of text around the three per-prompt values (which sort in that order): a prompt fills them in
+    instead of encoding the whole object (a sixth of the design's time)."""
+    members = sorted([*((f, json.dumps(cell[f])) for f in FACTORS), *((key, None) for key in _PROMPT_KEYS)])
+    parts, text = [], "{"
+    for i, (key, encoded) in enumerate(members):
+        text += (", " if i else "") + json.dumps(key) + ": "
+        if encoded is None:
+            parts.append(text)
+            text = ""
+        else:
+            text += encoded
+    return [*parts, text + "}"]
 
 
 def _cell_id(values: tuple) -> str:
@@ -218,36 +238,37 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
     cell_emotions = [by_id[cell["emotion_id"]] for cell in cell_rows]
     clusters = [list(emotion.cluster) for emotion in cell_emotions]
     rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
-    words_flat, words_offsets, template_column, text_column, id_column, seed_column = [], [0], [], [], [], []
-    for position in range(total):
-        replicate, slot = divmod(position, n_cells)
-        cell, emotion = cell_rows[slot], cell_emotions[slot]
-        cell_key = cell["cell_id"]
-        rng.seed(_stable_int(spec.seed, cell_key, replicate, bits=64))
-        words = rng.sample(clusters[slot], min(spec.cluster_words, len(emotion.cluster)))
-        template_id = template_ids[_stable_int(spec.seed, "template", cell_key, replicate) % len(template_ids)]
-        fields = {
+    # Per cell once, the text a prompt's hashes start with, its fields but the cluster words, its identity's pieces.
+    seed_texts = [f"{spec.seed}|{cell['cell_id']}|" for cell in cell_rows]
+    template_texts = [f"{spec.seed}|template|{cell['cell_id']}|" for cell in cell_rows]
+    cell_fields = [
+        {
             "ethnicity": cell["ethnicity"],
             "gender": cell["gender"],
             "age": str(cell["age"]),
-            "cluster": _join_words(words),
             "emotion": emotion.name.lower(),
             **{axis: cell[axis] for axis in AXIS_PHRASES},
         }
-        text = render_prompt(spec.templates[template_id], fields)
-        identity = {
-            **{f: cell[f] for f in FACTORS},
-            "replicate": replicate,
-            "template_id": template_id,
-            "text": text,
-        }
-        prompt_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        for cell, emotion in zip(cell_rows, cell_emotions, strict=True)
+    ]
+    identities = [_identity_parts(cell) for cell in cell_rows]
+    n_words = [min(spec.cluster_words, len(emotion.cluster)) for emotion in cell_emotions]
+    words_flat, words_offsets, template_column, text_column, id_column, seed_column = [], [0], [], [], [], []
+    for position in range(total):
+        replicate, slot = divmod(position, n_cells)
+        rng.seed(_hashed_int(f"{seed_texts[slot]}{replicate}", bits=64))
+        words = rng.sample(clusters[slot], n_words[slot])
+        template_id = template_ids[_hashed_int(f"{template_texts[slot]}{replicate}") % len(template_ids)]
+        text = render_prompt(spec.templates[template_id], {**cell_fields[slot], "cluster": _join_words(words)})
+        head, before_template, before_text, end = identities[slot]
+        identity = f"{head}{replicate}{before_template}{json.dumps(template_id)}{before_text}{json.dumps(text)}{end}"
+        prompt_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
         words_flat += words
         words_offsets.append(len(words_flat))
         template_column.append(template_id)
         text_column.append(text)
         id_column.append(prompt_id)
-        seed_column.append(_stable_int(spec.seed, prompt_id))
+        seed_column.append(_hashed_int(f"{spec.seed}|{prompt_id}"))
     slots = pl.int_range(0, total, dtype=pl.Int64, eager=True)
     groups = {e.id: taxonomy.group_by_id[e.group].name for e in emotions}
     per_cell = cells.select(

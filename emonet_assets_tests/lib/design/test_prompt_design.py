@@ -1,9 +1,11 @@
 import dataclasses
+import json
 
 import numpy as np
 import polars as pl
 import pytest
 
+from emonet_assets.lib.design import prompt_design
 from emonet_assets.lib.design.prompt_design import (
     RELEASE_TEMPLATE,
     DesignError,
@@ -90,6 +92,25 @@ def test_ids_seeds_and_words_are_pinned_across_versions_of_the_code():
         "seems to genuinely experience jesting and playfulness. Strong facial expression of jesting and "
         "playfulness. No wrinkles"
     )
+
+
+def test_a_prompt_identity_filled_into_its_cell_s_pieces_is_the_json_of_the_whole_identity():
+    """The ids hash `json.dumps(identity, sort_keys=True)`; the design fills a cell's encoded pieces instead, which
+    must give the same text for any values: quotes, backslashes, non-ASCII, numbers."""
+    cell = {
+        "emotion_id": "joy",
+        "ethnicity": 'Black "or" African\\American',
+        "gender": "femme non-binaire é",
+        "age": 40,
+        "occlusion": "none",
+        "lighting": "soft\nlight",
+        "pose": "三/四",
+    }
+    head, before_template, before_text, end = prompt_design._identity_parts(cell)
+    for replicate, template_id, text in ((0, "release", "a face."), (12, 'tém"plate', 'a "quoted"\\ face ✓')):
+        filled = f"{head}{replicate}{before_template}{json.dumps(template_id)}{before_text}{json.dumps(text)}{end}"
+        identity = {**cell, "replicate": replicate, "template_id": template_id, "text": text}
+        assert filled == json.dumps(identity, sort_keys=True)
 
 
 def test_seeds_derive_from_design_seed_and_prompt_id():
