@@ -234,7 +234,9 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
     # Per cell once: its factor values, emotion and groups; per prompt only what varies (replicate, words, template).
     by_id = taxonomy.by_id
     template_ids = sorted(spec.templates)
-    cell_rows = [dict(zip((*FACTORS, "cell_id"), row, strict=True)) for row in cells.select(*FACTORS, "cell_id").rows()]
+    # Only the cells a prompt falls in: a budget under the grid's size fills its first cells.
+    used = cells.head(min(total, n_cells)).select(*FACTORS, "cell_id")
+    cell_rows = [dict(zip((*FACTORS, "cell_id"), row, strict=True)) for row in used.rows()]
     cell_emotions = [by_id[cell["emotion_id"]] for cell in cell_rows]
     clusters = [list(emotion.cluster) for emotion in cell_emotions]
     rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
