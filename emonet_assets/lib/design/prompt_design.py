@@ -240,7 +240,7 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
     cell_emotions = [by_id[cell["emotion_id"]] for cell in cell_rows]
     clusters = [list(emotion.cluster) for emotion in cell_emotions]
     rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
-    # Per cell once, the text a prompt's hashes start with, its fields but the cluster words, its identity's pieces.
+    # Also per cell: the text its prompts' hashes start with, their fields but the cluster words, the identity's pieces.
     seed_texts = [f"{spec.seed}|{cell['cell_id']}|" for cell in cell_rows]
     template_texts = [f"{spec.seed}|template|{cell['cell_id']}|" for cell in cell_rows]
     cell_fields = [
