@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 from pydantic import Field, PrivateAttr
 
-from emonet_assets.lib.shared.catalog import add_view, configure, quote_literal
+from emonet_assets.lib.shared.catalog import add_view, configure, copy_to_parquet
 from emonet_assets.lib.shared.storage import UNPARTITIONED, Store
 from emonet_assets.lib.shared.tables import Table
 from emonet_assets.metadata import table_metadata
@@ -65,8 +65,7 @@ class StorageResource(dg.ConfigurableResource):
         def copy(path: str) -> None:
             with duckdb.connect(database, read_only=True) as con:
                 configure(con, settings)
-                sql = f"copy (select * from {relation}) to {quote_literal(path)} (format parquet, compression zstd)"
-                copied["rows"] = con.execute(sql).fetchone()[0]
+                copied["rows"] = copy_to_parquet(con, f"select * from {relation}", path)
                 copied["head"] = con.sql(f"select * from {relation} limit {preview_rows}").pl()
 
         store = self.store()

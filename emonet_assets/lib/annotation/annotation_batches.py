@@ -7,6 +7,7 @@ batch except through these tables, so a rejected file leaves only its log row be
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from emonet_assets.lib.annotation.landing import (
     find_batch_file,
     read_declaration,
 )
-from emonet_assets.lib.shared.catalog import quote_list, quote_literal, render_sql, scratch, sql_text
+from emonet_assets.lib.shared.catalog import copy_to_parquet, quote_list, quote_literal, render_sql, scratch, sql_text
 from emonet_assets.lib.shared.rules import GENERATED
 from emonet_assets.lib.shared.storage import UNPARTITIONED, Store
 from emonet_assets.lib.shared.tables import Table
@@ -325,16 +326,7 @@ def _add_batch_files(store: Store, con, missing: Mapping[str, tuple[str, str]]) 
             file=quote_literal(store.url(source)),
             raters=quote_literal(missing[partition][1]),
         )
-        store.write_table_file(Table.ANNOTATIONS, _copy_to(con, sql), partition)
-
-
-def _copy_to(con, sql: str) -> Callable[[str], None]:
-    """A writer for `Store.write_table_file`: DuckDB's `COPY` of `sql`'s rows to the path it is given."""
-
-    def write(target: str) -> None:
-        con.execute(f"COPY ({sql}) TO {quote_literal(target)} (FORMAT parquet, COMPRESSION zstd)")
-
-    return write
+        store.write_table_file(Table.ANNOTATIONS, functools.partial(copy_to_parquet, con, sql), partition)
 
 
 def reconcile_batches(store: Store) -> list[dict]:

@@ -237,6 +237,8 @@ def _values_and_intervals(
         "mean_mae": float(_mean_mae(truth, predicted, ones.astype(np.float64))[0]),
         "mean_presence_f1": float(_mean_f1(present, predicted, ones.astype(np.float64))[0]),
     }
+    if not resamples:
+        return values, {}
     spearman, mae, f1 = [], [], []
     for indices in resample_indices(rows.size, resamples, seed):
         counts = draw_counts(indices, rows.size)
@@ -244,13 +246,10 @@ def _values_and_intervals(
         weights = counts.astype(np.float64)
         mae.append(_mean_mae(truth, predicted, weights))
         f1.append(_mean_f1(present, predicted, weights))
-    if not resamples:
-        return values, {}
-    intervals = {
+    return values, {
         metric: _percentile(np.concatenate(draws))
         for metric, draws in zip(HIGHER_IS_BETTER, (spearman, mae, f1), strict=True)
     }
-    return values, intervals
 
 
 def _combinations(attributes: Sequence[str]) -> list[tuple[str, ...]]:

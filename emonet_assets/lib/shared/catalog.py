@@ -96,6 +96,12 @@ def scratch_on_disk(store: Store, settings: Mapping[str, object] | None = None) 
         yield con
 
 
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: str) -> int:
+    """`query`'s rows written by DuckDB's `COPY ... TO` as the Parquet file `path`, as every table is stored (zstd);
+    returns the row count."""
+    return con.execute(f"COPY ({query}) TO {quote_literal(path)} (FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
+
+
 def configure(con: duckdb.DuckDBPyConnection, settings: Mapping[str, object] | None) -> None:
     """The profile's DuckDB settings on an open connection. Without a memory limit DuckDB keeps every block it
     reads cached up to 80% of the machine's memory: copying the 40M-row marts out of the catalog held 6.7 GB. No
