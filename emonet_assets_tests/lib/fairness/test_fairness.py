@@ -55,7 +55,9 @@ def make_data(n_images=240, noise=0.8, noisy_group=None, seed=0, ethnicities=ETH
 
 def direct_metrics(predictions, consensus, images):
     """The three metrics of one group straight from scipy, sklearn and numpy, emotion by emotion."""
-    joined = consensus.join(predictions, on=["image_id", "emotion_id"]).filter(pl.col("image_id").is_in(images))
+    joined = consensus.join(predictions, on=["image_id", "emotion_id"]).filter(
+        pl.col("image_id").is_in(images.implode())
+    )
     rho, mae, f1 = [], [], []
     for emotion in EMOTIONS:
         part = joined.filter(pl.col("emotion_id") == emotion)
@@ -210,13 +212,15 @@ def test_too_small_groups_are_flagged_and_never_ranked():
     predictions, consensus, demographics = make_data(n_images=200, noise=1.0)
     rare = demographics["image_id"].head(6)
     demographics = demographics.with_columns(
-        ethnicity_group=pl.when(pl.col("image_id").is_in(rare)).then(pl.lit("rare")).otherwise("ethnicity_group")
+        ethnicity_group=pl.when(pl.col("image_id").is_in(rare.implode()))
+        .then(pl.lit("rare"))
+        .otherwise("ethnicity_group")
     )
     # the rare group's predictions are perfect, so it would be the best group if it were ranked
     predictions = predictions.join(consensus, on=["image_id", "emotion_id"]).select(
         "image_id",
         "emotion_id",
-        predicted=pl.when(pl.col("image_id").is_in(rare)).then("median_rating").otherwise("predicted"),
+        predicted=pl.when(pl.col("image_id").is_in(rare.implode())).then("median_rating").otherwise("predicted"),
     )
     table = group_metrics(predictions, consensus, demographics, min_group_size=20, resamples=30)
     small = table.filter(pl.col("attribute") == "ethnicity_group", pl.col("group") == "rare")
@@ -348,7 +352,7 @@ def test_agreement_by_group_is_lower_for_the_noisier_group():
     assert ethnicity["group_a"]["alpha_interval"] > ethnicity["group_b"]["alpha_interval"] + 0.3
     for group, row in ethnicity.items():
         images = demographics.filter(pl.col("ethnicity_group") == group)["image_id"]
-        stats = item_statistics(ratings.filter(pl.col("image_id").is_in(images)))
+        stats = item_statistics(ratings.filter(pl.col("image_id").is_in(images.implode())))
         assert row["alpha_interval"] == pytest.approx(alpha_interval(stats), abs=1e-12)
         assert (row["n_images"], row["n_items"]) == (images.len(), images.len() * len(EMOTIONS))
         assert row["too_small"] == (images.len() < 30)
@@ -396,7 +400,7 @@ def test_agreement_by_group_in_sql_equals_the_polars_path_and_krippendorff():
     assert table.filter(pl.col("group") == MISSING)["n_images"].unique().to_list() == [7]
     row = table.filter(pl.col("collection") == "other", pl.col("group") == "man").row(0, named=True)
     images = known.filter(pl.col("gender") == "man")["image_id"]
-    part = other.filter(pl.col("image_id").is_in(images))
+    part = other.filter(pl.col("image_id").is_in(images.implode()))
     matrix = part.with_columns(item=pl.concat_str("image_id", "emotion_id")).pivot(
         "item", index="annotator", values="value"
     )

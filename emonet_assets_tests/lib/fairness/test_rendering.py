@@ -177,7 +177,9 @@ def test_groups_per_attribute_count_the_ranked_and_the_too_small():
     predictions, consensus, demographics = make_data(n_images=200)
     rare = demographics["image_id"].head(6)
     demographics = demographics.with_columns(
-        ethnicity_group=pl.when(pl.col("image_id").is_in(rare)).then(pl.lit("rare")).otherwise("ethnicity_group")
+        ethnicity_group=pl.when(pl.col("image_id").is_in(rare.implode()))
+        .then(pl.lit("rare"))
+        .otherwise("ethnicity_group")
     )
     groups = group_metrics(predictions, consensus, demographics, min_group_size=20, resamples=10)
     row = group_coverage(groups).filter(pl.col("attribute") == "ethnicity_group").row(0, named=True)
