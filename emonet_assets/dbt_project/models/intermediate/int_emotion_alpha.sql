@@ -2,8 +2,24 @@
 -- are sums over items of products of their value counts.
 -- Every sum over items is an integer sum per item size m (exact in any row order); the few terms divided by
 -- m - 1 are then added in a fixed order, so alpha and the gates on it are the same on every run and thread count.
-with item_stats as (
-    select * from {{ ref('int_item_value_counts') }} where m >= 2
+-- Items with the same value counts add the same terms, so the sums run over each distinct (collection, scale,
+-- emotion, counts) times its number of items: 14,077 patterns for the 4.2M pairable items of 105,300 images
+-- (0.2 s against 0.9-1.1 s summing 72 terms per item).
+with patterns as (
+    select
+        collection_key,
+        scale_key,
+        emotion_key,
+        m,
+        s1,
+        s2,
+        {% for c in value_counts() -%}
+        {{ c }},
+        {% endfor -%}
+        count(*) as items
+    from {{ ref('int_item_value_counts') }}
+    where m >= 2
+    group by all
 ),
 
 interval_by_size as (
@@ -12,12 +28,12 @@ interval_by_size as (
         scale_key,
         emotion_key,
         m,
-        count(*) as n_items,
-        sum(m)::hugeint as n_values,
-        sum(s1)::hugeint as t1,
-        sum(s2)::hugeint as t2,
-        sum(m::hugeint * s2 - s1::hugeint * s1) as within_numerator
-    from item_stats
+        sum(items) as n_items,
+        sum(items * m)::hugeint as n_values,
+        sum(items * s1)::hugeint as t1,
+        sum(items * s2)::hugeint as t2,
+        sum(items * (m::hugeint * s2 - s1::hugeint * s1)) as within_numerator
+    from patterns
     group by all
 ),
 
@@ -43,10 +59,10 @@ pair_sums as (
         emotion_key,
         m,
         {% for c in range(8) %}{% for k in range(c, 8) -%}
-        sum(c{{ c }} * c{{ k }}){{ " - sum(c" ~ c ~ ")" if c == k }} as o_{{ c }}_{{ k }},
+        sum(items * c{{ c }} * c{{ k }}){{ " - sum(items * c" ~ c ~ ")" if c == k }} as o_{{ c }}_{{ k }},
         bool_or(c{{ c }} > 0{{ " and c" ~ k ~ " > 0" if c != k }}) as seen_{{ c }}_{{ k }}{{ "," if c < 7 }}
         {% endfor %}{% endfor %}
-    from item_stats
+    from patterns
     group by all
 ),
 
