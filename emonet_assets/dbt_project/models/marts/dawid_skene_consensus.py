@@ -8,7 +8,6 @@ crowd-kit starts EM from majority-vote probabilities, so the result needs no see
 
 import numpy as np
 import pyarrow as pa
-from crowdkit.aggregation import DawidSkene
 
 # Keys are numbered in id order (stg_images, stg_annotators, stg_emotions), so tasks and workers are numbered and
 # ordered exactly as by the ids themselves.
@@ -38,6 +37,10 @@ def model(dbt, session):
     ).pl()
     keys, task_ids, probabilities = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float64)]
     for (collection,), part in codes.group_by("collection_key", maintain_order=True):
+        # Imported only where there are binary ratings: crowd-kit takes 1.5 s to load, which was most of this
+        # model's time in a build of intensity ratings alone.
+        from crowdkit.aggregation import DawidSkene
+
         proba = DawidSkene(n_iter=100).fit_predict_proba(part.select("task", "worker", "label").to_pandas())
         present = proba[1].to_numpy() if 1 in proba.columns else np.zeros(len(proba))
         keys.append(np.full(len(proba), collection, dtype=np.int64))
