@@ -2,18 +2,31 @@
 -- integer sums. Each item's ratings are gathered into one list of codes, annotator key * 8 + rating (a rating
 -- fits in three bits), and paired by their places in the list: a self-join of the ratings on the item key built a
 -- hash table of every rating: at a million images 50.7 s and a 4.6 GB dbt process, against 23-24 s and 3.9 GB.
+-- Items of one emotion with the same sorted codes add the same pairs, so each such pattern is paired once and its
+-- sums weighted by its number of items (at 16M ratings, 2.0 s -> 1.65 s in `dbt run`).
 with per_item as (
     select
         item_key,
         any_value(collection_key) as collection_key,
-        list(annotator_key * 8 + value) as coded
+        list_sort(list(annotator_key * 8 + value)) as coded
     from {{ ref('stg_ratings') }}
     group by item_key
     having count(*) >= 2
 ),
 
+patterns as (
+    select
+        collection_key,
+        {{ item_scale_key('item_key') }} as scale_key,
+        {{ item_emotion_key('item_key') }} as emotion_key,
+        coded,
+        count(*) as items
+    from per_item
+    group by all
+),
+
 longest as (
-    select max(len(coded)) as n from per_item
+    select max(len(coded)) as n from patterns
 ),
 
 places as (
@@ -25,11 +38,12 @@ places as (
 paired as (
     select
         p.collection_key,
-        {{ item_scale_key('p.item_key') }} as scale_key,
-        {{ item_emotion_key('p.item_key') }} as emotion_key,
+        p.scale_key,
+        p.emotion_key,
+        p.items,
         least(p.coded[q.i], p.coded[q.j]) as a,
         greatest(p.coded[q.i], p.coded[q.j]) as b
-    from per_item as p
+    from patterns as p
     inner join places as q on q.j <= len(p.coded)
 ),
 
@@ -40,12 +54,12 @@ sums as (
         emotion_key,
         (a // 8)::integer as annotator_key_a,
         (b // 8)::integer as annotator_key_b,
-        count(*) as n_common,
-        sum((a % 8 - b % 8) * (a % 8 - b % 8)) as sum_squared_difference,
-        sum((a % 8) * (a % 8)) as sum_aa,
-        sum((b % 8) * (b % 8)) as sum_bb,
-        sum(a % 8) as sum_a,
-        sum(b % 8) as sum_b
+        sum(items)::bigint as n_common,
+        sum(items * (a % 8 - b % 8) * (a % 8 - b % 8)) as sum_squared_difference,
+        sum(items * (a % 8) * (a % 8)) as sum_aa,
+        sum(items * (b % 8) * (b % 8)) as sum_bb,
+        sum(items * (a % 8)) as sum_a,
+        sum(items * (b % 8)) as sum_b
     from paired
     group by all
 ),
