@@ -56,3 +56,26 @@
     {#- The collection of each collection key. -#}
     (select distinct collection_key, collection from {{ ref('stg_images') }})
 {%- endmacro %}
+
+{% macro rating_code(batch_key, annotator_key, value) -%}
+    {#- One rating of an item as one bigint: batch key, annotator key (32 bits) and rating (3 bits), so that an item's
+        ratings sort by batch, then annotator. -#}
+    (({{ batch_key }}::bigint << 35) | ({{ annotator_key }}::bigint << 3) | {{ value }})
+{%- endmacro %}
+
+{% macro code_annotator_rating(code) -%}
+    {#- A rating code less its batch: annotator key * 8 + rating. -#}
+    ({{ code }} & 34359738367)
+{%- endmacro %}
+
+{% macro code_batch_key(code) -%}
+    ({{ code }} >> 35)::integer
+{%- endmacro %}
+
+{% macro code_annotator_key(code) -%}
+    (({{ code }} >> 3) & 4294967295)::integer
+{%- endmacro %}
+
+{% macro code_rating(code) -%}
+    ({{ code }} & 7)::integer
+{%- endmacro %}

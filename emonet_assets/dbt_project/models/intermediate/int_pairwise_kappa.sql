@@ -1,28 +1,16 @@
 -- Cohen's kappa with quadratic weights for every annotator pair on the items both rated (0–7 label indices), from
--- integer sums. Each item's ratings are gathered into one list of codes, annotator key * 8 + rating (a rating
--- fits in three bits), and paired by their places in the list: a self-join of the ratings on the item key built a
--- hash table of every rating: at a million images 50.7 s and a 4.6 GB dbt process, against 23-24 s and 3.9 GB.
--- Items of one emotion with the same sorted codes add the same pairs, so each such pattern is paired once and its
--- sums weighted by its number of items (at 16M ratings, 2.0 s -> 1.65 s in `dbt run`).
-with per_item as (
-    select
-        item_key,
-        any_value(collection_key) as collection_key,
-        list_sort(list(annotator_key * 8 + value)) as coded
-    from {{ ref('stg_ratings') }}
-    group by item_key
-    having count(*) >= 2
-),
-
-patterns as (
+-- integer sums. Each item's ratings are one list of codes, annotator key * 8 + rating (a rating fits in three
+-- bits), paired by their places in the list: a self-join of the ratings on the item key built a hash table of every
+-- rating (at a million images 50.7 s and a 4.6 GB dbt process, against 23-24 s and 3.9 GB). Items with the same
+-- ratings are one pattern (int_rating_patterns), paired once and its sums weighted by its number of items.
+with patterns as (
     select
         collection_key,
-        {{ item_scale_key('item_key') }} as scale_key,
-        {{ item_emotion_key('item_key') }} as emotion_key,
-        coded,
-        count(*) as items
-    from per_item
-    group by all
+        scale_key,
+        emotion_key,
+        list_transform(codes, code -> {{ code_annotator_rating('code') }}) as coded,
+        items
+    from {{ ref('int_rating_patterns') }}
 ),
 
 longest as (
