@@ -52,15 +52,18 @@ test-tools:
 # Label Studio pins pytz, openai and pyarrow at versions this project cannot use: it lives in its own venv, which the
 # tests start a server from and `make annotate` runs (lib/annotation/label_studio_server.py). template-data is a data
 # folder migrated once: each server starts from a copy in seconds (a fresh one migrates for a minute or more).
+# Label Studio 1.23.2 requires sentry-sdk with no upper bound, and calls it with options that sentry-sdk 3.0 refuses
+# ("Unknown option 'send_default_pii'" at `label-studio init`): sentry-sdk stays on 2.x.
 LS_VENV := .venv-label-studio
 LS_VERSION := 1.23.2
+LS_PINS := 'sentry-sdk<3'
 LS_STAMP := $(LS_VENV)/.installed-$(LS_VERSION)
 
 label-studio: $(LS_STAMP)
 
 $(LS_STAMP):
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LS_VERSION) 2> >(grep -v "^WARNING: Location" >&2)
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LS_VERSION) $(LS_PINS) 2> >(grep -v "^WARNING: Location" >&2)
 	rm -rf $(LS_VENV)/template-data
 	LATEST_VERSION_CHECK=false LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_VENV)/template-data $(LS_VENV)/bin/label-studio init -q --agree-fix-sqlite \
 		--data-dir $(CURDIR)/$(LS_VENV)/template-data </dev/null >/dev/null
