@@ -65,7 +65,7 @@
 
 {% macro code_annotator_rating(code) -%}
     {#- A rating code less its batch: annotator key * 8 + rating. -#}
-    ({{ code }} & 34359738367)
+    ({{ code }} & ((1::bigint << 35) - 1))
 {%- endmacro %}
 
 {% macro code_batch_key(code) -%}
@@ -73,7 +73,7 @@
 {%- endmacro %}
 
 {% macro code_annotator_key(code) -%}
-    (({{ code }} >> 3) & 4294967295)::integer
+    (({{ code }} >> 3) & ((1::bigint << 32) - 1))::integer
 {%- endmacro %}
 
 {% macro code_rating(code) -%}
