@@ -15,7 +15,8 @@ from emonet_assets.defs.automation.conditions import refresh_on_new_annotations,
 from emonet_assets.lib.shared.package_data import package_path
 
 DBT_PROJECT_DIR = package_path("dbt_project")
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+# dbt through `emonet-dbt`, which sets Python's garbage collector for dbt's short-lived process.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "emonet-dbt")
 # Source tables dbt reads, mapped onto the Dagster assets that write them.
 SOURCE_ASSETS = {"annotations": "annotations", "taxonomy": "taxonomy"}
 # dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
