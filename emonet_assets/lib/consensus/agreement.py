@@ -9,6 +9,7 @@ re-running alpha on a resampled matrix.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import duckdb
@@ -141,14 +142,24 @@ class _Group(NamedTuple):
     image: np.ndarray
 
 
+def _load_kernels() -> None:
+    """numba's import and the first load of a cached kernel, which starts LLVM: 0.7 s on one core."""
+    from emonet_assets.lib.consensus.draw_kernel import items_by_image
+
+    items_by_image(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1], np.int64))
+
+
 def _groups(stats: duckdb.DuckDBPyRelation) -> Iterator[_Group]:
     """Each (collection, scale)'s group, numbered by DuckDB so that only two integers per item reach Python: at a
-    million images the items' statistics alone are 40M rows."""
+    million images the items' statistics alone are 40M rows. The kernels load meanwhile: DuckDB leaves the GIL."""
     pattern = ", ".join(_PATTERN)
     numbered = (
         f"SELECT {pattern}, row_number() OVER (ORDER BY {pattern}) - 1 AS pattern FROM group_items GROUP BY {pattern}"
     )
     pairable = stats.filter(duckdb.ColumnExpression("m") >= duckdb.ConstantExpression(2))
+    loading = ThreadPoolExecutor(1)
+    kernels = loading.submit(_load_kernels)
+    loading.shutdown(wait=False)
     for collection, scale in pairable.aggregate(", ".join(GROUP)).order(", ".join(GROUP)).fetchall():
         group = pairable.filter(
             (duckdb.ColumnExpression("collection") == duckdb.ConstantExpression(collection))
@@ -162,6 +173,7 @@ def _groups(stats: duckdb.DuckDBPyRelation) -> Iterator[_Group]:
             SELECT pattern::INTEGER AS pattern, image::INTEGER AS image
             FROM group_items JOIN patterns USING ({pattern}) JOIN images USING (image_id)""",
         ).fetchnumpy()
+        kernels.result()
         yield _Group(collection, scale, patterns, items["pattern"], items["image"])
 
 
