@@ -324,11 +324,7 @@ def test_every_dbt_test_fails_on_data_that_breaks_it(annotated_copy):
         con.execute("insert into stg_ratings select * from stg_ratings where rowid = 0")
         con.execute(
             "insert into stg_ratings select * replace (9 as value, null as annotator_key, null as batch_key, "
-            "null as scale_key) from stg_ratings where rowid = 0"
-        )
-        con.execute(
-            "insert into stg_ratings select * replace (null as image_key, null as emotion_key) "
-            "from stg_ratings where rowid = 0"
+            "null as item_key) from stg_ratings where rowid = 0"
         )
         con.execute("insert into stg_emotions select 99, 'not_an_emotion'")
         con.execute("insert into stg_taxonomy select * from stg_taxonomy where rowid = 0")

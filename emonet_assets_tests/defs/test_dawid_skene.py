@@ -13,7 +13,8 @@ MODEL = DBT_PROJECT_DIR / "models" / "marts" / "dawid_skene_consensus.py"
 
 class _Dbt:
     """The calls the model makes on dbt's object: `config`, and `ref` of the ratings as staging keys them (numbered in
-    id order) and of the key dimensions. Ratings without a scale are binary judgments."""
+    id order, the item key standing for image, emotion and scale), of the items' keys and of the key dimensions.
+    Ratings without a scale are binary judgments."""
 
     def __init__(self, ratings: pl.DataFrame, con: duckdb.DuckDBPyConnection):
         self.con = con
@@ -22,16 +23,19 @@ class _Dbt:
         )
         if "scale" not in ratings.columns:
             ratings = ratings.with_columns(scale=pl.lit("binary"))
-        keyed = ratings.join(scales, on="scale").with_columns(
-            collection_key=pl.col("collection").rank("dense").cast(pl.Int32) - 1,
-            image_key=pl.struct("collection", "image_id").rank("dense").cast(pl.Int32) - 1,
-            emotion_key=pl.col("emotion_id").rank("dense").cast(pl.Int32) - 1,
-            annotator_key=pl.col("annotator").rank("dense").cast(pl.Int32) - 1,
+        keyed = (
+            ratings.join(scales, on="scale")
+            .with_columns(
+                collection_key=pl.col("collection").rank("dense").cast(pl.Int32) - 1,
+                image_key=pl.struct("collection", "image_id").rank("dense").cast(pl.Int32) - 1,
+                emotion_key=pl.col("emotion_id").rank("dense").cast(pl.Int32) - 1,
+                annotator_key=pl.col("annotator").rank("dense").cast(pl.Int32) - 1,
+            )
+            .with_columns(item_key=pl.struct("image_key", "emotion_key", "scale_key").rank("dense").cast(pl.Int64))
         )
         self.tables = {
-            "stg_ratings": keyed.select(
-                "collection_key", "scale_key", "image_key", "emotion_key", "annotator_key", "value"
-            ),
+            "stg_ratings": keyed.select("item_key", "collection_key", "annotator_key", "value"),
+            "int_item_value_counts": keyed.select("item_key", "image_key", "emotion_key", "scale_key").unique(),
             "stg_images": keyed.select("image_key", "collection_key", "collection", "image_id").unique(),
             "stg_emotions": keyed.select("emotion_key", "emotion_id").unique(),
             "stg_scales": scales,

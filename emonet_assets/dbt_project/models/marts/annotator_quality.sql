@@ -4,10 +4,10 @@
 with keyed_ratings as (
     select
         collection_key,
-        scale_key,
+        {{ item_scale_key('item_key') }} as scale_key,
         annotator_key,
         count(*) as n_ratings,
-        count(distinct image_key) as n_images,
+        count(distinct {{ item_image_key('item_key') }}) as n_images,
         count(distinct batch_key) as n_batches,
         avg((value >= 1)::int)::double as share_nonzero,
         avg(value)::double as mean_rating

@@ -31,7 +31,9 @@ order by collection, image_id, emotion_id
 def model(dbt, session):
     dbt.config(materialized="table")
     binary = dbt.ref("stg_scales").filter("scale = 'binary'").project("scale_key")
-    tasks = dbt.ref("stg_ratings").join(binary, "scale_key").query("ratings", TASKS)
+    # The binary items with their image and emotion keys, which a rating carries packed in its item key.
+    items = dbt.ref("int_item_value_counts").join(binary, "scale_key").project("item_key, image_key, emotion_key")
+    tasks = dbt.ref("stg_ratings").join(items, "item_key").query("ratings", TASKS)
     codes = tasks.query(
         "tasks", "select collection_key, task, worker, label from tasks order by collection_key, task, worker"
     ).pl()

@@ -14,7 +14,11 @@ with item_counts as (
 ),
 
 annotators as (
-    select collection_key, scale_key, emotion_key, count(distinct annotator_key) as n_annotators
+    select
+        collection_key,
+        {{ item_scale_key('item_key') }} as scale_key,
+        {{ item_emotion_key('item_key') }} as emotion_key,
+        count(distinct annotator_key) as n_annotators
     from {{ ref('stg_ratings') }}
     group by all
 ),
