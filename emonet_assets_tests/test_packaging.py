@@ -29,7 +29,7 @@ PROBE = """
 import json
 import emonet_assets
 from emonet_assets.definitions import defs
-from emonet_assets.defs.consensus.project import dbt_project
+from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, dbt_project
 from emonet_assets.lib.shared.catalog import SQL_DIR
 from emonet_assets.lib.shared.profile_files import PROFILE_DIR
 from emonet_assets.lib.taxonomy.taxonomy import DEFAULT_TAXONOMY_PATH
@@ -39,6 +39,7 @@ print(json.dumps({
     "package": emonet_assets.__file__,
     "dbt_project": str(dbt_project.project_dir),
     "manifest": str(dbt_project.manifest_path) if dbt_project.manifest_path.is_file() else None,
+    "dbt_executable": DBT_EXECUTABLE,
     "sql": str(SQL_DIR),
     "profiles": str(PROFILE_DIR),
     "taxonomy": str(DEFAULT_TAXONOMY_PATH),
@@ -111,6 +112,9 @@ def test_the_wheel_installs_into_a_fresh_environment_and_loads_its_definitions_f
     assert Path(loaded["package"]) == installed / "__init__.py"
     assert Path(loaded["dbt_project"]) == installed / "dbt_project"
     assert Path(loaded["manifest"]) == installed / "dbt_project" / "target" / "manifest.json"
+    # dbt runs through the launcher the wheel installs beside the environment's Python.
+    assert Path(loaded["dbt_executable"]) == venv / "bin" / "emonet-dbt"
+    assert Path(loaded["dbt_executable"]).is_file()
     assert Path(loaded["sql"]) == installed / "sql"
     assert Path(loaded["profiles"]) == installed / "profiles"
     assert Path(loaded["taxonomy"]) == installed / "data" / "taxonomy.yaml"
