@@ -1,18 +1,20 @@
 """`emonet-dbt`: dbt's command line with Python's cyclic garbage collector set for a short-lived process.
 
 dbt's imports, its parsed manifest and its Jinja contexts are several hundred thousand objects that live until dbt
-exits, and each of the collector's full passes walks all of them again, as does the last pass when the interpreter
-exits: about 1.5 s of a 20 s build of 16M ratings. Here those objects are moved out of the collector's reach once
-imported and again before exit, and young garbage is still collected, every 100,000 allocations rather than 700.
+exits. Each of the collector's full passes walks all of them again, as does its last pass when the interpreter
+exits: 1 to 1.7 s of a 19-21 s build of 16M ratings. Here those objects are moved out of the collector's reach once
+dbt is imported and again before exit. Young garbage is still collected, every 100,000 allocations rather than 700,
+and the older generations every 50 passes of the younger one rather than 10.
 """
 
 import gc
 
 YOUNG_THRESHOLD = 100_000
+OLDER_THRESHOLD = 50
 
 
 def main() -> None:
-    gc.set_threshold(YOUNG_THRESHOLD, 50, 50)
+    gc.set_threshold(YOUNG_THRESHOLD, OLDER_THRESHOLD, OLDER_THRESHOLD)
     from dbt.cli.main import cli
 
     gc.freeze()
