@@ -50,7 +50,7 @@ def dbt_build(root: Path, select: str = "*", settings: dict | None = None) -> di
     """`dbt build` of the consensus project over the Parquet under `root`: wall time, each model's and the tests'
     time, what failed, and the dbt process's peak RSS; `settings` are DuckDB's (duckdb_threads, duckdb_memory_limit,
     duckdb_temp_directory), as the profile passes them."""
-    from emonet_assets.defs.consensus.project import DBT_EXECUTABLE, DBT_PROJECT_DIR
+    from emonet_assets.lib.consensus.dbt_command import DBT_EXECUTABLE, DBT_PROJECT_DIR
 
     target = root / "dbt-target"
     dbt_vars = {"storage_root": str(root), "catalog_path": str(root / "catalog.duckdb"), **(settings or {})}

@@ -12,11 +12,8 @@ from dbt.version import __version__ as dbt_core_version
 from packaging import version
 
 from emonet_assets.defs.automation.conditions import refresh_on_new_annotations, weekly_freshness
-from emonet_assets.lib.shared.package_data import package_path
+from emonet_assets.lib.consensus.dbt_command import DBT_EXECUTABLE, DBT_PROJECT_DIR
 
-DBT_PROJECT_DIR = package_path("dbt_project")
-# dbt through `emonet-dbt`, which sets Python's garbage collector for dbt's short-lived process.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "emonet-dbt")
 # Source tables dbt reads, mapped onto the Dagster assets that write them.
 SOURCE_ASSETS = {"annotations": "annotations", "taxonomy": "taxonomy"}
 # dbt marts copied to Parquet after each build: Parquet stays the system of record downstream reads.
