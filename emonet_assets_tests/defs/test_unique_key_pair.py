@@ -1,4 +1,4 @@
-"""dbt's `unique_key_pair` test, rendered as dbt renders it, against a plain GROUP BY of both keys: the same repeats,
+"""dbt's `unique_key_pair` test, its body rendered with Jinja, against a plain GROUP BY of both keys: the same repeats,
 including where member keys share their low 6 bits, where a group has more than 64 members, and where keys are null."""
 
 import re
