@@ -40,8 +40,10 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> SuiteR
 
 
 def validate_each(frames: Iterator[pd.DataFrame], suite_name: str, expectations: list) -> Iterator[SuiteResult]:
-    """Validate frames one after another with one GX context and suite: a table too large for pandas at once is
-    checked a bounded piece at a time."""
+    """Validate frames one after another with one GX context, suite and validation definition: a table too large
+    for pandas at once is checked a bounded piece at a time. The definition loads each frame as a batch once;
+    `Batch.validate` loaded it again, and GX hashes every value of a batch it loads
+    (about 0.03 s of each 1M-row piece's 0.33 s in the ratings check)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -54,9 +56,12 @@ def validate_each(frames: Iterator[pd.DataFrame], suite_name: str, expectations:
         .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe(f"{suite_name}_batch")
     )
-    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite_name}_validation", data=definition, suite=suite)
+    )
     for frame in frames:
-        yield _suite_result(definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite))
+        yield _suite_result(validation.run(batch_parameters={"dataframe": frame}))
 
 
 def _suite_result(result) -> SuiteResult:

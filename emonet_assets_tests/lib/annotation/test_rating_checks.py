@@ -88,3 +88,21 @@ def test_a_column_missing_from_the_table_fails_its_rules_by_name_like_the_whole_
     failed = {(f["expectation"], f["column"]) for f in ours.failures}
     assert failed == {(f["expectation"], f["column"]) for f in expected.failures}
     assert ("expect_column_values_to_not_be_null", "scale") in failed
+
+
+def test_an_object_store_and_a_file_without_a_column_give_the_whole_tables_counts(tmp_path, moto_s3):
+    first = _batch("b1", ["i1", "i2"]).with_columns(
+        value=pl.when(pl.int_range(pl.len()) < 3).then(9).otherwise("value").cast(pl.Int32)
+    )
+    second = _batch("b2", ["i3"]).drop("annotator")  # its 6 rows read as null annotators, as DuckDB's union did
+    expected = _whole_table(pl.concat([first, second], how="diagonal_relaxed"))
+    for store in (Store(str(tmp_path)), Store(f"s3://{moto_s3.bucket}/checks", moto_s3.storage_options)):
+        store.write_table("annotations", first, "b1")
+        store.write_table("annotations", second, "b2")
+
+        rows, ours = check_ratings(store, "annotations", EMOTIONS)
+
+        assert not ours.success and rows == 18
+        assert _counts(ours) == _counts(expected)
+        assert _counts(ours)[("expect_column_values_to_not_be_null", "annotator")] == 6
+        assert _counts(ours)[("expect_column_values_to_be_between", "value")] == 3
