@@ -1,13 +1,19 @@
 """Timing and memory helpers: ratios against a baseline run in the same process, peak RSS."""
 
+import contextlib
 import json
 import multiprocessing
 import resource
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import psutil
+
+TREE_SAMPLE_S = 0.2
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -30,19 +36,40 @@ def in_process(fn: Callable[..., dict], *args) -> dict:
         return pool.submit(fn, *args).result()
 
 
+def _tree_rss_mb() -> float:
+    """The resident memory of this process and of every process under it, now."""
+    here = psutil.Process()
+    total = 0
+    for process in [here, *here.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total / 2**20
+
+
 def _measured(fn: Callable[..., dict], *args) -> dict:
+    tree_peak, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(TREE_SAMPLE_S):
+            tree_peak[0] = max(tree_peak[0], _tree_rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.perf_counter()
     result = fn(*args)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     own, children = (
         resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
-    return result | {"stage_s": seconds, "stage_peak_mb": max(own, children)}
+    return result | {"stage_s": seconds, "stage_peak_mb": max(own, children, tree_peak[0])}
 
 
 def stage(fn: Callable[..., dict], *args) -> dict:
-    """`in_process`, with the stage's wall time and its peak RSS: the larger of its own process's and of the largest
-    process it waited for (dbt runs as a child)."""
+    """`in_process`, with the stage's wall time and its peak RSS: the largest of its own process's, of the largest
+    process it waited for (dbt runs as a child), and of the sum over it and the processes under it, sampled every
+    TREE_SAMPLE_S (the ratings check's workers run side by side)."""
     return in_process(_measured, fn, *args)
 
 

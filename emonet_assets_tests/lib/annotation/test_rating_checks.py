@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from emonet_assets.lib.annotation import rating_checks
 from emonet_assets.lib.annotation.rating_checks import check_ratings
 from emonet_assets.lib.shared.expectations import rating_expectations, validate
 from emonet_assets.lib.shared.storage import Store
@@ -106,3 +107,24 @@ def test_an_object_store_and_a_file_without_a_column_give_the_whole_tables_count
         assert _counts(ours) == _counts(expected)
         assert _counts(ours)[("expect_column_values_to_not_be_null", "annotator")] == 6
         assert _counts(ours)[("expect_column_values_to_be_between", "value")] == 3
+
+
+def test_worker_processes_give_the_results_of_one_process_in_file_order(tmp_path, monkeypatch):
+    store = Store(str(tmp_path))
+    for number in range(3):  # each file's values are out of scale, and its own: 8, 9, 10
+        store.write_table("annotations", _batch(f"b{number}", [f"i{number}"], value=8 + number), f"b{number}")
+    rows, alone = check_ratings(store, "annotations", EMOTIONS)
+    monkeypatch.setattr(rating_checks, "PIECE_ROWS", 6)  # each file's 6 rows are a piece's worth: a worker each
+    started, pool = [], rating_checks.ProcessPoolExecutor
+
+    def recording(workers: int, **options):
+        started.append(workers)
+        return pool(workers, **options)
+
+    monkeypatch.setattr(rating_checks, "ProcessPoolExecutor", recording)
+
+    assert check_ratings(store, "annotations", EMOTIONS, {"threads": 2}) == (rows, alone)
+    assert started == [2]  # at most the profile's threads
+    failed = {(f["expectation"], f["column"]): f for f in alone.failures}
+    assert failed[("expect_column_values_to_be_between", "value")]["unexpected_count"] == 18
+    assert failed[("expect_column_values_to_be_between", "value")]["examples"] == ["8"] * 5
