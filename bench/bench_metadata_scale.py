@@ -142,12 +142,14 @@ def stage_annotations_table(root: Path, settings: dict) -> dict:
 
 
 def stage_ratings_check(root: Path, settings: dict) -> dict:
-    """The annotations asset's blocking check: GX batch by batch, one key-uniqueness test in SQL."""
+    """The annotations asset's blocking check: GX file by file in worker processes, one key-uniqueness test in SQL."""
     from emonet_assets.lib.annotation.rating_checks import check_ratings
     from emonet_assets.lib.taxonomy.taxonomy import load_taxonomy
 
     emotion_ids = [e.id for e in load_taxonomy().emotions]
-    rows, suite = check_ratings(_store(root), Table.ANNOTATIONS, emotion_ids, _duckdb(settings))
+    # As many GX worker processes as DuckDB threads: the profile's default (2) on the 2-core reference machine.
+    workers = settings["duckdb_threads"]
+    rows, suite = check_ratings(_store(root), Table.ANNOTATIONS, emotion_ids, _duckdb(settings), workers)
     return {"rows": rows, "passed": suite.success, "evaluated": suite.evaluated, "failures": suite.failures}
 
 

@@ -117,6 +117,12 @@ class AnnotationSettings(dg.Config):
         description="Local folder DuckDB spills to, and where the release stages its rows in a database file "
         "(a node's local disk, not the storage root). Default: emonet-duckdb under the system's temporary folder.",
     )
+    ratings_check_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Processes the ratings check validates the files in with GX, about 1 GB each; it starts one "
+        "only for each file and each million ratings, and 1 validates in the check's own process.",
+    )
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
 
     def dbt_vars(self) -> dict:

@@ -18,8 +18,8 @@ from emonet_assets.resources import ProfileResource, StorageResource
 )
 def ratings_meet_expectations(storage: StorageResource, profile: ProfileResource) -> dg.AssetCheckResult:
     emotion_ids = [e.id for e in read_taxonomy(storage).emotions]
-    settings = profile.annotation.duckdb_settings()
-    rows, suite = check_ratings(storage.store(), Table.ANNOTATIONS, emotion_ids, settings)
+    settings, workers = profile.annotation.duckdb_settings(), profile.annotation.ratings_check_workers
+    rows, suite = check_ratings(storage.store(), Table.ANNOTATIONS, emotion_ids, settings, workers)
     return dg.AssetCheckResult(passed=suite.success, metadata={"ratings": rows, **suite_metadata(suite)})
 
 

@@ -90,17 +90,21 @@ def _validate_files(root: str, storage_options: dict, columns: list[str], emotio
 
 
 def check_ratings(
-    store: Store, table: str, emotion_ids: list[str], settings: Mapping[str, object] | None = None
+    store: Store,
+    table: str,
+    emotion_ids: list[str],
+    settings: Mapping[str, object] | None = None,
+    workers: int = 1,
 ) -> tuple[int, SuiteResult]:
     """The table's row count and the suite's result: the row rules per file (failures summed over files, in file
     order), then the key-uniqueness test over every row, which reports the rows in repeated keys as GX's compound
-    rule did. GX's work is Python, one core per process: up to the profile's DuckDB `threads` worker processes
-    validate the files, one for each file and each piece's worth of rows (starting one costs seconds: a small
-    table is checked here)."""
+    rule did; `settings` are DuckDB's. GX's work is Python, one core per process: up to `workers` processes
+    validate the files, no more than one for each file and each piece's worth of rows (starting one costs seconds:
+    a small table is checked here)."""
     paths = [store.table_path(table, part) for part in store.table_partitions(table)]
     columns, rows = _columns_and_rows(store, paths)
     validate = partial(_validate_files, store.root, store.storage_options, columns, emotion_ids)
-    workers = min(int((settings or {}).get("threads", 1)), len(paths), rows // PIECE_ROWS)
+    workers = min(workers, len(paths), rows // PIECE_ROWS)
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = [result for found in pool.map(validate, [[path] for path in paths]) for result in found]

@@ -123,8 +123,8 @@ def test_worker_processes_give_the_results_of_one_process_in_file_order(tmp_path
 
     monkeypatch.setattr(rating_checks, "ProcessPoolExecutor", recording)
 
-    assert check_ratings(store, "annotations", EMOTIONS, {"threads": 2}) == (rows, alone)
-    assert started == [2]  # at most the profile's threads
+    assert check_ratings(store, "annotations", EMOTIONS, workers=2) == (rows, alone)
+    assert started == [2]  # at most the workers asked for
     failed = {(f["expectation"], f["column"]): f for f in alone.failures}
     assert failed[("expect_column_values_to_be_between", "value")]["unexpected_count"] == 18
     assert failed[("expect_column_values_to_be_between", "value")]["examples"] == ["8"] * 5
