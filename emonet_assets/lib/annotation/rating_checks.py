@@ -34,10 +34,10 @@ INTEGER_COLUMNS = ("source_row", "value")
 STRING_COLUMNS = tuple(c for c in RATING_COLUMNS if c not in INTEGER_COLUMNS)
 
 
-def _frame(batches: list[pa.RecordBatch], columns: list[str], schema: pa.Schema) -> pd.DataFrame:
-    """The batches as one pandas piece of `columns`: one that this file lacks is all nulls, as DuckDB's
-    `union_by_name` read it; the string columns are categoricals on the files' own dictionaries."""
-    table = pa.Table.from_batches(batches, schema)
+def _frame(batches: list[pa.RecordBatch], columns: list[str]) -> pd.DataFrame:
+    """The batches (of one file, or none) as one pandas piece of `columns`: one that the file lacks is all nulls, as
+    DuckDB's `union_by_name` read it; the string columns are categoricals on the file's own dictionaries."""
+    table = pa.Table.from_batches(batches, batches[0].schema if batches else pa.schema([]))
     arrays = {}
     for name in columns:
         if name not in table.column_names:
@@ -75,10 +75,10 @@ def _file_pieces(store: Store, path: str, columns: list[str]) -> Iterator[pd.Dat
             pending.append(batch)
             held += batch.num_rows
             if held >= PIECE_ROWS:
-                yield _frame(pending, columns, pending[0].schema)
+                yield _frame(pending, columns)
                 pending, held = [], 0
         if held:
-            yield _frame(pending, columns, pending[0].schema)
+            yield _frame(pending, columns)
 
 
 def _validate_files(root: str, storage_options: dict, columns: list[str], emotion_ids: list[str], paths: list[str]):
@@ -111,7 +111,7 @@ def check_ratings(
     else:
         results = validate(paths)
     if not results:  # a table of no rows: one empty piece, so that GX still checks the columns
-        empty = _frame([], columns, pa.schema([]))
+        empty = _frame([], columns)
         results = list(validate_each(iter([empty]), "annotations", rating_expectations(emotion_ids)))
     files = quote_literal(store.table_glob(table))
     with scratch(store, settings) as con:
