@@ -243,6 +243,16 @@ def test_item_stats_are_exported_and_equal_item_statistics_of_the_ratings(annota
     assert_frame_equal(exported, item_statistics(ratings), check_dtypes=False)
 
 
+def test_per_item_exports_are_stored_in_image_then_emotion_order(annotated):
+    """The catalog keeps the per-item counts in item key order and the exported views keep it, so each Parquet row
+    group holds few image ids, dictionary-encoded."""
+    order = ["collection", "image_id", "emotion_id", "scale"]
+    for table in (Table.CONSENSUS_LABELS, Table.AGREEMENT_ITEM_STATS):
+        stored = annotated.store.read_table(table).select(order)
+        assert stored.height > 100 and stored["image_id"].n_unique() > 10
+        assert stored.equals(stored.sort(order)), table
+
+
 def test_reannotation_tasks_round_trip_through_label_studio(annotated_copy):
     env = annotated_copy
     tasks = json.loads(env.store.read_bytes("exports/label_studio/reannotation_tasks.json"))

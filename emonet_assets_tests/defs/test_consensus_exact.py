@@ -26,7 +26,8 @@ IMPORTED = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
 def ratings(seed: int = 0) -> pl.DataFrame:
     """A panel of 4 experts on 60 images x 6 emotions, plus items planted at, above and below the spread limit. The
     first 30 images came in one batch; later images were re-annotated, experts 2 and 3 rating them in a second batch,
-    and from image 45 expert 3 in a third. The third batch was imported first, and the other two at one moment."""
+    and from image 45 expert 3 in a third, but for the first emotion of images 30 to 44, which all experts rated in the
+    first batch. The third batch was imported first, and the other two at one moment."""
     rng = np.random.default_rng(seed)
     emotions = [e.id for e in load_taxonomy().emotions[:6]]
     rows = []
@@ -39,7 +40,8 @@ def ratings(seed: int = 0) -> pl.DataFrame:
             rows += [(f"img-{image:03d}", emotion, f"expert-{k}", int(v)) for k, v in enumerate(values)]
     frame = pl.DataFrame(rows, schema=["image_id", "emotion_id", "annotator", "value"], orient="row")
     image, expert = pl.col("image_id").str.slice(4).cast(pl.Int32), pl.col("annotator").str.slice(7).cast(pl.Int32)
-    batch = pl.when(image < 30).then(0).otherwise((expert >= 2).cast(pl.Int32) + ((image >= 45) & (expert == 3)))
+    in_first = (image < 30) | ((image < 45) & (pl.col("emotion_id") == emotions[0]))
+    batch = pl.when(in_first).then(0).otherwise((expert >= 2).cast(pl.Int32) + ((image >= 45) & (expert == 3)))
     return frame.with_row_index("source_row").with_columns(
         batch_id=pl.format("{}", batch).str.pad_end(64, "b"),
         source_file=pl.lit("panel.csv"),
@@ -106,6 +108,9 @@ def test_each_item_counts_the_batches_its_ratings_came_in(built):
     assert joined.height == 60 * 6
     assert joined["n_batches"].to_list() == joined["expected"].to_list()
     assert set(joined["n_batches"]) == {1, 2, 3}
+    # Items rated in one batch although their image was re-annotated: counted, not assumed, as one batch.
+    reannotated_images = joined.filter(pl.col("image_id") >= "img-030")
+    assert reannotated_images.filter(pl.col("n_batches") == 1).height == 15
 
 
 def test_drift_runs_from_the_first_imported_batch_to_the_last_with_ties_in_id_order(built):
