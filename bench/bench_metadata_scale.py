@@ -7,7 +7,7 @@ consensus plus noise. Annotations arrive
 as batches of `--batch-images` images, as an annotation tool exports them, each a long CSV parsed and validated by
 the importer. Each stage runs in its own process, so its peak RSS is its own (dbt's process included), and prints
 `stage NAME SECONDS s PEAK MB`; the last line is `total SECONDS s peak MB`, the peak of the largest stage, after a
-line that says how much of the total was the bench standing in for experts and generation (`STAND_INS`).
+line that says how much of the total was the bench standing in for generation, image QC and experts (`STAND_INS`).
 `python -m bench.bench_metadata_scale [--images N] [--batch-images N] [--resamples N]`; `--keep DIR` keeps the
 storage root, and `--keep DIR --stages release,...` re-measures those stages on it.
 """
@@ -50,8 +50,13 @@ def stage_prompts(root: Path, images: int) -> dict:
     started = time.perf_counter()
     taxonomy = load_taxonomy()
     prompts, cells = build_design(DesignSpec(total=images), taxonomy)
-    designed = time.perf_counter() - started
-    # One image per prompt: stand-in bytes (written by the release stage) and a random perceptual hash.
+    store = _store(root)
+    store.write_table(Table.PROMPT_DESIGN, prompts)
+    store.write_table(Table.TAXONOMY, taxonomy.table())
+    seconds = {"design": time.perf_counter() - started}
+    clock = time.perf_counter()
+    # One image per prompt: stand-in bytes (written by the release stage) and a random perceptual hash, the tables
+    # that generation and image QC write.
     sha = [hashlib.sha256(stand_in_image(p)).hexdigest() for p in prompts["prompt_id"]]
     rng = np.random.default_rng(0)
     manifest = prompts.select("prompt_id", "shard", "seed").with_columns(
@@ -74,13 +79,11 @@ def stage_prompts(root: Path, images: int) -> dict:
             "phash": [f"{h:016x}" for h in rng.integers(0, 2**63, len(sha), dtype=np.int64)],
         }
     )
-    store = _store(root)
-    for name, frame in ((Table.PROMPT_DESIGN, prompts), (Table.GENERATED_IMAGES, manifest), (Table.IMAGE_QC, qc)):
-        store.write_table(name, frame)
-    store.write_table(Table.TAXONOMY, taxonomy.table())
+    store.write_table(Table.GENERATED_IMAGES, manifest)
+    store.write_table(Table.IMAGE_QC, qc)
+    seconds["stand_in_tables"] = time.perf_counter() - clock
     return {
-        "seconds": time.perf_counter() - started,
-        "design_s": designed,
+        "seconds": seconds,
         "prompts": prompts.height,
         "cells": cells.height,
         "peak_rss_mb": peak_rss_mb(),
@@ -301,9 +304,10 @@ def stage_release(root: Path, settings: dict) -> dict:
     }
 
 
-# Timed parts of stages that are the bench standing in for the world, not the product's work: experts (their ratings
-# and CSV files), generation (the image files) and the panel's incomplete images, dropped before the release.
-STAND_INS = ("simulate", "csv", "stand_in_files", "drop_incomplete")
+# Timed parts of stages that are the bench standing in for the world, not the product's work: generation and image QC
+# (their tables and the image files), experts (their ratings and CSV files) and the panel's incomplete images,
+# dropped before the release.
+STAND_INS = ("stand_in_tables", "simulate", "csv", "stand_in_files", "drop_incomplete")
 
 
 def _line(name: str, result: dict, detail: str) -> dict:
@@ -327,8 +331,8 @@ def _stages(args: argparse.Namespace, root: Path, tmp: Path, settings: dict) -> 
             "prompts",
             lambda: stage(stage_prompts, root, args.images),
             lambda r: (
-                f"{r['prompts']:,} prompts over {r['cells']:,} cells, design {r['design_s']:.1f} s, "
-                "with stand-in manifest and QC tables"
+                f"{r['prompts']:,} prompts over {r['cells']:,} cells: {_seconds(r)} (the generation manifest and "
+                "the QC table)"
             ),
         ),
         (
