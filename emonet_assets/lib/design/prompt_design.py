@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import multiprocessing
 import random
 import string
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import polars as pl
@@ -89,11 +91,13 @@ class DesignSpec:
     lighting: tuple[str, ...] = ("studio",)
     pose: tuple[str, ...] = ("frontal",)
     shard_size: int = 64
+    # Processes that render the prompts; how they are made, not what: outside the version.
+    workers: int = 2
     source: str = "design"
 
     @property
     def version(self) -> str:
-        payload = {k: v for k, v in self.__dict__.items() if k != "source"}
+        payload = {k: v for k, v in self.__dict__.items() if k not in ("source", "workers")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
@@ -112,6 +116,8 @@ def validate_spec(spec: DesignSpec, taxonomy: Taxonomy) -> None:
         raise DesignError(f"{where}: the budget must be at least 1, got {budget}")
     if spec.shard_size < 1:
         raise DesignError(f"{where}: shard_size must be at least 1, got {spec.shard_size}")
+    if spec.workers < 1:
+        raise DesignError(f"{where}: workers must be at least 1, got {spec.workers}")
     if not spec.templates:
         raise DesignError(f"{where}: no prompt template configured")
     for template_id, template in spec.templates.items():
@@ -204,6 +210,80 @@ def render_prompt(template: str, fields: dict[str, str]) -> str:
     return text
 
 
+# Prompts a worker process must have to be worth starting (about a second: Python, polars and this module's imports);
+# rendering is about 20 us a prompt.
+PROMPTS_PER_WORKER = 200_000
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    words: list[str]
+    word_counts: list[int]
+    template_ids: list[str]
+    texts: list[str]
+    ids: list[str]
+    seeds: list[int]
+
+    @classmethod
+    def concat(cls, parts: list[_Rendered]) -> _Rendered:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*([value for part in parts for value in getattr(part, f.name)] for f in fields(cls)))
+
+
+@dataclass(frozen=True)
+class _Renderer:
+    """What each prompt's words, template, text, id and seed derive from, by the slot of its cell in the order; it
+    travels to worker processes, so each renders a range of positions alone."""
+
+    seed: int
+    n_cells: int
+    templates: dict[str, str]
+    template_ids: list[str]
+    seed_texts: list[str]
+    template_texts: list[str]
+    cell_fields: list[dict[str, str]]
+    identities: list[list[str]]
+    clusters: list[list[str]]
+    n_words: list[int]
+
+    def render(self, positions: range) -> _Rendered:
+        out = _Rendered([], [], [], [], [], [])
+        rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
+        for position in positions:
+            replicate, slot = divmod(position, self.n_cells)
+            rng.seed(_hashed_int(f"{self.seed_texts[slot]}{replicate}", bits=64))
+            words = rng.sample(self.clusters[slot], self.n_words[slot])
+            template_id = self.template_ids[
+                _hashed_int(f"{self.template_texts[slot]}{replicate}") % len(self.template_ids)
+            ]
+            text = render_prompt(self.templates[template_id], {**self.cell_fields[slot], "cluster": _join_words(words)})
+            head, before_template, before_text, end = self.identities[slot]
+            identity = (
+                f"{head}{replicate}{before_template}{json.dumps(template_id)}{before_text}{json.dumps(text)}{end}"
+            )
+            prompt_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
+            out.words.extend(words)
+            out.word_counts.append(len(words))
+            out.template_ids.append(template_id)
+            out.texts.append(text)
+            out.ids.append(prompt_id)
+            out.seeds.append(_hashed_int(f"{self.seed}|{prompt_id}"))
+        return out
+
+
+def _render_all(renderer: _Renderer, total: int, workers: int) -> list[_Rendered]:
+    """Positions 0..total-1 in consecutive ranges, one per worker process (spawned: the caller may hold threads),
+    as many as have PROMPTS_PER_WORKER prompts each, up to `workers`; in this process when that is one."""
+    workers = max(1, min(workers, total // PROMPTS_PER_WORKER))
+    bounds = np.linspace(0, total, workers + 1).astype(int)
+    ranges = [range(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+    if workers == 1:
+        return [renderer.render(ranges[0])]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(renderer.render, ranges))
+
+
 def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The prompts and the full cell grid with each cell's planned count."""
     validate_spec(spec, taxonomy)
@@ -239,7 +319,6 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
     cell_rows = [dict(zip((*FACTORS, "cell_id"), row, strict=True)) for row in used.rows()]
     cell_emotions = [by_id[cell["emotion_id"]] for cell in cell_rows]
     clusters = [list(emotion.cluster) for emotion in cell_emotions]
-    rng = random.Random()  # re-seeded per prompt: seeding resets all of its state
     # Also per cell: the text its prompts' hashes start with, their fields but the cluster words, the identity's pieces.
     seed_texts = [f"{spec.seed}|{cell['cell_id']}|" for cell in cell_rows]
     template_texts = [f"{spec.seed}|template|{cell['cell_id']}|" for cell in cell_rows]
@@ -253,24 +332,19 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
         }
         for cell, emotion in zip(cell_rows, cell_emotions, strict=True)
     ]
-    identities = [_identity_parts(cell) for cell in cell_rows]
-    n_words = [min(spec.cluster_words, len(emotion.cluster)) for emotion in cell_emotions]
-    words_flat, words_offsets, template_column, text_column, id_column, seed_column = [], [0], [], [], [], []
-    for position in range(total):
-        replicate, slot = divmod(position, n_cells)
-        rng.seed(_hashed_int(f"{seed_texts[slot]}{replicate}", bits=64))
-        words = rng.sample(clusters[slot], n_words[slot])
-        template_id = template_ids[_hashed_int(f"{template_texts[slot]}{replicate}") % len(template_ids)]
-        text = render_prompt(spec.templates[template_id], {**cell_fields[slot], "cluster": _join_words(words)})
-        head, before_template, before_text, end = identities[slot]
-        identity = f"{head}{replicate}{before_template}{json.dumps(template_id)}{before_text}{json.dumps(text)}{end}"
-        prompt_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        words_flat += words
-        words_offsets.append(len(words_flat))
-        template_column.append(template_id)
-        text_column.append(text)
-        id_column.append(prompt_id)
-        seed_column.append(_hashed_int(f"{spec.seed}|{prompt_id}"))
+    renderer = _Renderer(
+        seed=spec.seed,
+        n_cells=n_cells,
+        templates=dict(spec.templates),
+        template_ids=template_ids,
+        seed_texts=seed_texts,
+        template_texts=template_texts,
+        cell_fields=cell_fields,
+        identities=[_identity_parts(cell) for cell in cell_rows],
+        clusters=clusters,
+        n_words=[min(spec.cluster_words, len(emotion.cluster)) for emotion in cell_emotions],
+    )
+    rendered = _Rendered.concat(_render_all(renderer, total, spec.workers))
     slots = pl.int_range(0, total, dtype=pl.Int64, eager=True)
     groups = {e.id: taxonomy.group_by_id[e.group].name for e in emotions}
     per_cell = cells.select(
@@ -288,19 +362,22 @@ def build_design(spec: DesignSpec, taxonomy: Taxonomy) -> tuple[pl.DataFrame, pl
     )[(slots % n_cells).to_numpy()]
     prompts = pl.concat(
         [
-            pl.DataFrame({"prompt_id": pl.Series(id_column, dtype=pl.String), "position": slots}).with_columns(
+            pl.DataFrame({"prompt_id": pl.Series(rendered.ids, dtype=pl.String), "position": slots}).with_columns(
                 shard=pl.format("shard-{}", (pl.col("position") // spec.shard_size).cast(pl.String).str.zfill(5)),
                 replicate=(pl.col("position") // n_cells).cast(pl.Int32),
             ),
             per_cell,
             pl.DataFrame(
                 {
-                    "template_id": pl.Series(template_column, dtype=pl.String),
+                    "template_id": pl.Series(rendered.template_ids, dtype=pl.String),
                     "cluster_words": pl.from_arrow(
-                        pa.ListArray.from_arrays(pa.array(words_offsets, pa.int64()), pa.array(words_flat, pa.string()))
+                        pa.ListArray.from_arrays(
+                            pa.array(np.concatenate([[0], np.cumsum(rendered.word_counts)]), pa.int64()),
+                            pa.array(rendered.words, pa.string()),
+                        )
                     ),
-                    "prompt": pl.Series(text_column, dtype=pl.String),
-                    "seed": pl.Series(seed_column, dtype=pl.Int64),
+                    "prompt": pl.Series(rendered.texts, dtype=pl.String),
+                    "seed": pl.Series(rendered.seeds, dtype=pl.Int64),
                 }
             ),
         ],

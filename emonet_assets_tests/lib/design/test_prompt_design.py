@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -224,6 +225,7 @@ def test_lineage_columns():
         ({"n_per_cell": 2}, "exactly one budget"),
         ({"total": 0}, "at least 1"),
         ({"shard_size": 0}, "shard_size"),
+        ({"workers": 0}, "workers must be at least 1"),
         ({"occlusion": ("none", "balaclava")}, "occlusion levels ['balaclava']"),
         ({"emotions": ("elation", "glee")}, "unknown emotion id(s) ['glee']"),
         ({"genders": ("man", "man")}, "genders must be"),
@@ -235,6 +237,27 @@ def test_bad_design_settings_are_refused_naming_the_source(overrides, message):
         build_design(spec, TAX)
     assert "profile x (x.yaml)" in str(err.value)
     assert message in str(err.value)
+
+
+def test_worker_processes_render_the_design_one_process_renders(monkeypatch):
+    """Consecutive ranges of positions rendered in spawned processes give the same prompts, ids, seeds and version;
+    no more processes start than asked for, and none for a design under PROMPTS_PER_WORKER a process."""
+    started = []
+
+    class Recording(ProcessPoolExecutor):
+        def __init__(self, max_workers, **kwargs):
+            started.append(max_workers)
+            super().__init__(max_workers, **kwargs)
+
+    monkeypatch.setattr(prompt_design, "ProcessPoolExecutor", Recording)
+    alone = design(total=2500, workers=1, cluster_words=3, templates={"a": RELEASE_TEMPLATE, "b": "{cluster}, {age}"})
+    monkeypatch.setattr(prompt_design, "PROMPTS_PER_WORKER", 1000)
+    split = design(total=2500, workers=3, cluster_words=3, templates={"a": RELEASE_TEMPLATE, "b": "{cluster}, {age}"})
+    assert started == [2]
+    assert split[0].equals(alone[0]) and split[1].equals(alone[1])
+    assert alone[0]["template_id"].n_unique() == 2 and alone[0]["prompt_id"].n_unique() == 2500
+    design(total=999, workers=2)
+    assert started == [2]
 
 
 def test_emotion_subset():
