@@ -217,6 +217,8 @@ PROMPTS_PER_WORKER = 200_000
 
 @dataclass(frozen=True)
 class _Rendered:
+    """The varying columns of a range of prompts, in position order (each prompt's cluster words flattened)."""
+
     words: list[str]
     word_counts: list[int]
     template_ids: list[str]
