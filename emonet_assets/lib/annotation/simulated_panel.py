@@ -86,14 +86,7 @@ def perceived_truth(
     if len(image_refs) != len(features):
         raise ValueError(f"{len(image_refs)} image references but {len(features)} rows of features")
     expected = perceive(features, len(emotion_names), spec)
-    return pl.DataFrame(
-        {
-            "image_ref": np.repeat(image_refs, len(emotion_names)).tolist(),
-            "emotion": np.tile(emotion_names, len(image_refs)).tolist(),
-            "intensity": expected.ravel(),
-        },
-        schema={"image_ref": pl.String, "emotion": pl.String, "intensity": pl.Float64},
-    )
+    return _items(image_refs, emotion_names).with_columns(intensity=pl.Series(expected.ravel(), dtype=pl.Float64))
 
 
 def ground_truth(image_refs: list[str], emotion_names: list[str], spec: PanelSpec) -> pl.DataFrame:
@@ -103,13 +96,18 @@ def ground_truth(image_refs: list[str], emotion_names: list[str], spec: PanelSpe
     shape = (len(image_refs), len(emotion_names))
     present = rng.random(shape) < spec.present_share
     intensity = np.where(present, rng.integers(1, INTENSITY_MAX + 1, shape), 0)
+    return _items(image_refs, emotion_names).with_columns(intensity=pl.Series(intensity.ravel(), dtype=pl.Int32))
+
+
+def _items(image_refs: list[str], emotion_names: list[str]) -> pl.DataFrame:
+    """Every (image_ref, emotion), image by image and each image's emotions in order, gathered by polars: a batch
+    of 50,000 images has 2 million, too many to build as Python strings."""
+    n_images, n_emotions = len(image_refs), len(emotion_names)
     return pl.DataFrame(
         {
-            "image_ref": np.repeat(image_refs, len(emotion_names)).tolist(),
-            "emotion": np.tile(emotion_names, len(image_refs)).tolist(),
-            "intensity": pl.Series(intensity.ravel(), dtype=pl.Int32),
-        },
-        schema={"image_ref": pl.String, "emotion": pl.String, "intensity": pl.Int32},
+            "image_ref": pl.Series(image_refs, dtype=pl.String).gather(np.repeat(np.arange(n_images), n_emotions)),
+            "emotion": pl.Series(emotion_names, dtype=pl.String).gather(np.tile(np.arange(n_emotions), n_images)),
+        }
     )
 
 
@@ -125,11 +123,11 @@ def simulate_ratings(truth: pl.DataFrame, spec: PanelSpec) -> pl.DataFrame:
     rated = truth["intensity"].to_numpy()[:, None] + bias[None, :] + noise
     value = np.clip(np.rint(rated), 0, INTENSITY_MAX).astype(np.int32)
     row, annotator = np.nonzero(kept)
-    names = np.array([f"expert-{k + 1}" for k in range(spec.annotators)])
+    names = pl.Series([f"expert-{k + 1}" for k in range(spec.annotators)], dtype=pl.String)
     return pl.DataFrame(
         {
             "image_ref": truth["image_ref"].gather(row),
-            "annotator": names[annotator].tolist(),
+            "annotator": names.gather(annotator),
             "emotion": truth["emotion"].gather(row),
             "value": pl.Series(value[row, annotator], dtype=pl.Int32),
         },
