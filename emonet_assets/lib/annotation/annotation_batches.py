@@ -88,19 +88,19 @@ def platform_images(store: Store) -> ImageIndex:
 
 def earlier_keys(
     store: Store, batch_id: str, settings: Mapping[str, object] | None = None
-) -> Callable[[pl.DataFrame], pl.DataFrame]:
+) -> Callable[[pl.DataFrame, pl.Series], pl.DataFrame]:
     """Which of a batch's keys other batches already accepted, found by a DuckDB join over their files: a rating
     lands once, whichever file brings it first. Only files that rate one of the batch's images are joined, found
     by a scan of their image ids alone, so that each import does not join every batch before it on all three
     keys."""
     empty = {"image_id": pl.String, "annotator": pl.String, "emotion_id": pl.String, "batch_id": pl.String}
 
-    def lookup(keys: pl.DataFrame) -> pl.DataFrame:
+    def lookup(keys: pl.DataFrame, image_ids: pl.Series) -> pl.DataFrame:
         others = [p for p in store.table_partitions(Table.ANNOTATION_BATCHES) if p != batch_id]
         if not others or keys.is_empty():
             return pl.DataFrame(schema=empty)
         with scratch(store, settings) as con:
-            con.register("batch_images", keys.select(pl.col("image_id").unique()).to_arrow())
+            con.register("batch_images", image_ids.rename("image_id").to_frame().to_arrow())
             batch = quote_literal(batch_id)
             glob = quote_literal(store.table_glob(Table.ANNOTATION_BATCHES))
             sharing = con.sql(render_sql("annotation/files_sharing_images", files=glob, batch_id=batch)).fetchall()

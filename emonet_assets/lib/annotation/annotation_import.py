@@ -19,9 +19,10 @@ from emonet_assets.lib.taxonomy.taxonomy import Taxonomy, normalize_label
 
 KEY = ["image_id", "annotator", "emotion_id"]
 # What other batches already accepted: their (image_id, annotator, emotion_id, batch_id) rows, or a lookup that
-# returns those rows for the batch's own keys (repeats allowed), so that a store's earlier ratings need not be read
-# whole.
-EarlierKeys = pl.DataFrame | Callable[[pl.DataFrame], pl.DataFrame]
+# returns those rows for the batch's own keys (repeats allowed) given them and the batch's distinct image ids (the
+# resolved references', which may name more images than the keys do), so that a store's earlier ratings need not be
+# read whole.
+EarlierKeys = pl.DataFrame | Callable[[pl.DataFrame, pl.Series], pl.DataFrame]
 
 REJECT_REASONS = {
     "missing_image_ref": "the unit names no image",
@@ -305,7 +306,7 @@ def import_batch(
         + pl.col("emotion_code"),
     )
     if callable(earlier_keys):
-        earlier_keys = earlier_keys(checked.select(KEY).drop_nulls())
+        earlier_keys = earlier_keys(checked.select(KEY).drop_nulls(), refs["image_id"].drop_nulls().unique())
     checked = _mark_duplicates(checked, _earlier_codes(earlier_keys, refs, annotators, emotions, len(index)))
     provenance = {
         "batch_id": pl.lit(batch_id),
