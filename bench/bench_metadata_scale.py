@@ -271,10 +271,10 @@ def stage_release(root: Path, settings: dict) -> dict:
 
 def _stand_in_images(root: Path) -> Path:
     """A fresh folder in memory (tmpfs) for the stand-in image files, linked in as the root's `images/`. They stand
-    for generation's output, written long before a release: on the reference machine's ext4, creating a million
-    files cost 85-240 us of kernel time each (85-240 s), more than the release spends reading and packing them, and
-    8 writer threads took longer than one. In memory they take about 10 s, and the release reads them as any local
-    file (about 10-20 us each, in ext4's page cache or here)."""
+    for generation's output, written long before a release: on the reference machine's ext4, creating a file cost
+    85 to 310 us of kernel time (the more, the more files had just been deleted; a million took 85 s at best), more
+    than the release spends reading and packing it, and 8 writer threads took longer than one. In memory a million
+    take about 10 s, and the release reads them as it reads any local file."""
     memory = Path("/dev/shm")
     folder = Path(tempfile.mkdtemp(prefix="emonet-bench-images-", dir=memory if memory.is_dir() else root))
     link = root / "images"
