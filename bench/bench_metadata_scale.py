@@ -252,7 +252,7 @@ def stage_release(root: Path, settings: dict) -> dict:
     `benchmark_release` does before its card; the stand-in files are written first and removed last, timed apart."""
     clock = time.perf_counter()
     manifest = _store(root).read_table(Table.GENERATED_IMAGES).select("prompt_id", "image_path")
-    images = _stand_in_images(root)
+    images = _stand_in_images(root, manifest.height)
     try:
         for prompt_id, path in manifest.iter_rows():
             handle = os.open(root / path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -269,14 +269,20 @@ def stage_release(root: Path, settings: dict) -> dict:
     return result
 
 
-def _stand_in_images(root: Path) -> Path:
-    """A fresh folder in memory (tmpfs) for the stand-in image files, linked in as the root's `images/`. They stand
-    for generation's output, written long before a release: on the reference machine's ext4, creating a file cost
-    85 to 310 us of kernel time (the more, the more files had just been deleted; a million took 85 s at best), more
-    than the release spends reading and packing it, and 8 writer threads took longer than one. In memory a million
-    take about 10 s, and the release reads them as it reads any local file."""
+# What a small file takes in tmpfs: a page, and its inode and name.
+MEMORY_PER_FILE = 5 * 1024
+
+
+def _stand_in_images(root: Path, files: int) -> Path:
+    """A fresh folder in memory (tmpfs) for the stand-in image files, linked in as the root's `images/`; under the
+    root where /dev/shm has no room for them (a container's is often 64 MB). They stand for generation's output,
+    written long before a release: on the reference machine's ext4, creating a file cost 85 to 310 us of kernel
+    time (the more, the more files had just been deleted; a million took 85 s at best), more than the release
+    spends reading and packing it, and 8 writer threads took longer than one. In memory a million take about 10 s
+    (and 3.9 GB), and the release reads them as it reads any local file."""
     memory = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(prefix="emonet-bench-images-", dir=memory if memory.is_dir() else root))
+    roomy = memory.is_dir() and shutil.disk_usage(memory).free > files * MEMORY_PER_FILE
+    folder = Path(tempfile.mkdtemp(prefix="emonet-bench-images-", dir=memory if roomy else root))
     link = root / "images"
     if link.is_symlink() or link.is_file():
         link.unlink()
